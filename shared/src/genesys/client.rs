@@ -1,0 +1,412 @@
+//! The Genesys Cloud HTTP client: one reqwest client (rustls) with connect and request
+//! timeouts, bearer auth from [`TokenProvider`] with exactly one refresh-and-retry on 401,
+//! every idempotent call through the shared [`RetryPolicy`], `Retry-After` honoured, and the
+//! `inin-ratelimit-*` headers of the last response exposed for throttling.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use reqwest::{Method, StatusCode};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use tokio::time::Instant;
+use url::Url;
+
+use super::auth::TokenProvider;
+use super::error::{ErrorBody, GenesysError};
+use super::models::*;
+use crate::config::{GenesysConfig, GenesysCredentials};
+use crate::ids::{ConversationId, RecordingId};
+use crate::retry::{parse_retry_after, RetryPolicy};
+
+/// The org's rate-limit state as of the last response (`inin-ratelimit-*` headers).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RateLimitInfo {
+    pub count: u64,
+    pub allowed: u64,
+    pub reset: Duration,
+}
+
+/// Whether a recording's media can be downloaded now.
+#[derive(Debug, Clone)]
+pub enum MediaStatus {
+    /// `mediaUris` are present.
+    Ready(Recording),
+    /// HTTP 202, or no media yet: transcoding or still uploading. Come back later.
+    Pending {
+        file_state: Option<FileState>,
+        estimated: Option<Duration>,
+    },
+    /// Genesys has no playable media (deleted, archived in Genesys, error).
+    Unavailable { file_state: Option<FileState> },
+}
+
+struct Inner {
+    http: reqwest::Client,
+    api_base: Url,
+    auth: TokenProvider,
+    retry: RetryPolicy,
+    rate: Mutex<Option<RateLimitInfo>>,
+}
+
+/// A cheap-to-clone Genesys Cloud API client.
+#[derive(Clone)]
+pub struct GenesysClient {
+    inner: Arc<Inner>,
+    deadline: Option<Instant>,
+}
+
+impl std::fmt::Debug for GenesysClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GenesysClient")
+            .field("api_base", &self.inner.api_base.as_str())
+            .field("auth", &self.inner.auth)
+            .finish_non_exhaustive()
+    }
+}
+
+const USER_AGENT: &str = concat!("gc-archive/", env!("CARGO_PKG_VERSION"));
+
+/// The HTTP client every outbound call uses: rustls, timeouts on connect and between body
+/// bytes (a stalled media stream fails instead of hanging until the Lambda dies).
+pub fn http_client(request_timeout: Duration) -> Result<reqwest::Client, GenesysError> {
+    reqwest::Client::builder()
+        .user_agent(USER_AGENT)
+        .connect_timeout(Duration::from_secs(5))
+        .read_timeout(request_timeout)
+        .pool_idle_timeout(Duration::from_secs(50))
+        .build()
+        .map_err(|e| GenesysError::transport("INIT", "http client", e))
+}
+
+impl GenesysClient {
+    pub fn new(
+        config: &GenesysConfig,
+        credentials: GenesysCredentials,
+    ) -> Result<GenesysClient, GenesysError> {
+        let http = http_client(config.request_timeout)?;
+        Ok(Self::with_http(
+            http,
+            &config.endpoints.api_base,
+            &config.endpoints.login_base,
+            credentials,
+            RetryPolicy::default(),
+        ))
+    }
+
+    pub fn with_http(
+        http: reqwest::Client,
+        api_base: &Url,
+        login_base: &Url,
+        credentials: GenesysCredentials,
+        retry: RetryPolicy,
+    ) -> GenesysClient {
+        let auth = TokenProvider::new(http.clone(), login_base, credentials, retry);
+        GenesysClient {
+            inner: Arc::new(Inner {
+                http,
+                api_base: api_base.clone(),
+                auth,
+                retry,
+                rate: Mutex::new(None),
+            }),
+            deadline: None,
+        }
+    }
+
+    /// The same client, with every retry wait capped by `deadline` (the Lambda deadline).
+    pub fn with_deadline(&self, deadline: Instant) -> GenesysClient {
+        GenesysClient {
+            inner: self.inner.clone(),
+            deadline: Some(deadline),
+        }
+    }
+
+    pub fn deadline(&self) -> Option<Instant> {
+        self.deadline
+    }
+
+    pub fn retry_policy(&self) -> RetryPolicy {
+        self.inner.retry
+    }
+
+    /// The underlying HTTP client, for signed media URLs (which must never get the token).
+    pub fn http(&self) -> &reqwest::Client {
+        &self.inner.http
+    }
+
+    pub fn auth(&self) -> &TokenProvider {
+        &self.inner.auth
+    }
+
+    pub fn rate_limit(&self) -> Option<RateLimitInfo> {
+        *self.inner.rate.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{}", self.inner.api_base.as_str().trim_end_matches('/'), path)
+    }
+
+    fn record_rate_limit(&self, headers: &reqwest::header::HeaderMap) {
+        let num = |name: &str| {
+            headers
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.trim().parse::<u64>().ok())
+        };
+        if let (Some(count), Some(allowed), Some(reset)) = (
+            num("inin-ratelimit-count"),
+            num("inin-ratelimit-allowed"),
+            num("inin-ratelimit-reset"),
+        ) {
+            *self.inner.rate.lock().unwrap_or_else(|p| p.into_inner()) = Some(RateLimitInfo {
+                count,
+                allowed,
+                reset: Duration::from_secs(reset),
+            });
+        }
+    }
+
+    /// One request with auth; on 401 the token is refreshed once and the request sent once more.
+    async fn send_once(
+        &self,
+        method: &Method,
+        method_name: &'static str,
+        path: &str,
+        query: &[(&str, &str)],
+        body: Option<&serde_json::Value>,
+    ) -> Result<(StatusCode, bytes::Bytes), GenesysError> {
+        let mut refreshed = false;
+        loop {
+            let token = self.inner.auth.token(self.deadline).await?;
+            let mut req = self
+                .inner
+                .http
+                .request(method.clone(), self.url(path))
+                .bearer_auth(token.expose())
+                .header(reqwest::header::ACCEPT, "application/json");
+            if !query.is_empty() {
+                req = req.query(query);
+            }
+            if let Some(b) = body {
+                req = req.json(b);
+            }
+            let resp = req
+                .send()
+                .await
+                .map_err(|e| GenesysError::transport(method_name, path, e))?;
+            self.record_rate_limit(resp.headers());
+            let status = resp.status();
+            if status == StatusCode::UNAUTHORIZED && !refreshed {
+                tracing::info!(path, "token rejected (401); refreshing once");
+                self.inner.auth.invalidate(&token).await;
+                refreshed = true;
+                continue;
+            }
+            let headers = resp.headers().clone();
+            let bytes = resp
+                .bytes()
+                .await
+                .map_err(|e| GenesysError::transport(method_name, path, e))?;
+            if status.is_success() {
+                return Ok((status, bytes));
+            }
+            let retry_after = headers
+                .get(reqwest::header::RETRY_AFTER)
+                .and_then(|v| v.to_str().ok())
+                .and_then(parse_retry_after);
+            let correlation_id = headers
+                .get("inin-correlation-id")
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string);
+            let body: ErrorBody = serde_json::from_slice(&bytes).unwrap_or_default();
+            return Err(GenesysError::Api {
+                method: method_name,
+                path: path.to_string(),
+                status: status.as_u16(),
+                body,
+                correlation_id,
+                retry_after,
+            });
+        }
+    }
+
+    /// A request through the retry policy when `idempotent`, else a single attempt.
+    async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        query: &[(&str, &str)],
+        body: Option<serde_json::Value>,
+        idempotent: bool,
+    ) -> Result<(StatusCode, bytes::Bytes), GenesysError> {
+        let method_name: &'static str = match method {
+            Method::GET => "GET",
+            Method::PUT => "PUT",
+            Method::POST => "POST",
+            Method::PATCH => "PATCH",
+            Method::DELETE => "DELETE",
+            _ => "REQUEST",
+        };
+        let policy = if idempotent {
+            self.inner.retry
+        } else {
+            RetryPolicy::none()
+        };
+        policy
+            .run(self.deadline, || {
+                self.send_once(&method, method_name, path, query, body.as_ref())
+            })
+            .await
+    }
+
+    fn decode<T: DeserializeOwned>(
+        method: &'static str,
+        path: &str,
+        bytes: &[u8],
+    ) -> Result<T, GenesysError> {
+        serde_json::from_slice(bytes).map_err(|e| GenesysError::Decode {
+            method,
+            path: path.to_string(),
+            reason: e.to_string(),
+        })
+    }
+
+    fn json_body<T: Serialize>(value: &T) -> Option<serde_json::Value> {
+        serde_json::to_value(value).ok()
+    }
+
+    /// GET `/api/v2/conversations/{id}/recordingmetadata`.
+    pub async fn recording_metadata(
+        &self,
+        conversation: &ConversationId,
+    ) -> Result<Vec<RecordingMetadata>, GenesysError> {
+        let path = format!("/api/v2/conversations/{conversation}/recordingmetadata");
+        let (_, bytes) = self.call(Method::GET, &path, &[], None, true).await?;
+        Self::decode("GET", &path, &bytes)
+    }
+
+    /// GET `/api/v2/conversations/{id}/recordings/{recordingId}?formatId=…`.
+    /// 202 (transcoding) and missing `mediaUris` become [`MediaStatus::Pending`].
+    pub async fn recording_media(
+        &self,
+        conversation: &ConversationId,
+        recording: &RecordingId,
+        format_id: &str,
+    ) -> Result<MediaStatus, GenesysError> {
+        let path = format!("/api/v2/conversations/{conversation}/recordings/{recording}");
+        let (status, bytes) = self
+            .call(
+                Method::GET,
+                &path,
+                &[("formatId", format_id), ("download", "false")],
+                None,
+                true,
+            )
+            .await?;
+        // A 202 may come with an empty body.
+        let rec: Option<Recording> = if bytes.is_empty() {
+            None
+        } else {
+            Some(Self::decode("GET", &path, &bytes)?)
+        };
+        let file_state = rec.as_ref().and_then(|r| r.file_state);
+        let estimated = rec
+            .as_ref()
+            .and_then(|r| r.estimated_transcode_time_ms)
+            .map(Duration::from_millis);
+        if status == StatusCode::ACCEPTED {
+            return Ok(MediaStatus::Pending {
+                file_state,
+                estimated,
+            });
+        }
+        match rec {
+            Some(r) if r.first_media_uri().is_some() => Ok(MediaStatus::Ready(r)),
+            _ if file_state.is_some_and(|s| !s.is_downloadable() && !s.is_pending()) => {
+                Ok(MediaStatus::Unavailable { file_state })
+            }
+            _ => Ok(MediaStatus::Pending {
+                file_state,
+                estimated,
+            }),
+        }
+    }
+
+    /// GET `/api/v2/conversations/{id}`.
+    pub async fn conversation(
+        &self,
+        conversation: &ConversationId,
+    ) -> Result<Conversation, GenesysError> {
+        let path = format!("/api/v2/conversations/{conversation}");
+        let (_, bytes) = self.call(Method::GET, &path, &[], None, true).await?;
+        Self::decode("GET", &path, &bytes)
+    }
+
+    /// PUT `/api/v2/conversations/{id}/customattributes` (create or replace).
+    pub async fn put_custom_attributes(
+        &self,
+        conversation: &ConversationId,
+        update: &CustomAttributesUpdate,
+    ) -> Result<(), GenesysError> {
+        let path = format!("/api/v2/conversations/{conversation}/customattributes");
+        self.call(Method::PUT, &path, &[], Self::json_body(update), true)
+            .await
+            .map(|_| ())
+    }
+
+    /// PATCH `/api/v2/conversations/{id}/customattributes` (merge). Not idempotent under a
+    /// version check, so it is attempted once; callers re-read and retry on 409.
+    pub async fn patch_custom_attributes(
+        &self,
+        conversation: &ConversationId,
+        patch: &CustomAttributesPatch,
+    ) -> Result<(), GenesysError> {
+        let path = format!("/api/v2/conversations/{conversation}/customattributes");
+        self.call(Method::PATCH, &path, &[], Self::json_body(patch), false)
+            .await
+            .map(|_| ())
+    }
+
+    /// GET `/api/v2/conversations/{id}/customattributes`.
+    pub async fn custom_attributes(
+        &self,
+        conversation: &ConversationId,
+    ) -> Result<Vec<CustomAttributes>, GenesysError> {
+        #[derive(serde::Deserialize)]
+        struct Listing {
+            #[serde(default)]
+            results: Vec<CustomAttributes>,
+        }
+        let path = format!("/api/v2/conversations/{conversation}/customattributes");
+        let (_, bytes) = self.call(Method::GET, &path, &[], None, true).await?;
+        Ok(Self::decode::<Listing>("GET", &path, &bytes)?.results)
+    }
+
+    /// PUT `/api/v2/conversations/{id}/tags` with `{"externalTag": …}`.
+    pub async fn put_external_tag(
+        &self,
+        conversation: &ConversationId,
+        tag: &str,
+    ) -> Result<(), GenesysError> {
+        let path = format!("/api/v2/conversations/{conversation}/tags");
+        let body = ConversationTagsUpdate {
+            external_tag: tag.to_string(),
+        };
+        self.call(Method::PUT, &path, &[], Self::json_body(&body), true)
+            .await
+            .map(|_| ())
+    }
+
+    /// POST `/api/v2/analytics/conversations/details/query`. A read, so safe to retry.
+    pub async fn conversation_details_query(
+        &self,
+        query: &ConversationDetailsQuery,
+    ) -> Result<ConversationDetailsResponse, GenesysError> {
+        let path = "/api/v2/analytics/conversations/details/query";
+        let (_, bytes) = self
+            .call(Method::POST, path, &[], Self::json_body(query), true)
+            .await?;
+        Self::decode("POST", path, &bytes)
+    }
+}

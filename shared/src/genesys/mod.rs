@@ -1,0 +1,13 @@
+//! Genesys Cloud Platform API: OAuth client credentials ([`auth`]), the HTTP client with the
+//! shared retry policy and rate-limit tracking ([`client`]), and typed models for the real
+//! endpoints we call ([`models`]). Only endpoints that exist in the official SDKs are used
+//! (see `genesys-api.md`).
+
+pub mod auth;
+pub mod client;
+pub mod error;
+pub mod models;
+
+pub use auth::{AccessToken, TokenProvider};
+pub use client::{GenesysClient, RateLimitInfo};
+pub use error::GenesysError;

@@ -1,0 +1,361 @@
+//! Serde models for the Platform API resources we use, with the real JSON field names (checked
+//! against the official SDK models, `purecloudplatformclientv2` 269.0.0). Unknown fields are
+//! ignored and unknown enum values map to `Other`, so a new Genesys release does not break us.
+
+use std::collections::{BTreeMap, HashMap};
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+/// `fileState` of a recording.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum FileState {
+    Archived,
+    Available,
+    Deleted,
+    Restored,
+    Restoring,
+    Uploading,
+    Error,
+    #[serde(other)]
+    Other,
+}
+
+impl FileState {
+    /// Media can be downloaded now.
+    pub fn is_downloadable(self) -> bool {
+        matches!(self, FileState::Available | FileState::Restored)
+    }
+
+    /// Media may become downloadable later without anyone acting.
+    pub fn is_pending(self) -> bool {
+        matches!(self, FileState::Uploading | FileState::Restoring)
+    }
+}
+
+/// `RecordingMetadata` (GET `/api/v2/conversations/{id}/recordingmetadata`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RecordingMetadata {
+    pub id: String,
+    #[serde(default)]
+    pub conversation_id: Option<String>,
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default)]
+    pub start_time: Option<String>,
+    #[serde(default)]
+    pub end_time: Option<String>,
+    #[serde(default)]
+    pub media: Option<String>,
+    #[serde(default)]
+    pub media_subtype: Option<String>,
+    #[serde(default)]
+    pub file_state: Option<FileState>,
+    #[serde(default)]
+    pub region: Option<String>,
+    #[serde(default)]
+    pub archive_date: Option<String>,
+    #[serde(default)]
+    pub delete_date: Option<String>,
+    #[serde(default)]
+    pub session_id: Option<String>,
+    #[serde(default)]
+    pub self_uri: Option<String>,
+}
+
+/// One entry of `Recording.mediaUris` (`MediaResult`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MediaResult {
+    #[serde(default)]
+    pub media_uri: Option<String>,
+}
+
+/// `Recording` (GET `/api/v2/conversations/{id}/recordings/{recordingId}`).
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Recording {
+    pub id: String,
+    #[serde(default)]
+    pub conversation_id: Option<String>,
+    #[serde(default)]
+    pub start_time: Option<String>,
+    #[serde(default)]
+    pub end_time: Option<String>,
+    #[serde(default)]
+    pub media: Option<String>,
+    #[serde(default)]
+    pub file_state: Option<FileState>,
+    /// Signed URLs; the keys' meaning is not documented, so callers take any usable entry.
+    #[serde(default)]
+    pub media_uris: Option<BTreeMap<String, MediaResult>>,
+    #[serde(default)]
+    pub estimated_transcode_time_ms: Option<u64>,
+    #[serde(default)]
+    pub actual_transcode_time_ms: Option<u64>,
+    #[serde(default)]
+    pub output_duration_ms: Option<u64>,
+    #[serde(default)]
+    pub output_size_in_bytes: Option<u64>,
+    #[serde(default)]
+    pub self_uri: Option<String>,
+}
+
+impl std::fmt::Debug for Recording {
+    // Signed media URLs carry credentials in their query string: show hosts only.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let hosts: Vec<String> = self
+            .media_uris
+            .iter()
+            .flatten()
+            .filter_map(|(k, v)| {
+                let host = v
+                    .media_uri
+                    .as_deref()
+                    .and_then(|u| url::Url::parse(u).ok())
+                    .and_then(|u| u.host_str().map(str::to_string))?;
+                Some(format!("{k}: {host}/***"))
+            })
+            .collect();
+        f.debug_struct("Recording")
+            .field("id", &self.id)
+            .field("conversation_id", &self.conversation_id)
+            .field("file_state", &self.file_state)
+            .field("media_uris", &hosts)
+            .field("output_size_in_bytes", &self.output_size_in_bytes)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Recording {
+    /// The first signed media URL, in key order (deterministic).
+    pub fn first_media_uri(&self) -> Option<&str> {
+        self.media_uris
+            .as_ref()?
+            .values()
+            .find_map(|m| m.media_uri.as_deref().filter(|u| !u.is_empty()))
+    }
+}
+
+/// `DomainEntityRef`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EntityRef {
+    #[serde(default)]
+    pub id: Option<String>,
+    #[serde(default)]
+    pub name: Option<String>,
+}
+
+/// `ConversationDivisionMembership`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DivisionMembership {
+    #[serde(default)]
+    pub division: Option<EntityRef>,
+    #[serde(default)]
+    pub entities: Vec<EntityRef>,
+}
+
+/// `Participant` (the fields the archive records).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Participant {
+    #[serde(default)]
+    pub id: Option<String>,
+    #[serde(default)]
+    pub purpose: Option<String>,
+    #[serde(default)]
+    pub user_id: Option<String>,
+    #[serde(default)]
+    pub queue_id: Option<String>,
+    #[serde(default)]
+    pub name: Option<String>,
+}
+
+/// `Conversation` (GET `/api/v2/conversations/{id}`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Conversation {
+    pub id: String,
+    #[serde(default)]
+    pub start_time: Option<DateTime<Utc>>,
+    #[serde(default)]
+    pub end_time: Option<DateTime<Utc>>,
+    #[serde(default)]
+    pub participants: Vec<Participant>,
+    #[serde(default)]
+    pub divisions: Vec<DivisionMembership>,
+    #[serde(default)]
+    pub external_tag: Option<String>,
+}
+
+/// `CustomAttributesUpdateRequest` (PUT `/api/v2/conversations/{id}/customattributes`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CustomAttributesUpdate {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    pub schema_id: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub version: Option<u64>,
+    pub custom_attributes: HashMap<String, serde_json::Value>,
+}
+
+/// `CustomAttributesPatchRequest` (PATCH, merges fields).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CustomAttributesPatch {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub version: Option<u64>,
+    pub custom_attributes: HashMap<String, serde_json::Value>,
+}
+
+/// `CustomAttributes` as listed by GET.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CustomAttributes {
+    #[serde(default)]
+    pub id: Option<String>,
+    #[serde(default)]
+    pub version: Option<u64>,
+    #[serde(default)]
+    pub custom_attributes: HashMap<String, serde_json::Value>,
+}
+
+/// `ConversationTagsUpdate` (PUT `/api/v2/conversations/{id}/tags`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ConversationTagsUpdate {
+    pub external_tag: String,
+}
+
+/// `ConversationQuery` for POST `/api/v2/analytics/conversations/details/query` (subset).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ConversationDetailsQuery {
+    /// ISO-8601 `start/end`; at most 7 days.
+    pub interval: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub order: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub order_by: Option<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty", default)]
+    pub segment_filters: Vec<serde_json::Value>,
+    pub paging: Paging,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Paging {
+    pub page_size: u32,
+    pub page_number: u32,
+}
+
+impl ConversationDetailsQuery {
+    /// Conversations in `[start, end)` that have a recording, oldest first.
+    pub fn with_recordings(start: DateTime<Utc>, end: DateTime<Utc>, page: Paging) -> Self {
+        ConversationDetailsQuery {
+            interval: format!(
+                "{}/{}",
+                start.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+                end.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+            ),
+            order: Some("asc".into()),
+            order_by: Some("conversationStart".into()),
+            segment_filters: vec![serde_json::json!({
+                "type": "and",
+                "predicates": [{"type": "dimension", "dimension": "recording", "value": "true"}]
+            })],
+            paging: page,
+        }
+    }
+}
+
+/// `AnalyticsConversationQueryResponse` (subset).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct ConversationDetailsResponse {
+    /// Absent (not empty) when a page has no rows.
+    #[serde(default)]
+    pub conversations: Vec<AnalyticsConversation>,
+    #[serde(default)]
+    pub total_hits: Option<u64>,
+}
+
+/// `AnalyticsConversation` (subset).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AnalyticsConversation {
+    pub conversation_id: String,
+    #[serde(default)]
+    pub conversation_start: Option<DateTime<Utc>>,
+    #[serde(default)]
+    pub conversation_end: Option<DateTime<Utc>>,
+    #[serde(default)]
+    pub division_ids: Vec<String>,
+    #[serde(default)]
+    pub external_tag: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn recording_metadata_tolerates_unknown_fields_and_states() {
+        let json = r#"[{"id":"r1","conversationId":"c1","fileState":"AVAILABLE","region":"eu-west-1","brandNew":1},
+                       {"id":"r2","fileState":"SOMETHING_NEW"}]"#;
+        let m: Vec<RecordingMetadata> = serde_json::from_str(json).unwrap();
+        assert_eq!(m[0].file_state, Some(FileState::Available));
+        assert_eq!(m[1].file_state, Some(FileState::Other));
+    }
+
+    #[test]
+    fn recording_debug_hides_signed_url_queries() {
+        let json = r#"{"id":"r1","mediaUris":{"S":{"mediaUri":"https://media.example.com/x.wav?X-Amz-Signature=abcdef"}}}"#;
+        let r: Recording = serde_json::from_str(json).unwrap();
+        let dbg = format!("{r:?}");
+        assert!(!dbg.contains("abcdef"), "{dbg}");
+        assert!(dbg.contains("media.example.com"));
+        assert_eq!(
+            r.first_media_uri(),
+            Some("https://media.example.com/x.wav?X-Amz-Signature=abcdef")
+        );
+    }
+
+    #[test]
+    fn custom_attribute_requests_use_the_sdk_field_names() {
+        let put = CustomAttributesUpdate {
+            id: None,
+            schema_id: "s1".into(),
+            version: Some(2),
+            custom_attributes: [("archiveKey".to_string(), serde_json::json!("k"))].into(),
+        };
+        let v = serde_json::to_value(&put).unwrap();
+        assert_eq!(v["schemaId"], "s1");
+        assert_eq!(v["version"], 2);
+        assert_eq!(v["customAttributes"]["archiveKey"], "k");
+        assert!(v.get("id").is_none());
+    }
+
+    #[test]
+    fn empty_analytics_page_has_no_conversations_key() {
+        let r: ConversationDetailsResponse = serde_json::from_str(r#"{"totalHits":0}"#).unwrap();
+        assert!(r.conversations.is_empty());
+    }
+
+    #[test]
+    fn details_query_filters_on_recordings() {
+        let start = DateTime::parse_from_rfc3339("2026-11-01T00:00:00Z").unwrap().to_utc();
+        let q = ConversationDetailsQuery::with_recordings(start, start + chrono::Duration::days(1), Paging { page_size: 100, page_number: 1 });
+        let v = serde_json::to_value(&q).unwrap();
+        assert_eq!(v["interval"], "2026-11-01T00:00:00.000Z/2026-11-02T00:00:00.000Z");
+        assert_eq!(v["segmentFilters"][0]["predicates"][0]["dimension"], "recording");
+        assert_eq!(v["paging"]["pageSize"], 100);
+    }
+}

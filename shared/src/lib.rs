@@ -1,0 +1,14 @@
+//! gc-archive: the library every gc-archive Lambda and the CLI link.
+//!
+//! All logic lives here so it can be tested without AWS: handlers parse an event, call one
+//! function from this crate, and map the result. See `DESIGN.md` §2 for the module map.
+
+pub mod config;
+pub mod crypto;
+pub mod genesys;
+pub mod ids;
+pub mod retry;
+pub mod store;
+pub mod transfer;
+
+pub use ids::{ConversationId, OrgId, RecordingId};

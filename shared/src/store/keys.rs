@@ -1,0 +1,185 @@
+//! The archive's key layout, in one place. Hive-style partitions by the UTC hour the
+//! conversation started, compatible in spirit with Genesys Cloud's own S3 export so the same
+//! Athena/Glue tables work:
+//! `{prefix}/{orgId}/year=YYYY/month=MM/day=DD/hour=HH/conversation_id={cid}/{rid}.{ext}.enc`.
+
+use chrono::{DateTime, Datelike, Timelike, Utc};
+
+use crate::ids::{ConversationId, OrgId, RecordingId};
+
+/// A full S3 object key.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(transparent)]
+pub struct ObjectKey(String);
+
+impl ObjectKey {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// For keys read back from S3 listings or configuration.
+    pub fn new(key: impl Into<String>) -> ObjectKey {
+        ObjectKey(key.into())
+    }
+}
+
+impl std::fmt::Display for ObjectKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Everything that names one archived recording's objects.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ArchiveLayout {
+    prefix: String,
+}
+
+fn join(prefix: &str, rest: String) -> ObjectKey {
+    if prefix.is_empty() {
+        ObjectKey(rest)
+    } else {
+        ObjectKey(format!("{prefix}/{rest}"))
+    }
+}
+
+impl ArchiveLayout {
+    /// `prefix` without leading/trailing slashes (may be empty).
+    pub fn new(prefix: &str) -> ArchiveLayout {
+        ArchiveLayout {
+            prefix: prefix.trim_matches('/').to_string(),
+        }
+    }
+
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    fn partition(
+        &self,
+        org: &OrgId,
+        conversation: &ConversationId,
+        start: DateTime<Utc>,
+    ) -> String {
+        format!(
+            "{org}/year={:04}/month={:02}/day={:02}/hour={:02}/conversation_id={conversation}",
+            start.year(),
+            start.month(),
+            start.day(),
+            start.hour()
+        )
+    }
+
+    /// The encrypted media object.
+    pub fn object_key(
+        &self,
+        org: &OrgId,
+        conversation: &ConversationId,
+        recording: &RecordingId,
+        start: DateTime<Utc>,
+        extension: &str,
+    ) -> ObjectKey {
+        join(
+            &self.prefix,
+            format!(
+                "{}/{recording}.{extension}.enc",
+                self.partition(org, conversation, start)
+            ),
+        )
+    }
+
+    /// The manifest beside it. Its existence is what "archived" means.
+    pub fn manifest_key(
+        &self,
+        org: &OrgId,
+        conversation: &ConversationId,
+        recording: &RecordingId,
+        start: DateTime<Utc>,
+    ) -> ObjectKey {
+        join(
+            &self.prefix,
+            format!(
+                "{}/{recording}.manifest.json",
+                self.partition(org, conversation, start)
+            ),
+        )
+    }
+
+    /// The resumable transfer's checkpoint.
+    pub fn checkpoint_key(&self, recording: &RecordingId) -> ObjectKey {
+        join(&self.prefix, format!("_state/transfers/{recording}.json"))
+    }
+
+    /// One audit record per transfer attempt outcome, partitioned by the day it was written.
+    pub fn audit_key(&self, at: DateTime<Utc>, recording: &RecordingId, outcome: &str) -> ObjectKey {
+        join(
+            &self.prefix,
+            format!(
+                "_audit/year={:04}/month={:02}/day={:02}/{}-{recording}-{outcome}.json",
+                at.year(),
+                at.month(),
+                at.day(),
+                at.format("%H%M%S%3f")
+            ),
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn ids() -> (OrgId, ConversationId, RecordingId) {
+        (
+            OrgId::parse("org-1").unwrap(),
+            ConversationId::parse("c-1").unwrap(),
+            RecordingId::parse("r-1").unwrap(),
+        )
+    }
+
+    #[test]
+    fn object_key_is_hive_partitioned_by_conversation_start_hour() {
+        let (o, c, r) = ids();
+        let start = DateTime::parse_from_rfc3339("2026-03-04T05:59:59.999+02:00").unwrap().to_utc();
+        let layout = ArchiveLayout::new("/recordings/");
+        assert_eq!(
+            layout.object_key(&o, &c, &r, start, "wav").as_str(),
+            "recordings/org-1/year=2026/month=03/day=04/hour=03/conversation_id=c-1/r-1.wav.enc"
+        );
+        assert_eq!(
+            layout.manifest_key(&o, &c, &r, start).as_str(),
+            "recordings/org-1/year=2026/month=03/day=04/hour=03/conversation_id=c-1/r-1.manifest.json"
+        );
+        assert_eq!(layout.checkpoint_key(&r).as_str(), "recordings/_state/transfers/r-1.json");
+    }
+
+    #[test]
+    fn empty_prefix_has_no_leading_slash() {
+        let (o, c, r) = ids();
+        let k = ArchiveLayout::new("").object_key(&o, &c, &r, Utc::now(), "ogg");
+        assert!(k.as_str().starts_with("org-1/year="));
+    }
+
+    proptest! {
+        #[test]
+        fn keys_never_contain_empty_or_relative_segments(
+            prefix in "[a-z0-9/]{0,20}", secs in 0i64..4_000_000_000i64,
+            cid in "[A-Za-z0-9_-]{1,64}", rid in "[A-Za-z0-9_-]{1,64}")
+        {
+            let layout = ArchiveLayout::new(&prefix);
+            prop_assume!(!layout.prefix().contains("//"));
+            let start = DateTime::from_timestamp(secs, 0).unwrap();
+            let (o, _, _) = ids();
+            let c = ConversationId::parse(cid).unwrap();
+            let r = RecordingId::parse(rid).unwrap();
+            for key in [layout.object_key(&o, &c, &r, start, "wav"), layout.manifest_key(&o, &c, &r, start), layout.checkpoint_key(&r)] {
+                for seg in key.as_str().split('/') {
+                    prop_assert!(!seg.is_empty() && seg != "." && seg != "..", "{}", key);
+                }
+            }
+            // Deterministic: the same inputs give the same key (exactly-once relies on it).
+            prop_assert_eq!(layout.object_key(&o, &c, &r, start, "wav"), layout.object_key(&o, &c, &r, start, "wav"));
+        }
+    }
+}

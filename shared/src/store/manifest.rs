@@ -1,0 +1,102 @@
+//! The manifest written beside each archived object. Its existence is what "archived" means;
+//! it records everything needed to trust, find and decrypt the object years later.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+pub const MANIFEST_VERSION: u32 = 1;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Manifest {
+    pub manifest_version: u32,
+    pub org_id: String,
+    pub conversation_id: String,
+    pub recording_id: String,
+    pub conversation_start: DateTime<Utc>,
+    pub bucket: String,
+    pub object_key: String,
+    pub plaintext: PlaintextInfo,
+    pub ciphertext: CiphertextInfo,
+    pub encryption: EncryptionInfo,
+    pub source: SourceInfo,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub participants: Vec<ParticipantInfo>,
+    pub timings: Timings,
+    pub tool_version: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PlaintextInfo {
+    pub size: u64,
+    pub sha256: String,
+    /// Codec sniffed from the media's magic bytes.
+    pub codec: String,
+    /// The media type Genesys declared (`Content-Type`).
+    pub declared_content_type: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub duration_ms: Option<u64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CiphertextInfo {
+    pub size: u64,
+    /// Base64 SHA-256 of each S3 part, in order (S3 verified each on upload).
+    pub sha256_parts: Vec<String>,
+    /// S3's composite SHA-256 over the part digests (`<b64>-<parts>`): the whole object's
+    /// integrity value, checked against S3 after completion.
+    pub s3_checksum_sha256: String,
+    pub parts: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EncryptionInfo {
+    /// "aws-encryption-sdk message format v2".
+    pub format: String,
+    pub algorithm_suite: String,
+    pub frame_length: u32,
+    pub message_id: String,
+    /// Key providers that can decrypt the data key (`aws-kms` with the key ARN, or the raw
+    /// key namespace/name). No key material.
+    pub key_providers: Vec<String>,
+    pub encryption_context: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SourceInfo {
+    /// Host of the signed media URL (never the query string).
+    pub media_host: String,
+    pub format_id: String,
+    pub ranged: bool,
+    pub chunk_size: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ParticipantInfo {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub purpose: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub user_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub queue_id: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Timings {
+    pub started_at: DateTime<Utc>,
+    pub completed_at: DateTime<Utc>,
+    /// Lambda invocations that worked on this transfer (1 + resumes).
+    pub invocations: u32,
+    pub chunk_retries: u32,
+    pub url_refreshes: u32,
+    /// Wall time of the invocation that completed the archive.
+    pub last_invocation_ms: u64,
+}

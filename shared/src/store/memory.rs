@@ -1,0 +1,273 @@
+//! An in-memory [`ObjectStore`] with the same conditional-write semantics as S3, made atomic by
+//! one lock (which moto is not: see moto-notes.md). Used by unit tests, the concurrency tests
+//! that moto cannot make meaningful, and the discard-sink benchmark (`keep_part_bodies: false`
+//! keeps only sizes and digests of parts, so a 1 GiB transfer costs no memory).
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+
+use async_trait::async_trait;
+use bytes::{Bytes, BytesMut};
+
+use super::*;
+
+#[derive(Default)]
+struct Upload {
+    key: String,
+    parts: HashMap<i32, (Bytes, [u8; 32], u64)>,
+}
+
+#[derive(Default)]
+struct State {
+    objects: HashMap<String, (Bytes, String, Option<String>)>,
+    uploads: HashMap<String, Upload>,
+}
+
+pub struct MemoryStore {
+    bucket: String,
+    keep_part_bodies: bool,
+    state: Mutex<State>,
+    serial: AtomicU64,
+    /// Parts uploaded, for tests asserting no part is uploaded twice.
+    pub part_uploads: AtomicU64,
+}
+
+impl MemoryStore {
+    pub fn new(bucket: &str) -> MemoryStore {
+        MemoryStore {
+            bucket: bucket.to_string(),
+            keep_part_bodies: true,
+            state: Mutex::new(State::default()),
+            serial: AtomicU64::new(0),
+            part_uploads: AtomicU64::new(0),
+        }
+    }
+
+    /// A sink that verifies and counts parts but drops their bytes.
+    pub fn discarding(bucket: &str) -> MemoryStore {
+        MemoryStore {
+            keep_part_bodies: false,
+            ..MemoryStore::new(bucket)
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn etag(&self) -> String {
+        format!("\"{}\"", self.serial.fetch_add(1, Ordering::Relaxed) + 1)
+    }
+
+    /// Open multipart uploads (tests assert none is left behind).
+    pub fn open_uploads(&self) -> usize {
+        self.lock().uploads.len()
+    }
+
+    pub fn keys(&self) -> Vec<String> {
+        let mut k: Vec<String> = self.lock().objects.keys().cloned().collect();
+        k.sort();
+        k
+    }
+}
+
+#[async_trait]
+impl ObjectStore for MemoryStore {
+    fn bucket(&self) -> &str {
+        &self.bucket
+    }
+
+    async fn exists(&self, key: &ObjectKey) -> Result<bool, StoreError> {
+        Ok(self.lock().objects.contains_key(key.as_str()))
+    }
+
+    async fn get(&self, key: &ObjectKey) -> Result<Option<StoredObject>, StoreError> {
+        Ok(self
+            .lock()
+            .objects
+            .get(key.as_str())
+            .map(|(body, etag, _)| StoredObject {
+                body: body.clone(),
+                etag: etag.clone(),
+            }))
+    }
+
+    async fn put_if_absent(
+        &self,
+        key: &ObjectKey,
+        body: Bytes,
+        _content_type: &str,
+    ) -> Result<Conditional<String>, StoreError> {
+        let etag = self.etag();
+        let mut s = self.lock();
+        if s.objects.contains_key(key.as_str()) {
+            return Ok(Conditional::PreconditionFailed);
+        }
+        s.objects
+            .insert(key.to_string(), (body, etag.clone(), None));
+        Ok(Conditional::Written(etag))
+    }
+
+    async fn put_if_match(
+        &self,
+        key: &ObjectKey,
+        body: Bytes,
+        _content_type: &str,
+        etag: &str,
+    ) -> Result<Conditional<String>, StoreError> {
+        let new_etag = self.etag();
+        let mut s = self.lock();
+        match s.objects.get(key.as_str()) {
+            Some((_, current, _)) if current == etag => {
+                s.objects
+                    .insert(key.to_string(), (body, new_etag.clone(), None));
+                Ok(Conditional::Written(new_etag))
+            }
+            Some(_) => Ok(Conditional::PreconditionFailed),
+            None => Err(StoreError::Request {
+                operation: "PutObject",
+                key: key.to_string(),
+                reason: "NoSuchKey".into(),
+                transient: false,
+            }),
+        }
+    }
+
+    async fn delete(&self, key: &ObjectKey) -> Result<(), StoreError> {
+        self.lock().objects.remove(key.as_str());
+        Ok(())
+    }
+
+    async fn create_multipart(
+        &self,
+        key: &ObjectKey,
+        _content_type: &str,
+    ) -> Result<String, StoreError> {
+        let id = format!("upload-{}", self.serial.fetch_add(1, Ordering::Relaxed));
+        self.lock().uploads.insert(
+            id.clone(),
+            Upload {
+                key: key.to_string(),
+                parts: HashMap::new(),
+            },
+        );
+        Ok(id)
+    }
+
+    async fn upload_part(
+        &self,
+        key: &ObjectKey,
+        upload_id: &str,
+        part_number: i32,
+        body: Bytes,
+        sha256: [u8; 32],
+    ) -> Result<UploadedPart, StoreError> {
+        use base64::Engine as _;
+        use sha2::{Digest, Sha256};
+        // Verify like S3 does, so a wrong digest is caught here too.
+        let actual: [u8; 32] = Sha256::digest(&body).into();
+        if actual != sha256 {
+            return Err(StoreError::Request {
+                operation: "UploadPart",
+                key: key.to_string(),
+                reason: "BadDigest: the SHA-256 you specified did not match what we received"
+                    .into(),
+                transient: false,
+            });
+        }
+        self.part_uploads.fetch_add(1, Ordering::Relaxed);
+        let size = body.len() as u64;
+        let etag = self.etag();
+        let mut s = self.lock();
+        let keep = self.keep_part_bodies;
+        let upload = s.uploads.get_mut(upload_id).ok_or(StoreError::NoSuchUpload {
+            operation: "UploadPart",
+            key: key.to_string(),
+            upload_id: upload_id.to_string(),
+        })?;
+        upload.parts.insert(
+            part_number,
+            (if keep { body } else { Bytes::new() }, sha256, size),
+        );
+        Ok(UploadedPart {
+            part_number,
+            etag,
+            checksum_sha256: base64::engine::general_purpose::STANDARD.encode(sha256),
+            size,
+        })
+    }
+
+    async fn complete_multipart_if_absent(
+        &self,
+        key: &ObjectKey,
+        upload_id: &str,
+        parts: &[UploadedPart],
+    ) -> Result<Conditional<CompletedObject>, StoreError> {
+        let etag = self.etag();
+        let mut s = self.lock();
+        let upload = s.uploads.get(upload_id).ok_or(StoreError::NoSuchUpload {
+            operation: "CompleteMultipartUpload",
+            key: key.to_string(),
+            upload_id: upload_id.to_string(),
+        })?;
+        if upload.key != key.as_str() {
+            return Err(StoreError::Request {
+                operation: "CompleteMultipartUpload",
+                key: key.to_string(),
+                reason: "upload belongs to another key".into(),
+                transient: false,
+            });
+        }
+        if s.objects.contains_key(key.as_str()) {
+            return Ok(Conditional::PreconditionFailed);
+        }
+        let mut body = BytesMut::new();
+        let mut digests = Vec::with_capacity(parts.len());
+        for (i, p) in parts.iter().enumerate() {
+            let (bytes, digest, size) =
+                upload
+                    .parts
+                    .get(&p.part_number)
+                    .ok_or_else(|| StoreError::Request {
+                        operation: "CompleteMultipartUpload",
+                        key: key.to_string(),
+                        reason: format!("InvalidPart {}", p.part_number),
+                        transient: false,
+                    })?;
+            if i + 1 < parts.len() && *size < crate::config::S3_MIN_PART {
+                return Err(StoreError::Request {
+                    operation: "CompleteMultipartUpload",
+                    key: key.to_string(),
+                    reason: format!("EntityTooSmall: part {} is {size} bytes", p.part_number),
+                    transient: false,
+                });
+            }
+            body.extend_from_slice(bytes);
+            digests.push(*digest);
+        }
+        let checksum = composite_sha256(&digests);
+        s.uploads.remove(upload_id);
+        s.objects.insert(
+            key.to_string(),
+            (body.freeze(), etag.clone(), Some(checksum.clone())),
+        );
+        Ok(Conditional::Written(CompletedObject {
+            etag,
+            checksum_sha256: Some(checksum),
+        }))
+    }
+
+    async fn abort_multipart(&self, _key: &ObjectKey, upload_id: &str) -> Result<(), StoreError> {
+        self.lock().uploads.remove(upload_id);
+        Ok(())
+    }
+
+    async fn checksum_sha256(&self, key: &ObjectKey) -> Result<Option<String>, StoreError> {
+        Ok(self
+            .lock()
+            .objects
+            .get(key.as_str())
+            .and_then(|(_, _, c)| c.clone()))
+    }
+}

@@ -1,0 +1,188 @@
+//! Where archives are written: the [`ObjectStore`] trait (S3 semantics the design relies on:
+//! conditional writes, multipart uploads with per-part SHA-256 checksums), its S3
+//! implementation, an in-memory implementation for unit tests and benchmarks, the key layout
+//! ([`keys`]) and the manifest ([`manifest`]).
+//!
+//! Exactly-once rests here: the final object is completed with `If-None-Match: *`, manifests
+//! are created with `If-None-Match: *`, checkpoints are replaced with `If-Match: <etag>`.
+
+pub mod keys;
+pub mod manifest;
+pub mod memory;
+pub mod s3;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+
+pub use keys::{ArchiveLayout, ObjectKey};
+pub use memory::MemoryStore;
+pub use s3::S3Store;
+
+use crate::retry::{RetryClass, Retryable};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("S3 {operation} {key}: {reason}")]
+    Request {
+        operation: &'static str,
+        key: String,
+        reason: String,
+        transient: bool,
+    },
+    #[error("S3 {operation} {key}: the upload {upload_id} no longer exists")]
+    NoSuchUpload {
+        operation: &'static str,
+        key: String,
+        upload_id: String,
+    },
+    #[error("S3 checksum mismatch for {key}: we computed {expected}, S3 reports {actual}")]
+    ChecksumMismatch {
+        key: String,
+        expected: String,
+        actual: String,
+    },
+}
+
+impl Retryable for StoreError {
+    fn retry_class(&self) -> RetryClass {
+        match self {
+            StoreError::Request {
+                transient: true, ..
+            } => RetryClass::Transient { retry_after: None },
+            _ => RetryClass::Permanent,
+        }
+    }
+}
+
+/// Result of a conditional write.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Conditional<T> {
+    Written(T),
+    /// The precondition failed: the key exists (`If-None-Match`) or changed (`If-Match`).
+    PreconditionFailed,
+}
+
+/// A stored object's body and ETag.
+#[derive(Debug, Clone)]
+pub struct StoredObject {
+    pub body: Bytes,
+    pub etag: String,
+}
+
+/// One uploaded part, as CompleteMultipartUpload needs it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct UploadedPart {
+    pub part_number: i32,
+    pub etag: String,
+    /// Base64 SHA-256 of the part's bytes, as S3 reports it.
+    pub checksum_sha256: String,
+    pub size: u64,
+}
+
+/// A completed object's identity.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CompletedObject {
+    pub etag: String,
+    /// S3's composite checksum `<b64>-<parts>` when it reported one.
+    pub checksum_sha256: Option<String>,
+}
+
+#[async_trait]
+pub trait ObjectStore: Send + Sync {
+    /// Bucket name (for manifests and write-back).
+    fn bucket(&self) -> &str;
+
+    async fn exists(&self, key: &ObjectKey) -> Result<bool, StoreError>;
+
+    async fn get(&self, key: &ObjectKey) -> Result<Option<StoredObject>, StoreError>;
+
+    /// Creates `key` only if absent (`If-None-Match: *`); returns the new ETag.
+    async fn put_if_absent(
+        &self,
+        key: &ObjectKey,
+        body: Bytes,
+        content_type: &str,
+    ) -> Result<Conditional<String>, StoreError>;
+
+    /// Replaces `key` only if its ETag is still `etag` (`If-Match`); returns the new ETag.
+    async fn put_if_match(
+        &self,
+        key: &ObjectKey,
+        body: Bytes,
+        content_type: &str,
+        etag: &str,
+    ) -> Result<Conditional<String>, StoreError>;
+
+    async fn delete(&self, key: &ObjectKey) -> Result<(), StoreError>;
+
+    /// Starts a multipart upload with SHA-256 part checksums; returns the upload id.
+    async fn create_multipart(
+        &self,
+        key: &ObjectKey,
+        content_type: &str,
+    ) -> Result<String, StoreError>;
+
+    /// Uploads one part with its SHA-256 (S3 verifies it on real S3).
+    async fn upload_part(
+        &self,
+        key: &ObjectKey,
+        upload_id: &str,
+        part_number: i32,
+        body: Bytes,
+        sha256: [u8; 32],
+    ) -> Result<UploadedPart, StoreError>;
+
+    /// Completes with `If-None-Match: *`: never replaces an existing object.
+    async fn complete_multipart_if_absent(
+        &self,
+        key: &ObjectKey,
+        upload_id: &str,
+        parts: &[UploadedPart],
+    ) -> Result<Conditional<CompletedObject>, StoreError>;
+
+    async fn abort_multipart(&self, key: &ObjectKey, upload_id: &str) -> Result<(), StoreError>;
+
+    /// The composite SHA-256 S3 holds for `key` (`<b64>` or `<b64>-N`), if any.
+    async fn checksum_sha256(&self, key: &ObjectKey) -> Result<Option<String>, StoreError>;
+}
+
+/// The composite checksum S3 computes for a multipart object: SHA-256 over the concatenated
+/// binary part digests, base64, with `-<part count>`.
+pub fn composite_sha256(part_digests: &[[u8; 32]]) -> String {
+    use base64::Engine as _;
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    for d in part_digests {
+        h.update(d);
+    }
+    format!(
+        "{}-{}",
+        base64::engine::general_purpose::STANDARD.encode(h.finalize()),
+        part_digests.len()
+    )
+}
+
+/// Compares composite checksums, accepting S3's two spellings (`<b64>-N` from GetObject,
+/// `<b64>` from HeadObject on some implementations).
+pub fn composite_matches(expected: &str, reported: &str) -> bool {
+    let strip = |s: &str| s.split('-').next().unwrap_or("").to_string();
+    strip(expected) == strip(reported)
+        && (!reported.contains('-') || expected.rsplit('-').next() == reported.rsplit('-').next())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn composite_checksum_accepts_both_spellings_and_rejects_others() {
+        let c = composite_sha256(&[[1u8; 32], [2u8; 32]]);
+        assert!(c.ends_with("-2"));
+        let bare = c.trim_end_matches("-2");
+        assert!(composite_matches(&c, &c));
+        assert!(composite_matches(&c, bare));
+        assert!(!composite_matches(&c, &format!("{bare}-3")));
+        assert!(!composite_matches(&c, &composite_sha256(&[[1u8; 32]])));
+    }
+}

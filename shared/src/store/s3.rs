@@ -1,0 +1,357 @@
+//! [`ObjectStore`] on Amazon S3 (aws-sdk-s3). Conditional writes map to `If-None-Match: *` /
+//! `If-Match`; S3 answers a failed precondition with 412, which becomes
+//! [`Conditional::PreconditionFailed`] rather than an error.
+
+use async_trait::async_trait;
+use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_s3::primitives::ByteStream;
+use aws_sdk_s3::types::{ChecksumAlgorithm, ChecksumMode, CompletedMultipartUpload, CompletedPart};
+use base64::Engine as _;
+use bytes::Bytes;
+
+use super::*;
+use crate::config::aws_error_summary;
+
+#[derive(Clone, Debug)]
+pub struct S3Store {
+    client: aws_sdk_s3::Client,
+    bucket: String,
+}
+
+impl S3Store {
+    pub fn new(client: aws_sdk_s3::Client, bucket: impl Into<String>) -> S3Store {
+        S3Store {
+            client,
+            bucket: bucket.into(),
+        }
+    }
+
+    pub fn client(&self) -> &aws_sdk_s3::Client {
+        &self.client
+    }
+}
+
+fn status<E, R: HttpStatus>(err: &SdkError<E, R>) -> Option<u16> {
+    err.raw_response().map(|r| r.status_code())
+}
+
+/// Lets [`status`] read the HTTP status from any SDK response type.
+trait HttpStatus {
+    fn status_code(&self) -> u16;
+}
+
+impl HttpStatus for aws_sdk_s3::config::http::HttpResponse {
+    fn status_code(&self) -> u16 {
+        self.status().as_u16()
+    }
+}
+
+fn request_error<E>(
+    operation: &'static str,
+    key: &ObjectKey,
+    err: &SdkError<E, aws_sdk_s3::config::http::HttpResponse>,
+) -> StoreError
+where
+    E: ProvideErrorMetadata + std::fmt::Debug,
+{
+    let code = status(err);
+    let transient = match err {
+        SdkError::ServiceError(_) => matches!(code, Some(408 | 409 | 429 | 500 | 502 | 503 | 504)),
+        SdkError::ConstructionFailure(_) => false,
+        _ => true,
+    };
+    StoreError::Request {
+        operation,
+        key: key.to_string(),
+        reason: match code {
+            Some(c) => format!("HTTP {c} {}", aws_error_summary(err)),
+            None => aws_error_summary(err),
+        },
+        transient,
+    }
+}
+
+fn is_precondition_failed<E: ProvideErrorMetadata, R: HttpStatus>(err: &SdkError<E, R>) -> bool {
+    status(err) == Some(412)
+        || matches!(err, SdkError::ServiceError(se) if se.err().code() == Some("PreconditionFailed"))
+}
+
+fn b64(d: &[u8]) -> String {
+    base64::engine::general_purpose::STANDARD.encode(d)
+}
+
+#[async_trait]
+impl ObjectStore for S3Store {
+    fn bucket(&self) -> &str {
+        &self.bucket
+    }
+
+    async fn exists(&self, key: &ObjectKey) -> Result<bool, StoreError> {
+        match self
+            .client
+            .head_object()
+            .bucket(&self.bucket)
+            .key(key.as_str())
+            .send()
+            .await
+        {
+            Ok(_) => Ok(true),
+            Err(e) if status(&e) == Some(404) => Ok(false),
+            Err(e) => Err(request_error("HeadObject", key, &e)),
+        }
+    }
+
+    async fn get(&self, key: &ObjectKey) -> Result<Option<StoredObject>, StoreError> {
+        let out = match self
+            .client
+            .get_object()
+            .bucket(&self.bucket)
+            .key(key.as_str())
+            .send()
+            .await
+        {
+            Ok(o) => o,
+            Err(e) if status(&e) == Some(404) => return Ok(None),
+            Err(e) => return Err(request_error("GetObject", key, &e)),
+        };
+        let etag = out.e_tag().unwrap_or_default().to_string();
+        let body = out
+            .body
+            .collect()
+            .await
+            .map_err(|e| StoreError::Request {
+                operation: "GetObject",
+                key: key.to_string(),
+                reason: format!("reading body: {e}"),
+                transient: true,
+            })?
+            .into_bytes();
+        Ok(Some(StoredObject { body, etag }))
+    }
+
+    async fn put_if_absent(
+        &self,
+        key: &ObjectKey,
+        body: Bytes,
+        content_type: &str,
+    ) -> Result<Conditional<String>, StoreError> {
+        let digest: [u8; 32] = sha2::Sha256::digest_bytes(&body);
+        match self
+            .client
+            .put_object()
+            .bucket(&self.bucket)
+            .key(key.as_str())
+            .content_type(content_type)
+            .checksum_algorithm(ChecksumAlgorithm::Sha256)
+            .checksum_sha256(b64(&digest))
+            .if_none_match("*")
+            .body(ByteStream::from(body))
+            .send()
+            .await
+        {
+            Ok(out) => Ok(Conditional::Written(out.e_tag().unwrap_or_default().to_string())),
+            Err(e) if is_precondition_failed(&e) => Ok(Conditional::PreconditionFailed),
+            Err(e) => Err(request_error("PutObject", key, &e)),
+        }
+    }
+
+    async fn put_if_match(
+        &self,
+        key: &ObjectKey,
+        body: Bytes,
+        content_type: &str,
+        etag: &str,
+    ) -> Result<Conditional<String>, StoreError> {
+        let digest: [u8; 32] = sha2::Sha256::digest_bytes(&body);
+        match self
+            .client
+            .put_object()
+            .bucket(&self.bucket)
+            .key(key.as_str())
+            .content_type(content_type)
+            .checksum_algorithm(ChecksumAlgorithm::Sha256)
+            .checksum_sha256(b64(&digest))
+            .if_match(etag)
+            .body(ByteStream::from(body))
+            .send()
+            .await
+        {
+            Ok(out) => Ok(Conditional::Written(out.e_tag().unwrap_or_default().to_string())),
+            Err(e) if is_precondition_failed(&e) => Ok(Conditional::PreconditionFailed),
+            Err(e) => Err(request_error("PutObject", key, &e)),
+        }
+    }
+
+    async fn delete(&self, key: &ObjectKey) -> Result<(), StoreError> {
+        self.client
+            .delete_object()
+            .bucket(&self.bucket)
+            .key(key.as_str())
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| request_error("DeleteObject", key, &e))
+    }
+
+    async fn create_multipart(
+        &self,
+        key: &ObjectKey,
+        content_type: &str,
+    ) -> Result<String, StoreError> {
+        let out = self
+            .client
+            .create_multipart_upload()
+            .bucket(&self.bucket)
+            .key(key.as_str())
+            .content_type(content_type)
+            .checksum_algorithm(ChecksumAlgorithm::Sha256)
+            .send()
+            .await
+            .map_err(|e| request_error("CreateMultipartUpload", key, &e))?;
+        out.upload_id()
+            .map(str::to_string)
+            .ok_or_else(|| StoreError::Request {
+                operation: "CreateMultipartUpload",
+                key: key.to_string(),
+                reason: "no upload id in the response".into(),
+                transient: true,
+            })
+    }
+
+    async fn upload_part(
+        &self,
+        key: &ObjectKey,
+        upload_id: &str,
+        part_number: i32,
+        body: Bytes,
+        sha256: [u8; 32],
+    ) -> Result<UploadedPart, StoreError> {
+        let size = body.len() as u64;
+        let checksum = b64(&sha256);
+        let out = self
+            .client
+            .upload_part()
+            .bucket(&self.bucket)
+            .key(key.as_str())
+            .upload_id(upload_id)
+            .part_number(part_number)
+            .checksum_algorithm(ChecksumAlgorithm::Sha256)
+            .checksum_sha256(&checksum)
+            .body(ByteStream::from(body))
+            .send()
+            .await
+            .map_err(|e| {
+                if status(&e) == Some(404) {
+                    StoreError::NoSuchUpload {
+                        operation: "UploadPart",
+                        key: key.to_string(),
+                        upload_id: upload_id.to_string(),
+                    }
+                } else {
+                    request_error("UploadPart", key, &e)
+                }
+            })?;
+        // S3 echoes the checksum it verified; a different echo means it stored something else.
+        if let Some(echo) = out.checksum_sha256() {
+            if echo != checksum {
+                return Err(StoreError::ChecksumMismatch {
+                    key: format!("{key} part {part_number}"),
+                    expected: checksum,
+                    actual: echo.to_string(),
+                });
+            }
+        }
+        Ok(UploadedPart {
+            part_number,
+            etag: out.e_tag().unwrap_or_default().to_string(),
+            checksum_sha256: checksum,
+            size,
+        })
+    }
+
+    async fn complete_multipart_if_absent(
+        &self,
+        key: &ObjectKey,
+        upload_id: &str,
+        parts: &[UploadedPart],
+    ) -> Result<Conditional<CompletedObject>, StoreError> {
+        let completed: Vec<CompletedPart> = parts
+            .iter()
+            .map(|p| {
+                CompletedPart::builder()
+                    .part_number(p.part_number)
+                    .e_tag(&p.etag)
+                    .checksum_sha256(&p.checksum_sha256)
+                    .build()
+            })
+            .collect();
+        match self
+            .client
+            .complete_multipart_upload()
+            .bucket(&self.bucket)
+            .key(key.as_str())
+            .upload_id(upload_id)
+            .if_none_match("*")
+            .multipart_upload(
+                CompletedMultipartUpload::builder()
+                    .set_parts(Some(completed))
+                    .build(),
+            )
+            .send()
+            .await
+        {
+            Ok(out) => Ok(Conditional::Written(CompletedObject {
+                etag: out.e_tag().unwrap_or_default().to_string(),
+                checksum_sha256: out.checksum_sha256().map(str::to_string),
+            })),
+            Err(e) if is_precondition_failed(&e) => Ok(Conditional::PreconditionFailed),
+            Err(e) if status(&e) == Some(404) => Err(StoreError::NoSuchUpload {
+                operation: "CompleteMultipartUpload",
+                key: key.to_string(),
+                upload_id: upload_id.to_string(),
+            }),
+            Err(e) => Err(request_error("CompleteMultipartUpload", key, &e)),
+        }
+    }
+
+    async fn abort_multipart(&self, key: &ObjectKey, upload_id: &str) -> Result<(), StoreError> {
+        match self
+            .client
+            .abort_multipart_upload()
+            .bucket(&self.bucket)
+            .key(key.as_str())
+            .upload_id(upload_id)
+            .send()
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(e) if status(&e) == Some(404) => Ok(()),
+            Err(e) => Err(request_error("AbortMultipartUpload", key, &e)),
+        }
+    }
+
+    async fn checksum_sha256(&self, key: &ObjectKey) -> Result<Option<String>, StoreError> {
+        let out = self
+            .client
+            .head_object()
+            .bucket(&self.bucket)
+            .key(key.as_str())
+            .checksum_mode(ChecksumMode::Enabled)
+            .send()
+            .await
+            .map_err(|e| request_error("HeadObject", key, &e))?;
+        Ok(out.checksum_sha256().map(str::to_string))
+    }
+}
+
+/// `Sha256::digest` into a plain array.
+trait DigestBytes {
+    fn digest_bytes(data: &[u8]) -> [u8; 32];
+}
+
+impl DigestBytes for sha2::Sha256 {
+    fn digest_bytes(data: &[u8]) -> [u8; 32] {
+        use sha2::Digest;
+        sha2::Sha256::digest(data).into()
+    }
+}

@@ -1,0 +1,150 @@
+//! A transfer's resumable state, stored in S3 at `{prefix}/_state/transfers/{rid}.json`.
+//!
+//! Ownership: a worker creates the checkpoint with `If-None-Match: *` before doing any work,
+//! and every later write uses `If-Match` on the ETag it last wrote. A worker whose write gets
+//! 412 has lost the transfer and stops. A checkpoint carries a lease; a worker that finds a
+//! checkpoint whose lease has run out (its owner crashed or timed out) takes it over with
+//! `If-Match`, and resumes from the first part not yet uploaded.
+
+use bytes::Bytes;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use super::codec::Codec;
+use super::hash::Sha256State;
+use super::TransferError;
+use crate::crypto::EncryptorCheckpoint;
+use crate::store::{Conditional, ObjectKey, ObjectStore, UploadedPart};
+
+pub const CHECKPOINT_VERSION: u32 = 1;
+
+/// The multipart upload in progress and everything needed to continue it byte-identically.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct UploadState {
+    pub object_key: String,
+    pub upload_id: String,
+    pub total_size: u64,
+    pub chunk_size: u64,
+    pub content_type: String,
+    pub codec: Codec,
+    pub ranged: bool,
+    pub media_host: String,
+    /// Parts uploaded, in order, without gaps: part `n` covers chunk `n - 1`.
+    pub parts: Vec<UploadedPart>,
+    /// Plaintext SHA-256 state after the last part's chunk.
+    pub plaintext_hash: Sha256State,
+    /// Encryptor state after the last part (header, next frame sequence number).
+    pub encryptor: EncryptorCheckpoint,
+    pub ciphertext_size: u64,
+    pub frame_len: u32,
+    pub message_id: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Checkpoint {
+    pub version: u32,
+    pub owner: String,
+    pub lease_until: DateTime<Utc>,
+    pub org_id: String,
+    pub conversation_id: String,
+    pub recording_id: String,
+    pub started_at: DateTime<Utc>,
+    pub invocations: u32,
+    pub chunk_retries: u32,
+    pub url_refreshes: u32,
+    pub upload: Option<UploadState>,
+}
+
+/// A checkpoint this worker owns, with the ETag of its last write.
+pub struct OwnedCheckpoint {
+    pub key: ObjectKey,
+    pub etag: String,
+    pub state: Checkpoint,
+}
+
+pub enum Claim {
+    Owned(OwnedCheckpoint),
+    Busy { until: DateTime<Utc> },
+}
+
+fn encode(cp: &Checkpoint) -> Result<Bytes, TransferError> {
+    serde_json::to_vec(cp)
+        .map(Bytes::from)
+        .map_err(|e| TransferError::Internal(format!("checkpoint serialization: {e}")))
+}
+
+/// Creates the checkpoint, or takes over one whose lease ran out.
+pub async fn claim(
+    store: &dyn ObjectStore,
+    key: ObjectKey,
+    fresh: Checkpoint,
+    lease: chrono::Duration,
+) -> Result<Claim, TransferError> {
+    match store.get(&key).await? {
+        None => match store.put_if_absent(&key, encode(&fresh)?, "application/json").await? {
+            Conditional::Written(etag) => Ok(Claim::Owned(OwnedCheckpoint {
+                key,
+                etag,
+                state: fresh,
+            })),
+            Conditional::PreconditionFailed => Ok(Claim::Busy {
+                until: Utc::now() + lease,
+            }),
+        },
+        Some(existing) => {
+            let mut state: Checkpoint =
+                serde_json::from_slice(&existing.body).map_err(|e| TransferError::BadCheckpoint {
+                    key: key.to_string(),
+                    reason: e.to_string(),
+                })?;
+            if state.version != CHECKPOINT_VERSION {
+                return Err(TransferError::BadCheckpoint {
+                    key: key.to_string(),
+                    reason: format!("version {} is not {CHECKPOINT_VERSION}", state.version),
+                });
+            }
+            let now = Utc::now();
+            if state.lease_until > now && state.owner != fresh.owner {
+                return Ok(Claim::Busy {
+                    until: state.lease_until,
+                });
+            }
+            state.owner = fresh.owner;
+            state.lease_until = fresh.lease_until;
+            state.invocations += 1;
+            match store
+                .put_if_match(&key, encode(&state)?, "application/json", &existing.etag)
+                .await?
+            {
+                Conditional::Written(etag) => Ok(Claim::Owned(OwnedCheckpoint { key, etag, state })),
+                Conditional::PreconditionFailed => Ok(Claim::Busy {
+                    until: now + lease,
+                }),
+            }
+        }
+    }
+}
+
+impl OwnedCheckpoint {
+    /// Writes the current state; 412 means another worker took over.
+    pub async fn save(&mut self, store: &dyn ObjectStore) -> Result<(), TransferError> {
+        match store
+            .put_if_match(&self.key, encode(&self.state)?, "application/json", &self.etag)
+            .await?
+        {
+            Conditional::Written(etag) => {
+                self.etag = etag;
+                Ok(())
+            }
+            Conditional::PreconditionFailed => Err(TransferError::LostOwnership),
+        }
+    }
+
+    /// Ends the lease now so the next invocation can continue at once.
+    pub async fn release(&mut self, store: &dyn ObjectStore) -> Result<(), TransferError> {
+        self.state.lease_until = Utc::now();
+        self.save(store).await
+    }
+}

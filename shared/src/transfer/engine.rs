@@ -1,0 +1,799 @@
+//! The transfer loop: probe → plan → fetch chunks concurrently (in order) → hash and encrypt
+//! each (off the async threads) → upload parts with their SHA-256 → checkpoint after each part →
+//! complete with `If-None-Match: *` → verify S3's composite checksum → manifest.
+//!
+//! Memory is bounded by chunk size × (fetch concurrency + uploads in flight + 1), never by the
+//! recording's size. Before the deadline the loop drains its uploads, saves a checkpoint and
+//! returns [`TransferOutcome::Suspended`]; the next invocation resumes at the first missing part
+//! and produces a byte-identical object (same data key, message id and frame sequence).
+
+use std::collections::VecDeque;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use chrono::{DateTime, Utc};
+use futures::StreamExt;
+use sha2::{Digest, Sha256};
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+
+use super::checkpoint::{claim, Checkpoint, Claim, OwnedCheckpoint, UploadState, CHECKPOINT_VERSION};
+use super::codec::{declared_container, sniff, Codec};
+use super::hash::ResumableSha256;
+use super::range::{plan, ByteRange};
+use super::source::{MediaSource, Probe};
+use super::TransferError;
+use crate::crypto::{EncryptionContext, FrameEncryptor, Keyring};
+use crate::genesys::GenesysClient;
+use crate::ids::{ConversationId, OrgId, RecordingId};
+use crate::retry::Retryable;
+use crate::store::manifest::*;
+use crate::store::{
+    composite_matches, composite_sha256, ArchiveLayout, Conditional, ObjectKey, ObjectStore,
+    UploadedPart,
+};
+
+/// One recording to archive.
+#[derive(Debug, Clone)]
+pub struct TransferJob {
+    pub org: OrgId,
+    pub conversation: ConversationId,
+    pub recording: RecordingId,
+    /// UTC start of the conversation: decides the key's date partition.
+    pub conversation_start: DateTime<Utc>,
+    pub participants: Vec<ParticipantInfo>,
+}
+
+impl TransferJob {
+    /// The encryption context that binds the ciphertext to this recording.
+    pub fn encryption_context(&self) -> EncryptionContext {
+        EncryptionContext::new()
+            .with("orgId", self.org.as_str())
+            .with("conversationId", self.conversation.as_str())
+            .with("recordingId", self.recording.as_str())
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct TransferSettings {
+    pub layout: ArchiveLayout,
+    pub format_id: String,
+    pub chunk_size: u64,
+    pub fetch_concurrency: usize,
+    pub uploads_in_flight: usize,
+    pub frame_len: u32,
+    /// How long a checkpoint's owner keeps the transfer without writing.
+    pub lease: Duration,
+    /// Suspend when less than this remains before the deadline.
+    pub suspend_margin: Duration,
+    /// Identifies this worker in checkpoints (e.g. the Lambda request id).
+    pub worker_id: String,
+    /// Who can decrypt the data key, for the manifest (e.g. `aws-kms:<key arn>`).
+    pub key_providers: Vec<String>,
+}
+
+impl TransferSettings {
+    pub fn from_config(archive: &crate::config::ArchiveConfig, format_id: &str, worker_id: &str) -> Self {
+        TransferSettings {
+            layout: ArchiveLayout::new(&archive.prefix),
+            format_id: format_id.to_string(),
+            chunk_size: archive.chunk_size,
+            fetch_concurrency: archive.concurrency,
+            uploads_in_flight: 2,
+            frame_len: archive.frame_len,
+            lease: Duration::from_secs(120),
+            suspend_margin: Duration::from_secs(30),
+            worker_id: worker_id.to_string(),
+            key_providers: vec![match &archive.key_source {
+                crate::config::KeySource::Kms { key_id } => format!("aws-kms:{key_id}"),
+                crate::config::KeySource::RawKeyFile { .. } => "raw-aes:gc-archive".to_string(),
+            }],
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub enum TransferOutcome {
+    Archived(Box<Manifest>),
+    /// A manifest already exists: nothing was downloaded or written.
+    AlreadyArchived { manifest_key: ObjectKey },
+    /// Stopped before the deadline with a checkpoint; re-queue to continue.
+    Suspended {
+        parts_done: usize,
+        parts_total: usize,
+        bytes_done: u64,
+    },
+}
+
+/// What the transfer needs from the outside world.
+pub struct TransferDeps {
+    pub genesys: GenesysClient,
+    pub store: Arc<dyn ObjectStore>,
+    pub keyring: Arc<dyn Keyring>,
+}
+
+/// Archives one recording, or resumes its transfer. See the module docs for the guarantees.
+pub async fn transfer_recording(
+    deps: &TransferDeps,
+    job: &TransferJob,
+    settings: &TransferSettings,
+    deadline: Option<Instant>,
+) -> Result<TransferOutcome, TransferError> {
+    let layout = &settings.layout;
+    let manifest_key =
+        layout.manifest_key(&job.org, &job.conversation, &job.recording, job.conversation_start);
+    let checkpoint_key = layout.checkpoint_key(&job.recording);
+    if deps.store.exists(&manifest_key).await? {
+        // A crash after the manifest may have left the checkpoint; it is garbage now.
+        deps.store.delete(&checkpoint_key).await?;
+        return Ok(TransferOutcome::AlreadyArchived { manifest_key });
+    }
+    let lease = chrono::Duration::from_std(settings.lease)
+        .map_err(|e| TransferError::Internal(format!("lease: {e}")))?;
+    let now = Utc::now();
+    let fresh = Checkpoint {
+        version: CHECKPOINT_VERSION,
+        owner: settings.worker_id.clone(),
+        lease_until: now + lease,
+        org_id: job.org.to_string(),
+        conversation_id: job.conversation.to_string(),
+        recording_id: job.recording.to_string(),
+        started_at: now,
+        invocations: 1,
+        chunk_retries: 0,
+        url_refreshes: 0,
+        upload: None,
+    };
+    let mut owned = match claim(deps.store.as_ref(), checkpoint_key, fresh, lease).await? {
+        Claim::Owned(o) => o,
+        Claim::Busy { until } => return Err(TransferError::Busy { until }),
+    };
+    let genesys = match deadline {
+        Some(d) => deps.genesys.with_deadline(d),
+        None => deps.genesys.clone(),
+    };
+    let mut run = Run {
+        deps,
+        job,
+        settings,
+        deadline,
+        manifest_key,
+        source: None,
+    };
+    let result = run.execute(&genesys, &mut owned).await;
+    if let Some(src) = &run.source {
+        owned.state.chunk_retries += src.retries.load(Ordering::Relaxed);
+        owned.state.url_refreshes += src.refreshes.load(Ordering::Relaxed);
+    }
+    match result {
+        Ok(outcome) => Ok(outcome),
+        Err(TransferError::LostOwnership) => Err(TransferError::LostOwnership),
+        Err(e) if e.is_transient() => {
+            // Keep the parts for the retry; just let it take over at once.
+            if let Err(release) = owned.release(deps.store.as_ref()).await {
+                tracing::warn!(error = %release, "could not release the checkpoint lease");
+            }
+            Err(e)
+        }
+        Err(e) => {
+            run.discard(&mut owned).await;
+            Err(e)
+        }
+    }
+}
+
+struct Run<'a> {
+    deps: &'a TransferDeps,
+    job: &'a TransferJob,
+    settings: &'a TransferSettings,
+    deadline: Option<Instant>,
+    manifest_key: ObjectKey,
+    source: Option<Arc<MediaSource>>,
+}
+
+/// Per-chunk CPU state, moved into blocking tasks and back.
+struct Cpu {
+    hasher: ResumableSha256,
+    encryptor: Option<FrameEncryptor>,
+}
+
+struct InFlight {
+    part: JoinHandle<Result<UploadedPart, TransferError>>,
+    hash_after: crate::transfer::hash::Sha256State,
+    encryptor_after: Option<crate::crypto::EncryptorCheckpoint>,
+    ciphertext_after: u64,
+}
+
+impl Run<'_> {
+    fn store(&self) -> &dyn ObjectStore {
+        self.deps.store.as_ref()
+    }
+
+    /// A permanent failure: nothing of this transfer may stay behind.
+    async fn discard(&self, owned: &mut OwnedCheckpoint) {
+        if let Some(up) = &owned.state.upload {
+            let key = ObjectKey::new(up.object_key.clone());
+            if let Err(e) = self.store().abort_multipart(&key, &up.upload_id).await {
+                tracing::warn!(error = %e, "abort of the multipart upload failed; the bucket lifecycle rule will remove it");
+            }
+        }
+        if let Err(e) = self.store().delete(&owned.key).await {
+            tracing::warn!(error = %e, "could not delete the checkpoint");
+        }
+    }
+
+    async fn execute(
+        &mut self,
+        genesys: &GenesysClient,
+        owned: &mut OwnedCheckpoint,
+    ) -> Result<TransferOutcome, TransferError> {
+        let started = Instant::now();
+        let source = MediaSource::open(
+            genesys.clone(),
+            self.job.conversation.clone(),
+            self.job.recording.clone(),
+            &self.settings.format_id,
+        )
+        .await?;
+        self.source = Some(source.clone());
+        let chunk = owned
+            .state
+            .upload
+            .as_ref()
+            .map(|u| u.chunk_size)
+            .unwrap_or(self.settings.chunk_size);
+        let parts_done = owned.state.upload.as_ref().map_or(0, |u| u.parts.len());
+        let resume_offset = parts_done as u64 * chunk;
+        if let Some(up) = &owned.state.upload {
+            if resume_offset >= up.total_size {
+                return self.complete(owned, started).await;
+            }
+        }
+        let probe_range = ByteRange {
+            start: resume_offset,
+            end: resume_offset + chunk - 1,
+        };
+        let probe = source.probe(probe_range).await?;
+        let (total, content_type, ranged) = match &probe {
+            Probe::Ranged {
+                total,
+                content_type,
+                ..
+            } => (*total, content_type.clone(), true),
+            Probe::Whole {
+                total,
+                content_type,
+                ..
+            } => (*total, content_type.clone(), false),
+        };
+        if total == 0 {
+            return Err(TransferError::EmptyMedia);
+        }
+        if let Some(up) = &owned.state.upload {
+            if up.total_size != total || up.content_type != content_type {
+                // The source changed under us; the parts we have are not of this media.
+                return Err(TransferError::SizeMismatch {
+                    expected: up.total_size,
+                    actual: total,
+                });
+            }
+        }
+        let ranges = plan(total, chunk);
+        let parts_total = ranges.len();
+        tracing::info!(total, parts_total, parts_done, ranged, "transfer starting");
+
+        // The chunks still to do, in order, as a stream of verified plaintext.
+        let mut chunks: futures::stream::BoxStream<'static, Result<Bytes, TransferError>> =
+            match probe {
+                Probe::Ranged { first, .. } => {
+                    let rest = ranges[parts_done + 1..].to_vec();
+                    let src = source.clone();
+                    let ct = content_type.clone();
+                    let fetches = futures::stream::iter(rest)
+                        .map(move |r| {
+                            let src = src.clone();
+                            let ct = ct.clone();
+                            AbortOnDrop(tokio::spawn(async move { src.fetch(r, total, &ct).await }))
+                        })
+                        .buffered(self.settings.fetch_concurrency.max(1))
+                        .map(|joined| joined.unwrap_or_else(|e| Err(TransferError::Internal(format!("fetch task: {e}")))));
+                    futures::stream::once(async move { Ok(first) })
+                        .chain(fetches)
+                        .boxed()
+                }
+                Probe::Whole { response, .. } => {
+                    whole_body_chunks(response, resume_offset, chunk, total).boxed()
+                }
+            };
+
+        let mut cpu = match &owned.state.upload {
+            Some(up) => Cpu {
+                hasher: ResumableSha256::restore(&up.plaintext_hash).ok_or_else(|| {
+                    TransferError::BadCheckpoint {
+                        key: owned.key.to_string(),
+                        reason: "plaintext hash state is inconsistent".into(),
+                    }
+                })?,
+                encryptor: Some(
+                    FrameEncryptor::resume(self.deps.keyring.as_ref(), &up.encryptor).await?,
+                ),
+            },
+            None => Cpu {
+                hasher: ResumableSha256::new(),
+                encryptor: None,
+            },
+        };
+        let mut in_flight: VecDeque<InFlight> = VecDeque::new();
+        let mut index = parts_done;
+        let mut next_progress = 10;
+        let mut ciphertext_total = owned.state.upload.as_ref().map_or(0, |u| u.ciphertext_size);
+        while index < parts_total {
+            if self.deadline_near() {
+                self.drain(owned, &mut in_flight, 0).await?;
+                owned.release(self.store()).await?;
+                let up = owned.state.upload.as_ref();
+                let done = up.map_or(0, |u| u.parts.len());
+                tracing::info!(parts_done = done, parts_total, "suspending before the deadline");
+                return Ok(TransferOutcome::Suspended {
+                    parts_done: done,
+                    parts_total,
+                    bytes_done: (done as u64 * chunk).min(total),
+                });
+            }
+            let plain = match chunks.next().await {
+                Some(c) => c?,
+                None => {
+                    return Err(TransferError::SizeMismatch {
+                        expected: total,
+                        actual: index as u64 * chunk,
+                    })
+                }
+            };
+            if owned.state.upload.is_none() {
+                self.start_upload(owned, &mut cpu, &plain, total, chunk, &content_type, ranged, &source)
+                    .await?;
+            }
+            let last = index + 1 == parts_total;
+            let (next_cpu, ciphertext, digest) = encrypt_chunk(cpu, plain, last, index == 0).await?;
+            cpu = next_cpu;
+            let up = owned
+                .state
+                .upload
+                .as_ref()
+                .ok_or_else(|| TransferError::Internal("upload state missing".into()))?;
+            ciphertext_total += ciphertext.len() as u64;
+            let ciphertext_after = ciphertext_total;
+            let store = self.deps.store.clone();
+            let key = ObjectKey::new(up.object_key.clone());
+            let upload_id = up.upload_id.clone();
+            let part_number = (index + 1) as i32;
+            let part = tokio::spawn(async move {
+                let policy = crate::retry::RetryPolicy::default();
+                policy
+                    .run(None, || {
+                        store.upload_part(&key, &upload_id, part_number, ciphertext.clone(), digest)
+                    })
+                    .await
+                    .map_err(TransferError::from)
+            });
+            in_flight.push_back(InFlight {
+                part,
+                hash_after: cpu.hasher.save(),
+                encryptor_after: cpu.encryptor.as_ref().map(|e| e.checkpoint()),
+                ciphertext_after,
+            });
+            self.drain(owned, &mut in_flight, self.settings.uploads_in_flight.max(1))
+                .await?;
+            index += 1;
+            let pct = index * 100 / parts_total;
+            if pct >= next_progress && parts_total >= 10 {
+                tracing::info!(percent = pct, parts_done = index, parts_total, "transfer progress");
+                next_progress = pct / 10 * 10 + 10;
+            }
+        }
+        self.drain(owned, &mut in_flight, 0).await?;
+        let hasher_len = cpu.hasher.len();
+        if hasher_len != total {
+            return Err(TransferError::SizeMismatch {
+                expected: total,
+                actual: hasher_len,
+            });
+        }
+        self.complete(owned, started).await
+    }
+
+    fn deadline_near(&self) -> bool {
+        self.deadline
+            .is_some_and(|d| Instant::now() + self.settings.suspend_margin >= d)
+    }
+
+    /// Waits for uploads until at most `keep` remain, recording each finished part in order.
+    async fn drain(
+        &self,
+        owned: &mut OwnedCheckpoint,
+        in_flight: &mut VecDeque<InFlight>,
+        keep: usize,
+    ) -> Result<(), TransferError> {
+        while in_flight.len() > keep {
+            let Some(f) = in_flight.pop_front() else { break };
+            let part = f
+                .part
+                .await
+                .map_err(|e| TransferError::Internal(format!("upload task: {e}")))??;
+            let up = owned
+                .state
+                .upload
+                .as_mut()
+                .ok_or_else(|| TransferError::Internal("upload state missing".into()))?;
+            up.parts.push(part);
+            up.plaintext_hash = f.hash_after;
+            if let Some(e) = f.encryptor_after {
+                up.encryptor = e;
+            }
+            up.ciphertext_size = f.ciphertext_after;
+            owned.state.lease_until = Utc::now()
+                + chrono::Duration::from_std(self.settings.lease).unwrap_or(chrono::Duration::MAX);
+            owned.save(self.store()).await?;
+        }
+        Ok(())
+    }
+
+    /// First chunk of a fresh transfer: check the codec, name the object, start the upload.
+    #[allow(clippy::too_many_arguments)]
+    async fn start_upload(
+        &self,
+        owned: &mut OwnedCheckpoint,
+        cpu: &mut Cpu,
+        first: &Bytes,
+        total: u64,
+        chunk: u64,
+        content_type: &str,
+        ranged: bool,
+        source: &MediaSource,
+    ) -> Result<(), TransferError> {
+        let codec = check_codec(first, content_type, &self.settings.format_id)?;
+        let key = self.settings.layout.object_key(
+            &self.job.org,
+            &self.job.conversation,
+            &self.job.recording,
+            self.job.conversation_start,
+            codec.extension(),
+        );
+        let encryptor = FrameEncryptor::new(
+            self.deps.keyring.as_ref(),
+            self.job.encryption_context(),
+            self.settings.frame_len,
+        )
+        .await?;
+        let upload_id = self
+            .store()
+            .create_multipart(&key, "application/octet-stream")
+            .await?;
+        owned.state.upload = Some(UploadState {
+            object_key: key.to_string(),
+            upload_id,
+            total_size: total,
+            chunk_size: chunk,
+            content_type: content_type.to_string(),
+            codec,
+            ranged,
+            media_host: source.host().await,
+            parts: Vec::new(),
+            plaintext_hash: ResumableSha256::new().save(),
+            encryptor: encryptor.checkpoint(),
+            ciphertext_size: 0,
+            frame_len: encryptor.frame_len(),
+            message_id: encryptor.message_id_hex(),
+        });
+        cpu.encryptor = Some(encryptor);
+        // Record the upload id before any part exists, so a crash leaves nothing unowned.
+        owned.save(self.store()).await
+    }
+
+    async fn complete(
+        &self,
+        owned: &mut OwnedCheckpoint,
+        started: Instant,
+    ) -> Result<TransferOutcome, TransferError> {
+        let up = owned
+            .state
+            .upload
+            .clone()
+            .ok_or_else(|| TransferError::Internal("complete without an upload".into()))?;
+        let key = ObjectKey::new(up.object_key.clone());
+        let digests = up
+            .parts
+            .iter()
+            .map(|p| decode_digest(&p.checksum_sha256))
+            .collect::<Result<Vec<_>, _>>()?;
+        let expected = composite_sha256(&digests);
+        match self
+            .store()
+            .complete_multipart_if_absent(&key, &up.upload_id, &up.parts)
+            .await
+        {
+            Ok(Conditional::Written(_)) => {}
+            // Completed by an earlier invocation that died before the manifest: if the object is
+            // ours (same composite checksum), finish the job; otherwise leave it alone.
+            Ok(Conditional::PreconditionFailed)
+            | Err(crate::store::StoreError::NoSuchUpload { .. }) => {
+                let found = self.store().checksum_sha256(&key).await?;
+                if !found.as_deref().is_some_and(|f| composite_matches(&expected, f)) {
+                    self.store().abort_multipart(&key, &up.upload_id).await?;
+                    if self.store().exists(&self.manifest_key).await? {
+                        self.store().delete(&owned.key).await?;
+                        return Ok(TransferOutcome::AlreadyArchived {
+                            manifest_key: self.manifest_key.clone(),
+                        });
+                    }
+                    return Err(TransferError::ObjectConflict {
+                        key: key.to_string(),
+                        found,
+                    });
+                }
+            }
+            Err(e) => return Err(e.into()),
+        }
+        let reported = self.store().checksum_sha256(&key).await?;
+        let s3_checksum = match reported {
+            Some(r) if composite_matches(&expected, &r) => expected.clone(),
+            other => {
+                // The stored bytes are not what we sent: never leave such an object behind.
+                self.store().delete(&key).await?;
+                return Err(crate::store::StoreError::ChecksumMismatch {
+                    key: key.to_string(),
+                    expected,
+                    actual: other.unwrap_or_else(|| "none".into()),
+                }
+                .into());
+            }
+        };
+        let hasher = ResumableSha256::restore(&up.plaintext_hash).ok_or_else(|| {
+            TransferError::BadCheckpoint {
+                key: owned.key.to_string(),
+                reason: "plaintext hash state is inconsistent".into(),
+            }
+        })?;
+        if hasher.len() != up.total_size {
+            return Err(TransferError::SizeMismatch {
+                expected: up.total_size,
+                actual: hasher.len(),
+            });
+        }
+        let plaintext_sha256 = hex::encode(hasher.finalize());
+        let manifest = Manifest {
+            manifest_version: MANIFEST_VERSION,
+            org_id: self.job.org.to_string(),
+            conversation_id: self.job.conversation.to_string(),
+            recording_id: self.job.recording.to_string(),
+            conversation_start: self.job.conversation_start,
+            bucket: self.store().bucket().to_string(),
+            object_key: up.object_key.clone(),
+            plaintext: PlaintextInfo {
+                size: up.total_size,
+                sha256: plaintext_sha256,
+                codec: format!("{:?}", up.codec),
+                declared_content_type: up.content_type.clone(),
+                duration_ms: None,
+            },
+            ciphertext: CiphertextInfo {
+                size: up.ciphertext_size,
+                sha256_parts: up.parts.iter().map(|p| p.checksum_sha256.clone()).collect(),
+                s3_checksum_sha256: s3_checksum,
+                parts: up.parts.len() as u32,
+            },
+            encryption: EncryptionInfo {
+                format: "aws-encryption-sdk message format v2 (framed)".into(),
+                algorithm_suite: "AES_256_GCM_HKDF_SHA512_COMMIT_KEY (0x0478)".into(),
+                frame_length: up.frame_len,
+                message_id: up.message_id.clone(),
+                key_providers: self.settings.key_providers.clone(),
+                encryption_context: self.job.encryption_context().as_map().clone(),
+            },
+            source: SourceInfo {
+                media_host: up.media_host.clone(),
+                format_id: self.settings.format_id.clone(),
+                ranged: up.ranged,
+                chunk_size: up.chunk_size,
+            },
+            participants: self.job.participants.clone(),
+            timings: Timings {
+                started_at: owned.state.started_at,
+                completed_at: Utc::now(),
+                invocations: owned.state.invocations,
+                chunk_retries: owned.state.chunk_retries
+                    + self.source.as_ref().map_or(0, |s| s.retries.load(Ordering::Relaxed)),
+                url_refreshes: owned.state.url_refreshes
+                    + self.source.as_ref().map_or(0, |s| s.refreshes.load(Ordering::Relaxed)),
+                last_invocation_ms: started.elapsed().as_millis() as u64,
+            },
+            tool_version: concat!("gc-archive ", env!("CARGO_PKG_VERSION")).into(),
+        };
+        let body = serde_json::to_vec_pretty(&manifest)
+            .map_err(|e| TransferError::Internal(format!("manifest serialization: {e}")))?;
+        let outcome = match self
+            .store()
+            .put_if_absent(&self.manifest_key, Bytes::from(body), "application/json")
+            .await?
+        {
+            Conditional::Written(_) => TransferOutcome::Archived(Box::new(manifest)),
+            Conditional::PreconditionFailed => TransferOutcome::AlreadyArchived {
+                manifest_key: self.manifest_key.clone(),
+            },
+        };
+        self.store().delete(&owned.key).await?;
+        Ok(outcome)
+    }
+}
+
+fn decode_digest(b64: &str) -> Result<[u8; 32], TransferError> {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD
+        .decode(b64)
+        .ok()
+        .and_then(|v| <[u8; 32]>::try_from(v.as_slice()).ok())
+        .ok_or_else(|| TransferError::Internal(format!("part checksum {b64:?} is not a SHA-256")))
+}
+
+/// Sniffs the first chunk and compares it with what Genesys declared.
+pub fn check_codec(first: &[u8], content_type: &str, format_id: &str) -> Result<Codec, TransferError> {
+    let sniffed = sniff(first);
+    let declared = declared_container(content_type);
+    match (sniffed, declared) {
+        (Some(codec), Some(container)) if codec.container() == container => {
+            if format_id != "NONE" && codec.format_id() != format_id && !(format_id == "WAV" && codec == Codec::WavOther) {
+                return Err(TransferError::CodecMismatch {
+                    declared: format!("formatId {format_id}"),
+                    sniffed: codec.to_string(),
+                });
+            }
+            Ok(codec)
+        }
+        (sniffed, _) => Err(TransferError::CodecMismatch {
+            declared: content_type.to_string(),
+            sniffed: sniffed.map_or_else(|| "not a known audio format".to_string(), |c| c.to_string()),
+        }),
+    }
+}
+
+/// Hashes the plaintext and encrypts it on two blocking threads at once; returns the state,
+/// the ciphertext part (with the header for the first part) and the part's SHA-256.
+async fn encrypt_chunk(
+    cpu: Cpu,
+    plain: Bytes,
+    last: bool,
+    first: bool,
+) -> Result<(Cpu, Bytes, [u8; 32]), TransferError> {
+    let Cpu { mut hasher, encryptor } = cpu;
+    let mut encryptor =
+        encryptor.ok_or_else(|| TransferError::Internal("encryptor missing".into()))?;
+    let for_hash = plain.clone();
+    let hash_task = tokio::task::spawn_blocking(move || {
+        hasher.update(&for_hash);
+        hasher
+    });
+    let enc_task = tokio::task::spawn_blocking(move || {
+        let frames = plain.len() / encryptor.frame_len() as usize + 2;
+        let mut out = Vec::with_capacity(
+            plain.len() + frames * 40 + if first { encryptor.header().len() } else { 0 },
+        );
+        if first {
+            out.extend_from_slice(encryptor.header());
+        }
+        let next = if last {
+            encryptor.finish(&plain, &mut out)?;
+            None
+        } else {
+            encryptor.encrypt_regular(&plain, &mut out)?;
+            Some(encryptor)
+        };
+        let digest: [u8; 32] = Sha256::digest(&out).into();
+        Ok::<_, TransferError>((next, Bytes::from(out), digest))
+    });
+    let (hasher, encrypted) = tokio::join!(hash_task, enc_task);
+    let hasher = hasher.map_err(|e| TransferError::Internal(format!("hash task: {e}")))?;
+    let (encryptor, ciphertext, digest) =
+        encrypted.map_err(|e| TransferError::Internal(format!("encrypt task: {e}")))??;
+    Ok((Cpu { hasher, encryptor }, ciphertext, digest))
+}
+
+/// Splits a whole-body response (server ignored `Range`) into chunk-sized pieces, skipping the
+/// first `skip` bytes (already archived by an earlier invocation).
+fn whole_body_chunks(
+    response: reqwest::Response,
+    skip: u64,
+    chunk: u64,
+    total: u64,
+) -> impl futures::Stream<Item = Result<Bytes, TransferError>> + Send + 'static {
+    struct St {
+        body: futures::stream::BoxStream<'static, reqwest::Result<Bytes>>,
+        offset: u64,
+        buf: BytesMut,
+        done: bool,
+    }
+    let st = St {
+        body: response.bytes_stream().boxed(),
+        offset: 0,
+        buf: BytesMut::new(),
+        done: false,
+    };
+    futures::stream::unfold(st, move |mut st| async move {
+        if st.done {
+            return None;
+        }
+        loop {
+            let want = (chunk).min(total.saturating_sub(st.offset.max(skip)));
+            if st.offset >= skip && st.buf.len() as u64 >= want && want > 0 {
+                let out = st.buf.split_to(want as usize).freeze();
+                st.offset += want;
+                return Some((Ok(out), st));
+            }
+            match st.body.next().await {
+                Some(Ok(mut piece)) => {
+                    // Discard what an earlier invocation already archived.
+                    if st.offset < skip {
+                        let drop = (skip - st.offset).min(piece.len() as u64) as usize;
+                        let _ = piece.split_to(drop);
+                        st.offset += drop as u64;
+                    }
+                    if st.offset + st.buf.len() as u64 + piece.len() as u64 > total {
+                        st.done = true;
+                        return Some((
+                            Err(TransferError::SizeMismatch {
+                                expected: total,
+                                actual: st.offset + st.buf.len() as u64 + piece.len() as u64,
+                            }),
+                            st,
+                        ));
+                    }
+                    st.buf.extend_from_slice(&piece);
+                }
+                Some(Err(e)) => {
+                    st.done = true;
+                    let offset = st.offset + st.buf.len() as u64;
+                    return Some((
+                        Err(TransferError::Stream {
+                            offset,
+                            reason: crate::genesys::error::describe_reqwest(e),
+                        }),
+                        st,
+                    ));
+                }
+                None => {
+                    st.done = true;
+                    if st.offset + (st.buf.len() as u64) < total {
+                        return Some((
+                            Err(TransferError::Stream {
+                                offset: st.offset + st.buf.len() as u64,
+                                reason: format!("body ended before {total} bytes"),
+                            }),
+                            st,
+                        ));
+                    }
+                    return None;
+                }
+            }
+        }
+    })
+}
+
+/// Aborts a spawned fetch when the transfer stops early (suspend or error).
+struct AbortOnDrop<T>(JoinHandle<T>);
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+impl<T> std::future::Future for AbortOnDrop<T> {
+    type Output = Result<T, tokio::task::JoinError>;
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
+        std::pin::Pin::new(&mut self.0).poll(cx)
+    }
+}

@@ -1,0 +1,116 @@
+//! Ranged, verified, resumable download of one recording's media into an encrypted S3 object.
+//!
+//! * [`range`]: chunk planning and `Content-Range` parsing.
+//! * [`source`]: the signed media URL (fetched from Genesys, refreshed when it expires, never
+//!   given the bearer token) and verified range requests.
+//! * [`codec`]: codec sniffing and declared-type checks.
+//! * [`hash`]: SHA-256 whose state survives a checkpoint.
+//! * [`checkpoint`]: the transfer's state in S3, owned through `If-Match`.
+//! * [`engine`]: the loop that strings them together with encryption and the multipart sink.
+//!
+//! What it does not do: decide *which* recordings to archive (archive-on-event, sweeps), or
+//! anything after the manifest (write-back, notifications: `pipeline`).
+
+pub mod checkpoint;
+pub mod codec;
+pub mod engine;
+pub mod hash;
+pub mod range;
+pub mod source;
+
+use std::time::Duration;
+
+use crate::crypto::CryptoError;
+use crate::genesys::models::FileState;
+use crate::genesys::GenesysError;
+use crate::retry::{RetryClass, Retryable};
+use crate::store::StoreError;
+
+pub use codec::Codec;
+pub use engine::{transfer_recording, TransferJob, TransferOutcome, TransferSettings};
+pub use range::ByteRange;
+
+/// Why a transfer stopped without archiving. `retry_class` tells the caller whether to retry
+/// (SQS redelivery, possibly delayed) or give up (DLQ with the reason).
+#[derive(Debug, thiserror::Error)]
+pub enum TransferError {
+    #[error("recording media is not ready yet ({reason}); retry in {retry_after:?}")]
+    NotReady {
+        reason: String,
+        retry_after: Duration,
+    },
+    #[error("recording has no downloadable media in Genesys Cloud (fileState {file_state:?})")]
+    Unavailable { file_state: Option<FileState> },
+    #[error("Genesys Cloud: {0}")]
+    Genesys(#[from] GenesysError),
+    #[error("media {range}: {reason} (after {attempts} attempts)")]
+    Chunk {
+        range: ByteRange,
+        reason: String,
+        attempts: u32,
+    },
+    #[error("media stream failed at byte {offset}: {reason}")]
+    Stream { offset: u64, reason: String },
+    #[error("codec mismatch: Genesys declared {declared:?} but the bytes are {sniffed}")]
+    CodecMismatch { declared: String, sniffed: String },
+    #[error("media size mismatch: expected {expected} bytes, got {actual}")]
+    SizeMismatch { expected: u64, actual: u64 },
+    #[error("recording media is empty")]
+    EmptyMedia,
+    #[error("another worker owns this transfer until {until}")]
+    Busy { until: chrono::DateTime<chrono::Utc> },
+    #[error("lost ownership of the transfer checkpoint to another worker")]
+    LostOwnership,
+    #[error("{key} exists but is not this transfer's object (checksum {found:?}); left untouched")]
+    ObjectConflict { key: String, found: Option<String> },
+    #[error("checkpoint {key} is unreadable: {reason}")]
+    BadCheckpoint { key: String, reason: String },
+    #[error("storage: {0}")]
+    Store(#[from] StoreError),
+    #[error("encryption: {0}")]
+    Crypto(#[from] CryptoError),
+    #[error("internal: {0}")]
+    Internal(String),
+}
+
+impl TransferError {
+    /// A short machine-readable reason for metrics, audit and DLQ messages.
+    pub fn reason_code(&self) -> &'static str {
+        match self {
+            TransferError::NotReady { .. } => "not_ready",
+            TransferError::Unavailable { .. } => "unavailable",
+            TransferError::Genesys(_) => "genesys",
+            TransferError::Chunk { .. } => "chunk",
+            TransferError::Stream { .. } => "stream",
+            TransferError::CodecMismatch { .. } => "codec_mismatch",
+            TransferError::SizeMismatch { .. } => "size_mismatch",
+            TransferError::EmptyMedia => "empty_media",
+            TransferError::Busy { .. } => "busy",
+            TransferError::LostOwnership => "lost_ownership",
+            TransferError::ObjectConflict { .. } => "object_conflict",
+            TransferError::BadCheckpoint { .. } => "bad_checkpoint",
+            TransferError::Store(_) => "store",
+            TransferError::Crypto(_) => "crypto",
+            TransferError::Internal(_) => "internal",
+        }
+    }
+}
+
+impl Retryable for TransferError {
+    fn retry_class(&self) -> RetryClass {
+        match self {
+            TransferError::NotReady { retry_after, .. } => RetryClass::Transient {
+                retry_after: Some(*retry_after),
+            },
+            TransferError::Busy { .. } | TransferError::LostOwnership => RetryClass::Transient {
+                retry_after: Some(Duration::from_secs(60)),
+            },
+            TransferError::Chunk { .. } | TransferError::Stream { .. } => {
+                RetryClass::Transient { retry_after: None }
+            }
+            TransferError::Genesys(e) => e.retry_class(),
+            TransferError::Store(e) => e.retry_class(),
+            _ => RetryClass::Permanent,
+        }
+    }
+}

@@ -1,0 +1,246 @@
+//! Genesys Cloud Platform API simulator with fault injection.
+//!
+//! Speaks the real API shapes used by gc-archive (see `/work/shared/genesys-api.md`):
+//! OAuth client credentials, conversations, recording metadata, recordings with signed media
+//! URLs, custom attributes, external tags and the analytics conversation detail query.
+//! Faults are injected with [`Simulator::inject`] or `POST /__sim/faults`.
+//!
+//! Simulator limits (deliberate): no transcoding — a recording is only served as `formatId=NONE`
+//! (or absent — the real API would default to WEBM) or its own (declared) codec's format id;
+//! `mediaFormats` must contain that format id; anything else is 400 `bad.request`.
+//!
+//! Admin HTTP API (no auth, not in the request log), serde default (externally tagged) JSON:
+//! * `POST /__sim/faults` body [`FaultRule`], e.g.
+//!   `{"target":{"Api":{"path_contains":"/recordings/"}},"fault":{"Status":{"status":503,"retry_after_secs":2}},"skip":0,"times":1}`,
+//!   `{"target":"Token","fault":"UnauthorizedToken"}`,
+//!   `{"target":{"Media":{"recording_id":null}},"fault":{"ResetMidBody":{"after_bytes":1000}}}`,
+//!   `{"target":{"Media":{"recording_id":null}},"fault":{"WrongContentType":"text/html"}}`
+//!   (`skip` defaults to 0, `times` to 1; `u32::MAX` = forever); `DELETE /__sim/faults` clears.
+//! * `GET /__sim/requests` → `[RequestRecord]`; `DELETE /__sim/requests` clears.
+//! * `GET /__sim/conversations` → `[ConversationSummary]`;
+//!   `POST /__sim/conversations` body `{"conversations":N,"days":D,"rng_seed":S?}` → 201 with the new ones.
+//!
+//! Fault evaluation: every request matching a rule's target counts towards that rule's `skip`;
+//! the first rule with budget left applies. API faults are evaluated before token checks;
+//! media faults after the URL signature/expiry checks.
+
+mod media;
+mod model;
+mod server;
+mod state;
+
+use std::io::Read;
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+pub use media::{real_sample, REAL_SAMPLE_DURATION_MS};
+pub use model::*;
+
+use state::{lock, Shared};
+
+/// A running simulator. Dropping it aborts the server task.
+pub struct Simulator {
+    shared: Arc<Shared>,
+    addr: SocketAddr,
+    task: Option<JoinHandle<()>>,
+    stop: Option<oneshot::Sender<()>>,
+}
+
+impl Simulator {
+    /// Start on `127.0.0.1:0`.
+    pub async fn start(cfg: SimConfig) -> anyhow::Result<Simulator> {
+        Self::start_on(cfg, SocketAddr::from(([127, 0, 0, 1], 0))).await
+    }
+
+    /// Start on a given address (port 0 = any free port).
+    pub async fn start_on(cfg: SimConfig, addr: SocketAddr) -> anyhow::Result<Simulator> {
+        let listener = tokio::net::TcpListener::bind(addr).await?;
+        let addr = listener.local_addr()?;
+        let seed = cfg.seed;
+        let shared = Arc::new(Shared::new(cfg));
+        let host = if addr.ip().is_unspecified() {
+            "127.0.0.1".to_string()
+        } else if addr.is_ipv6() {
+            format!("[{}]", addr.ip())
+        } else {
+            addr.ip().to_string()
+        };
+        let _ = shared
+            .base_url
+            .set(format!("http://{host}:{}", addr.port()));
+        if let Some(seed) = seed {
+            shared.seed(seed);
+        }
+        let app = server::router(shared.clone());
+        let (tx, rx) = oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            let r = axum::serve(listener, app)
+                .with_graceful_shutdown(async {
+                    let _ = rx.await;
+                })
+                .await;
+            if let Err(e) = r {
+                tracing::warn!("simulator server ended: {e}");
+            }
+        });
+        Ok(Simulator {
+            shared,
+            addr,
+            task: Some(task),
+            stop: Some(tx),
+        })
+    }
+
+    /// `http://127.0.0.1:PORT` — both the API and the login base URL.
+    pub fn base_url(&self) -> String {
+        self.shared.base().to_string()
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    pub fn client_id(&self) -> &str {
+        &self.shared.cfg.client_id
+    }
+
+    pub fn client_secret(&self) -> &str {
+        &self.shared.cfg.client_secret
+    }
+
+    pub fn org_id(&self) -> &str {
+        &self.shared.cfg.org_id
+    }
+
+    /// Add a conversation; returns its id.
+    pub fn add_conversation(&self, spec: ConversationSpec) -> String {
+        self.shared.add_conversation(spec)
+    }
+
+    /// Add a recording to an existing conversation; returns the recording id.
+    ///
+    /// # Panics
+    /// If the conversation does not exist (a test setup error).
+    pub fn add_recording(&self, conversation_id: &str, spec: RecordingSpec) -> String {
+        match self.shared.add_recording(conversation_id, spec) {
+            Some(id) => id,
+            None => panic!("add_recording: unknown conversation {conversation_id}"),
+        }
+    }
+
+    /// Generate more conversations (same generator as `SimConfig::seed`); returns their ids.
+    pub fn seed(&self, spec: SeedSpec) -> Vec<String> {
+        self.shared.seed(spec)
+    }
+
+    /// Whole media content (fine for real samples and small synthesized WAVs).
+    pub fn media_bytes(&self, recording_id: &str) -> Option<Vec<u8>> {
+        let mut v = Vec::new();
+        self.media_reader(recording_id)?.read_to_end(&mut v).ok()?;
+        Some(v)
+    }
+
+    /// Streaming reader over the exact bytes the media URL serves.
+    pub fn media_reader(&self, recording_id: &str) -> Option<Box<dyn Read + Send>> {
+        self.shared.content(recording_id).map(|c| c.reader())
+    }
+
+    pub fn media_len(&self, recording_id: &str) -> Option<u64> {
+        self.shared.content(recording_id).map(|c| c.len())
+    }
+
+    pub fn inject(&self, rule: FaultRule) {
+        self.shared.add_fault(rule);
+    }
+
+    pub fn clear_faults(&self) {
+        self.shared.clear_faults();
+    }
+
+    pub fn requests(&self) -> Vec<RequestRecord> {
+        lock(&self.shared.requests).clone()
+    }
+
+    pub fn clear_requests(&self) {
+        lock(&self.shared.requests).clear();
+    }
+
+    /// Invalidate every issued access token (next API call answers 401).
+    pub fn revoke_tokens(&self) {
+        lock(&self.shared.tokens).clear();
+    }
+
+    /// Invalidate every media URL handed out so far (they answer 403 "Request has expired").
+    pub fn expire_media_urls(&self) {
+        self.shared.media_gen.fetch_add(1, Ordering::SeqCst);
+    }
+
+    pub fn set_ignore_range(&self, ignore: bool) {
+        self.shared.ignore_range.store(ignore, Ordering::SeqCst);
+    }
+
+    /// Custom attribute records of a conversation, as the JSON array the API's listing
+    /// `results` holds; `None` when the conversation has none (or does not exist).
+    pub fn custom_attributes(&self, conversation_id: &str) -> Option<serde_json::Value> {
+        let st = lock(&self.shared.store);
+        let c = st.convs.get(conversation_id)?;
+        if c.custom.is_empty() {
+            return None;
+        }
+        Some(serde_json::Value::Array(
+            c.custom
+                .iter()
+                .map(|a| {
+                    serde_json::json!({
+                        "id": a.id,
+                        "schemaId": a.schema_id,
+                        "divisions": a.divisions,
+                        "version": a.version,
+                        "customAttributes": a.attrs,
+                    })
+                })
+                .collect(),
+        ))
+    }
+
+    pub fn external_tag(&self, conversation_id: &str) -> Option<String> {
+        lock(&self.shared.store)
+            .convs
+            .get(conversation_id)
+            .and_then(|c| c.external_tag.clone())
+    }
+
+    /// All conversations, oldest first.
+    pub fn conversations(&self) -> Vec<ConversationSummary> {
+        self.shared.summaries()
+    }
+
+    /// Graceful stop (in-flight responses get up to 2 s, then the task is aborted).
+    pub async fn shutdown(mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+        if let Some(task) = self.task.take() {
+            let abort = task.abort_handle();
+            if tokio::time::timeout(Duration::from_secs(2), task)
+                .await
+                .is_err()
+            {
+                abort.abort();
+            }
+        }
+    }
+}
+
+impl Drop for Simulator {
+    fn drop(&mut self) {
+        if let Some(t) = self.task.take() {
+            t.abort();
+        }
+    }
+}

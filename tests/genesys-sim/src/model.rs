@@ -1,0 +1,328 @@
+//! Public configuration, specification and fault types of the simulator.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+/// Simulator configuration.
+#[derive(Debug, Clone)]
+pub struct SimConfig {
+    pub client_id: String,
+    pub client_secret: String,
+    pub org_id: String,
+    /// `expires_in` of issued access tokens; tokens really stop working after it.
+    pub token_ttl_secs: u64,
+    /// Lifetime of signed media URLs handed out in `mediaUris`.
+    pub media_url_ttl_secs: u64,
+    /// When true the media endpoint ignores `Range` and always answers 200 with the whole body.
+    pub ignore_range: bool,
+    /// Per-token request limit on `/api/v2/...`; `None` = unlimited (headers still sent).
+    pub rate_limit: Option<RateLimit>,
+    /// Seed the store with generated conversations at start.
+    pub seed: Option<SeedSpec>,
+}
+
+impl Default for SimConfig {
+    fn default() -> Self {
+        SimConfig {
+            client_id: "sim-client".into(),
+            client_secret: "sim-secret".into(),
+            org_id: DEFAULT_ORG_ID.into(),
+            token_ttl_secs: 86_400,
+            media_url_ttl_secs: 3_600,
+            ignore_range: false,
+            rate_limit: None,
+            seed: None,
+        }
+    }
+}
+
+/// Fixed organisation id used by [`SimConfig::default`].
+pub const DEFAULT_ORG_ID: &str = "5a2b1f0e-7c1d-4d8e-9a43-0c9e1f2d3b4a";
+
+/// Requests allowed per token per window.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RateLimit {
+    pub requests: u32,
+    pub window_secs: u64,
+}
+
+/// Generated data set: `conversations` conversations started over the last `days` days.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SeedSpec {
+    pub conversations: usize,
+    pub days: u32,
+    pub rng_seed: u64,
+}
+
+/// Audio codec of a recording. `as_format_id()` gives the Genesys `formatId` value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Codec {
+    WavPcm,
+    WavUlaw,
+    OggOpus,
+    OggVorbis,
+    Mp3,
+    Webm,
+}
+
+impl Codec {
+    pub const ALL: [Codec; 6] = [
+        Codec::WavPcm,
+        Codec::WavUlaw,
+        Codec::OggOpus,
+        Codec::OggVorbis,
+        Codec::Mp3,
+        Codec::Webm,
+    ];
+
+    /// The `formatId` query value of the Genesys recording API.
+    pub fn as_format_id(self) -> &'static str {
+        match self {
+            Codec::WavPcm => "WAV",
+            Codec::WavUlaw => "WAV_ULAW",
+            Codec::OggOpus => "OGG_OPUS",
+            Codec::OggVorbis => "OGG_VORBIS",
+            Codec::Mp3 => "MP3",
+            Codec::Webm => "WEBM",
+        }
+    }
+
+    pub fn from_format_id(s: &str) -> Option<Codec> {
+        Codec::ALL
+            .into_iter()
+            .find(|c| c.as_format_id().eq_ignore_ascii_case(s))
+    }
+
+    pub fn content_type(self) -> &'static str {
+        match self {
+            Codec::WavPcm | Codec::WavUlaw => "audio/wav",
+            Codec::OggOpus | Codec::OggVorbis => "audio/ogg",
+            Codec::Mp3 => "audio/mpeg",
+            Codec::Webm => "audio/webm",
+        }
+    }
+
+    /// Conventional file extension.
+    pub fn extension(self) -> &'static str {
+        match self {
+            Codec::WavPcm | Codec::WavUlaw => "wav",
+            Codec::OggOpus | Codec::OggVorbis => "ogg",
+            Codec::Mp3 => "mp3",
+            Codec::Webm => "webm",
+        }
+    }
+}
+
+/// Genesys `fileState` values (PY-SDK `Recording.fileState`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum FileState {
+    Archived,
+    Available,
+    Deleted,
+    Restored,
+    Restoring,
+    Uploading,
+    Error,
+}
+
+impl FileState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FileState::Archived => "ARCHIVED",
+            FileState::Available => "AVAILABLE",
+            FileState::Deleted => "DELETED",
+            FileState::Restored => "RESTORED",
+            FileState::Restoring => "RESTORING",
+            FileState::Uploading => "UPLOADING",
+            FileState::Error => "ERROR",
+        }
+    }
+}
+
+/// Where a recording's bytes come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum MediaSource {
+    /// One of the committed real files under `media/` (a few seconds of speech).
+    Real(Codec),
+    /// Deterministic synthesized WAV (PCM 16-bit, 8 kHz, mono) of exactly `size_bytes`
+    /// (rounded down to an even size, minimum 44 bytes) generated from the recording id.
+    SynthWav { size_bytes: u64 },
+}
+
+impl MediaSource {
+    pub fn codec(self) -> Codec {
+        match self {
+            MediaSource::Real(c) => c,
+            MediaSource::SynthWav { .. } => Codec::WavPcm,
+        }
+    }
+}
+
+/// A recording to add to a conversation.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RecordingSpec {
+    /// Recording id; a random UUID when `None`.
+    pub id: Option<String>,
+    pub media: MediaSource,
+    /// Codec the API claims (formatId accepted, `Content-Type` served) when it differs from
+    /// the real bytes — to simulate a lying content type.
+    pub declared_codec: Option<Codec>,
+    /// Report `UPLOADING` for the first N metadata/recording polls (`u32::MAX` = never available).
+    pub unavailable_polls: u32,
+    /// Once available, answer the recording GET with 202 (transcoding) this many times.
+    pub transcoding_polls: u32,
+    /// Fixed state (DELETED / ARCHIVED / ERROR ...) overriding the poll logic.
+    pub file_state_override: Option<FileState>,
+}
+
+impl RecordingSpec {
+    pub fn new(media: MediaSource) -> Self {
+        RecordingSpec {
+            id: None,
+            media,
+            declared_codec: None,
+            unavailable_polls: 0,
+            transcoding_polls: 0,
+            file_state_override: None,
+        }
+    }
+}
+
+/// A participant of a simulated conversation.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ParticipantSpec {
+    /// "customer", "agent", "acd", ...
+    pub purpose: String,
+    pub name: Option<String>,
+    pub user_id: Option<String>,
+    pub queue_id: Option<String>,
+}
+
+/// A conversation to add.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ConversationSpec {
+    /// Conversation id; a random UUID when `None`.
+    pub id: Option<String>,
+    /// Start time; now minus one hour when `None`.
+    pub start: Option<DateTime<Utc>>,
+    pub duration_secs: u64,
+    /// Empty = a default customer + acd + agent trio.
+    pub participants: Vec<ParticipantSpec>,
+    pub external_tag: Option<String>,
+    /// `inbound` / `outbound` (analytics `originatingDirection`).
+    pub direction: Option<String>,
+}
+
+impl Default for ConversationSpec {
+    fn default() -> Self {
+        ConversationSpec {
+            id: None,
+            start: None,
+            duration_secs: 180,
+            participants: Vec::new(),
+            external_tag: None,
+            direction: None,
+        }
+    }
+}
+
+/// Summary of a stored conversation (library and `GET /__sim/conversations`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ConversationSummary {
+    pub id: String,
+    pub start_time: DateTime<Utc>,
+    pub end_time: DateTime<Utc>,
+    pub recordings: Vec<RecordingSummary>,
+    pub external_tag: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RecordingSummary {
+    pub id: String,
+    pub codec: Codec,
+    pub declared_codec: Codec,
+    pub size_bytes: u64,
+}
+
+/// Which requests a fault applies to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum FaultTarget {
+    /// `POST /oauth/token`
+    Token,
+    /// `/api/v2/...` requests whose path contains the string (empty = all).
+    Api { path_contains: String },
+    /// Signed media URL requests, optionally only for one recording.
+    Media { recording_id: Option<String> },
+}
+
+/// What to do to a matching request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Fault {
+    /// Answer with this status (Genesys JSON error body; S3 XML for media), optional `Retry-After`.
+    Status {
+        status: u16,
+        retry_after_secs: Option<u64>,
+    },
+    /// Abort the connection after sending `after_bytes` body bytes.
+    ResetMidBody { after_bytes: u64 },
+    /// Declare the full `Content-Length` but end the body after `after_bytes`.
+    TruncatedBody { after_bytes: u64 },
+    /// 206 whose `Content-Range` start (and end) are shifted by [`WRONG_RANGE_SHIFT`] bytes.
+    WrongContentRange,
+    /// Serve this `Content-Type` instead of the right one.
+    WrongContentType(String),
+    /// 403 S3-style "Request has expired".
+    ExpiredUrl,
+    /// Recording GET answers 202 "still transcoding" (media: 202 with empty body).
+    Transcoding202,
+    /// Throttle the body to this rate.
+    SlowBody { bytes_per_sec: u64 },
+    /// 401 as if the token had expired.
+    UnauthorizedToken,
+}
+
+/// Byte shift used by [`Fault::WrongContentRange`].
+pub const WRONG_RANGE_SHIFT: u64 = 7;
+
+/// A fault injection rule: let `skip` matching requests pass, then apply `fault` to the next
+/// `times` matching requests (`u32::MAX` = forever).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FaultRule {
+    pub target: FaultTarget,
+    pub fault: Fault,
+    #[serde(default)]
+    pub skip: u32,
+    #[serde(default = "one")]
+    pub times: u32,
+}
+
+fn one() -> u32 {
+    1
+}
+
+impl FaultRule {
+    /// Apply `fault` once to the next request matching `target`.
+    pub fn once(target: FaultTarget, fault: Fault) -> Self {
+        FaultRule {
+            target,
+            fault,
+            skip: 0,
+            times: 1,
+        }
+    }
+}
+
+/// One logged request (admin `/__sim/...` requests are not logged).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RequestRecord {
+    pub method: String,
+    pub path: String,
+    pub query: Option<String>,
+    /// Raw `Range` header.
+    pub range: Option<String>,
+    /// Authorization scheme only ("Bearer", "Basic", ...), never the credential.
+    pub auth: Option<String>,
+    pub status: u16,
+    pub at: DateTime<Utc>,
+}

@@ -1,0 +1,10 @@
+//! Test support for gc-archive's end-to-end tests: a moto server on a free loopback port, the
+//! project virtualenv (moto, the official AWS Encryption SDK), and AWS SDK clients pointed at moto.
+//!
+//! Every helper here starts what it needs itself and stops it on drop, so a test never depends on
+//! a server somebody else left running and never leaves one behind.
+
+pub mod moto;
+pub mod venv;
+
+pub use moto::MotoServer;
