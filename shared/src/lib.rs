@@ -3,12 +3,21 @@
 //! All logic lives here so it can be tested without AWS: handlers parse an event, call one
 //! function from this crate, and map the result. See `DESIGN.md` §2 for the module map.
 
+pub mod audit;
+pub mod bootstrap;
 pub mod config;
 pub mod crypto;
+pub mod events;
 pub mod genesys;
+pub mod handlers;
 pub mod ids;
+pub mod metrics;
+pub mod notify;
+pub mod pipeline;
+pub mod queue;
 pub mod retry;
 pub mod store;
 pub mod transfer;
+pub mod writeback;
 
 pub use ids::{ConversationId, OrgId, RecordingId};

@@ -48,7 +48,10 @@ fn context_serializes_pairs_sorted_by_key_with_u16_lengths() {
 
 #[test]
 fn empty_context_serializes_to_no_bytes() {
-    assert!(EncryptionContext::new().serialize().expect("serializes").is_empty());
+    assert!(EncryptionContext::new()
+        .serialize()
+        .expect("serializes")
+        .is_empty());
 }
 
 #[test]
@@ -62,7 +65,10 @@ fn context_round_trips_through_json_as_a_plain_map() {
 #[test]
 fn context_with_reserved_aws_crypto_prefix_is_refused_for_encryption() {
     let c = EncryptionContext::new().with("aws-crypto-public-key", "x");
-    assert!(matches!(c.validate_for_encrypt(), Err(CryptoError::InvalidContext(_))));
+    assert!(matches!(
+        c.validate_for_encrypt(),
+        Err(CryptoError::InvalidContext(_))
+    ));
 }
 
 #[test]
@@ -79,16 +85,21 @@ fn raw_aes_keyring_refuses_the_aws_kms_namespace() {
 
 #[test]
 fn debug_output_never_shows_key_material() {
-    let kr = RawAesKeyring::new("ns", "name", [0xAB; 32]).expect("keyring");
+    let kr = RawAesKeyring::new("ns", "name", [0xAB; 32]).expect("valid keyring");
     let shown = format!("{kr:?}");
     assert!(shown.contains("ns") && shown.contains("name"));
     assert!(!shown.to_lowercase().contains("ab, ") && !shown.contains("171"));
-    assert_eq!(format!("{:?}", DataKey::from_bytes([1u8; 32])), "DataKey(***)");
+    assert_eq!(
+        format!("{:?}", DataKey::from_bytes([1u8; 32])),
+        "DataKey(***)"
+    );
 }
 
 #[tokio::test]
 async fn header_has_the_v2_layout_for_suite_0478() {
-    let enc = FrameEncryptor::new(&keyring(), ctx(), 4096).await.expect("encryptor");
+    let enc = FrameEncryptor::new(&keyring(), ctx(), 4096)
+        .await
+        .expect("encryptor");
     let h = enc.header();
     assert_eq!(h[0], 0x02, "version");
     assert_eq!(&h[1..3], &[0x04, 0x78], "suite id");
@@ -146,9 +157,22 @@ async fn exact_multiple_of_frame_len_puts_the_last_frame_in_the_final_frame() {
 
 #[tokio::test]
 async fn ciphertext_len_predicts_the_output_size() {
-    for (n, f) in [(0usize, 1u32), (1, 1), (5, 1), (0, 4096), (4095, 4096), (4096, 4096), (4097, 4096), (100_000, 65536)] {
+    for (n, f) in [
+        (0usize, 1u32),
+        (1, 1),
+        (5, 1),
+        (0, 4096),
+        (4095, 4096),
+        (4096, 4096),
+        (4097, 4096),
+        (100_000, 65536),
+    ] {
         let (ct, hl) = message(&vec![0u8; n], f).await;
-        assert_eq!(ct.len() as u64, ciphertext_len(hl, n as u64, f), "n={n} f={f}");
+        assert_eq!(
+            ct.len() as u64,
+            ciphertext_len(hl, n as u64, f),
+            "n={n} f={f}"
+        );
     }
 }
 
@@ -165,17 +189,29 @@ async fn empty_plaintext_round_trips_as_a_single_empty_final_frame() {
 #[tokio::test]
 async fn zero_or_huge_frame_len_is_refused_by_the_encryptor() {
     for f in [0, MAX_FRAME_LEN + 1] {
-        let err = FrameEncryptor::new(&keyring(), ctx(), f).await.expect_err("refused");
+        let err = FrameEncryptor::new(&keyring(), ctx(), f)
+            .await
+            .expect_err("refused");
         assert!(matches!(err, CryptoError::FrameLen(x) if x == f));
     }
 }
 
 #[tokio::test]
 async fn encrypt_regular_refuses_a_partial_frame() {
-    let mut enc = FrameEncryptor::new(&keyring(), ctx(), 16).await.expect("encryptor");
+    let mut enc = FrameEncryptor::new(&keyring(), ctx(), 16)
+        .await
+        .expect("encryptor");
     let mut out = Vec::new();
-    let err = enc.encrypt_regular(&[0u8; 17], &mut out).expect_err("refused");
-    assert!(matches!(err, CryptoError::NotFrameAligned { len: 17, frame_len: 16 }));
+    let err = enc
+        .encrypt_regular(&[0u8; 17], &mut out)
+        .expect_err("refused");
+    assert!(matches!(
+        err,
+        CryptoError::NotFrameAligned {
+            len: 17,
+            frame_len: 16
+        }
+    ));
     assert!(out.is_empty());
 }
 
@@ -188,7 +224,10 @@ fn set(ct: &[u8], at: usize, bytes: &[u8]) -> Vec<u8> {
 #[tokio::test]
 async fn unknown_version_suite_and_content_type_are_rejected() {
     let (ct, hl) = message(b"hello", 64).await;
-    assert!(matches!(decrypt(&set(&ct, 0, &[0x01])).await, Err(CryptoError::UnsupportedVersion(1))));
+    assert!(matches!(
+        decrypt(&set(&ct, 0, &[0x01])).await,
+        Err(CryptoError::UnsupportedVersion(1))
+    ));
     assert!(matches!(
         decrypt(&set(&ct, 1, &[0x05, 0x78])).await,
         Err(CryptoError::UnsupportedSuite(0x0578))
@@ -204,7 +243,10 @@ async fn unknown_version_suite_and_content_type_are_rejected() {
 async fn zero_frame_len_in_a_header_is_rejected() {
     let (ct, hl) = message(b"hello", 64).await;
     let frame_len_at = hl - 16 - 32 - 4;
-    assert!(matches!(decrypt(&set(&ct, frame_len_at, &[0, 0, 0, 0])).await, Err(CryptoError::FrameLen(0))));
+    assert!(matches!(
+        decrypt(&set(&ct, frame_len_at, &[0, 0, 0, 0])).await,
+        Err(CryptoError::FrameLen(0))
+    ));
 }
 
 #[tokio::test]
@@ -212,8 +254,14 @@ async fn header_with_zero_or_too_many_edks_is_rejected_before_any_allocation() {
     let (ct, _) = message(b"hello", 64).await;
     let aad_len = u16::from_be_bytes([ct[35], ct[36]]) as usize;
     let count_at = 37 + aad_len;
-    assert!(matches!(decrypt(&set(&ct, count_at, &[0, 0])).await, Err(CryptoError::Malformed(_))));
-    assert!(matches!(decrypt(&set(&ct, count_at, &[0xFF, 0xFF])).await, Err(CryptoError::Malformed(_))));
+    assert!(matches!(
+        decrypt(&set(&ct, count_at, &[0, 0])).await,
+        Err(CryptoError::Malformed(_))
+    ));
+    assert!(matches!(
+        decrypt(&set(&ct, count_at, &[0xFF, 0xFF])).await,
+        Err(CryptoError::Malformed(_))
+    ));
 }
 
 #[tokio::test]
@@ -243,7 +291,10 @@ async fn tampered_commitment_key_is_reported_as_bad_commitment() {
     let commit_at = hl - 16 - 32;
     let mut bad = ct.clone();
     bad[commit_at] ^= 1;
-    assert!(matches!(decrypt(&bad).await, Err(CryptoError::BadCommitment)));
+    assert!(matches!(
+        decrypt(&bad).await,
+        Err(CryptoError::BadCommitment)
+    ));
 }
 
 #[tokio::test]
@@ -252,10 +303,16 @@ async fn tampered_header_field_is_reported_as_header_auth_failure() {
     let frame_len_at = hl - 16 - 32 - 4;
     let mut bad = ct.clone();
     bad[frame_len_at + 3] ^= 1;
-    assert!(matches!(decrypt(&bad).await, Err(CryptoError::HeaderAuthFailed)));
+    assert!(matches!(
+        decrypt(&bad).await,
+        Err(CryptoError::HeaderAuthFailed)
+    ));
     let mut bad = ct.clone();
     bad[hl - 1] ^= 1;
-    assert!(matches!(decrypt(&bad).await, Err(CryptoError::HeaderAuthFailed)));
+    assert!(matches!(
+        decrypt(&bad).await,
+        Err(CryptoError::HeaderAuthFailed)
+    ));
 }
 
 #[tokio::test]
@@ -263,11 +320,17 @@ async fn tampered_frame_is_reported_with_its_sequence_number() {
     let (ct, hl) = message(&[3u8; 100], 64).await;
     let mut bad = ct.clone();
     bad[hl + 4 + 12 + 5] ^= 1;
-    assert!(matches!(decrypt(&bad).await, Err(CryptoError::FrameAuthFailed { sequence: 1 })));
+    assert!(matches!(
+        decrypt(&bad).await,
+        Err(CryptoError::FrameAuthFailed { sequence: 1 })
+    ));
     let mut bad = ct.clone();
     let last = bad.len() - 1;
     bad[last] ^= 1;
-    assert!(matches!(decrypt(&bad).await, Err(CryptoError::FrameAuthFailed { sequence: 2 })));
+    assert!(matches!(
+        decrypt(&bad).await,
+        Err(CryptoError::FrameAuthFailed { sequence: 2 })
+    ));
 }
 
 #[tokio::test]
@@ -276,31 +339,49 @@ async fn final_frame_longer_than_frame_len_is_rejected() {
     let len_at = hl + 4 + 4 + 12;
     assert!(matches!(
         decrypt(&set(&ct, len_at, &65u32.to_be_bytes())).await,
-        Err(CryptoError::FinalFrameTooLong { content_len: 65, frame_len: 64 })
+        Err(CryptoError::FinalFrameTooLong {
+            content_len: 65,
+            frame_len: 64
+        })
     ));
 }
 
 #[tokio::test]
 async fn frame_whose_iv_is_not_its_sequence_number_is_rejected() {
     let (ct, hl) = message(&[3u8; 100], 64).await;
-    assert!(matches!(decrypt(&set(&ct, hl + 4, &[1])).await, Err(CryptoError::Malformed(_))));
+    assert!(matches!(
+        decrypt(&set(&ct, hl + 4, &[1])).await,
+        Err(CryptoError::Malformed(_))
+    ));
 }
 
 #[tokio::test]
 async fn missing_final_frame_is_truncated_and_extra_bytes_are_trailing() {
     let (ct, hl) = message(&[3u8; 100], 64).await;
     let regular_end = hl + 4 + 12 + 64 + 16;
-    assert!(matches!(decrypt(&ct[..regular_end]).await, Err(CryptoError::Truncated)));
-    assert!(matches!(decrypt(&ct[..hl - 1]).await, Err(CryptoError::Truncated)));
+    assert!(matches!(
+        decrypt(&ct[..regular_end]).await,
+        Err(CryptoError::Truncated)
+    ));
+    assert!(matches!(
+        decrypt(&ct[..hl - 1]).await,
+        Err(CryptoError::Truncated)
+    ));
     assert!(matches!(decrypt(b"").await, Err(CryptoError::Truncated)));
     let mut extra = ct.clone();
     extra.push(0);
-    assert!(matches!(decrypt(&extra).await, Err(CryptoError::TrailingBytes)));
+    assert!(matches!(
+        decrypt(&extra).await,
+        Err(CryptoError::TrailingBytes)
+    ));
     // Trailing bytes arriving in a later push are caught too.
     let mut dec = StreamDecryptor::new(arc_keyring(), DecryptOptions::default());
     dec.push(&ct).await.expect("whole message");
     assert!(dec.is_done());
-    assert!(matches!(dec.push(&[0]).await, Err(CryptoError::TrailingBytes)));
+    assert!(matches!(
+        dec.push(&[0]).await,
+        Err(CryptoError::TrailingBytes)
+    ));
 }
 
 #[tokio::test]
@@ -321,8 +402,15 @@ async fn required_context_must_match_exactly() {
     let ok = decrypt_bytes(arc_keyring(), opts("org", "acme"), &ct).await;
     assert!(ok.is_ok());
     match decrypt_bytes(arc_keyring(), opts("org", "other"), &ct).await {
-        Err(CryptoError::ContextMismatch { key, expected, actual }) => {
-            assert_eq!((key.as_str(), expected.as_str(), actual.as_deref()), ("org", "other", Some("acme")));
+        Err(CryptoError::ContextMismatch {
+            key,
+            expected,
+            actual,
+        }) => {
+            assert_eq!(
+                (key.as_str(), expected.as_str(), actual.as_deref()),
+                ("org", "other", Some("acme"))
+            );
         }
         other => panic!("expected a context mismatch, got {other:?}"),
     }
@@ -342,7 +430,9 @@ async fn other_key_or_namespace_cannot_decrypt() {
     ] {
         let kr: Arc<dyn Keyring> = Arc::new(kr.expect("keyring"));
         match decrypt_bytes(kr, DecryptOptions::default(), &ct).await {
-            Err(CryptoError::NoDecryptableKey { providers }) => assert_eq!(providers, vec![NAMESPACE]),
+            Err(CryptoError::NoDecryptableKey { providers }) => {
+                assert_eq!(providers, vec![NAMESPACE])
+            }
             other => panic!("expected NoDecryptableKey, got {other:?}"),
         }
     }
@@ -350,38 +440,56 @@ async fn other_key_or_namespace_cannot_decrypt() {
 
 #[tokio::test]
 async fn checkpoint_survives_json_and_refuses_tampering() {
-    let mut enc = FrameEncryptor::new(&keyring(), ctx(), 8).await.expect("encryptor");
+    let mut enc = FrameEncryptor::new(&keyring(), ctx(), 8)
+        .await
+        .expect("encryptor");
     let mut out = Vec::new();
     enc.encrypt_regular(&[1u8; 16], &mut out).expect("frames");
     let cp = enc.checkpoint();
     assert_eq!(cp.next_sequence, 3);
     let json = serde_json::to_string(&cp).expect("json");
-    assert!(!json.contains("key\":"), "checkpoint must not carry a key: {json}");
+    assert!(
+        !json.contains("key\":"),
+        "checkpoint must not carry a key: {json}"
+    );
     let back: EncryptorCheckpoint = serde_json::from_str(&json).expect("parse");
-    let resumed = FrameEncryptor::resume(&keyring(), &back).await.expect("resume");
+    let resumed = FrameEncryptor::resume(&keyring(), &back)
+        .await
+        .expect("resume");
     assert_eq!(resumed.plaintext_consumed(), 16);
     assert_eq!(resumed.header(), enc.header());
 
-    let wrong = RawAesKeyring::new(NAMESPACE, "key-1", [9u8; 32]).expect("keyring");
+    let wrong = RawAesKeyring::new(NAMESPACE, "key-1", [9u8; 32]).expect("valid keyring");
     assert!(matches!(
         FrameEncryptor::resume(&wrong, &cp).await,
         Err(CryptoError::NoDecryptableKey { .. })
     ));
     let mut bad = cp.clone();
     bad.frame_len = 9;
-    assert!(matches!(FrameEncryptor::resume(&keyring(), &bad).await, Err(CryptoError::Checkpoint(_))));
+    assert!(matches!(
+        FrameEncryptor::resume(&keyring(), &bad).await,
+        Err(CryptoError::Checkpoint(_))
+    ));
     let mut bad = cp.clone();
     bad.next_sequence = 0;
-    assert!(matches!(FrameEncryptor::resume(&keyring(), &bad).await, Err(CryptoError::Checkpoint(_))));
+    assert!(matches!(
+        FrameEncryptor::resume(&keyring(), &bad).await,
+        Err(CryptoError::Checkpoint(_))
+    ));
     let mut bad = cp.clone();
     bad.header = "not base64!".into();
-    assert!(matches!(FrameEncryptor::resume(&keyring(), &bad).await, Err(CryptoError::Checkpoint(_))));
+    assert!(matches!(
+        FrameEncryptor::resume(&keyring(), &bad).await,
+        Err(CryptoError::Checkpoint(_))
+    ));
 }
 
 #[tokio::test]
 async fn stream_encryptor_output_matches_the_planned_size_and_decrypts() {
     let data: Vec<u8> = (0..10_000u32).map(|i| i as u8).collect();
-    let enc = FrameEncryptor::new(&keyring(), ctx(), 1000).await.expect("encryptor");
+    let enc = FrameEncryptor::new(&keyring(), ctx(), 1000)
+        .await
+        .expect("encryptor");
     let hl = enc.header().len();
     let mut se = StreamEncryptor::new(enc);
     let mut ct = Vec::new();
@@ -396,14 +504,18 @@ async fn stream_encryptor_output_matches_the_planned_size_and_decrypts() {
 
 #[tokio::test]
 async fn encrypt_stream_passes_input_errors_through() {
-    let enc = FrameEncryptor::new(&keyring(), ctx(), 64).await.expect("encryptor");
+    let enc = FrameEncryptor::new(&keyring(), ctx(), 64)
+        .await
+        .expect("encryptor");
     let input = futures::stream::iter(vec![
         Ok(bytes::Bytes::from_static(b"abc")),
         Err(std::io::Error::other("disk on fire")),
     ]);
     let items: Vec<_> = futures::StreamExt::collect(encrypt_stream(enc, input)).await;
     assert!(items[0].is_ok());
-    assert!(matches!(items.last(), Some(Err(CryptoError::Source(e))) if e.to_string() == "disk on fire"));
+    assert!(
+        matches!(items.last(), Some(Err(CryptoError::Source(e))) if e.to_string() == "disk on fire")
+    );
 }
 
 #[tokio::test]
@@ -422,4 +534,24 @@ async fn writer_helpers_round_trip() {
     assert_eq!(info.plaintext_len, 200_000);
     assert_eq!(info.frame_len, 4096);
     assert_eq!(info.message_id.len(), 64);
+}
+
+#[tokio::test]
+async fn header_info_names_the_key_providers_without_key_material() {
+    let mut enc = FrameEncryptor::new(&keyring(), ctx(), 512)
+        .await
+        .expect("encryptor");
+    let mut out = Vec::new();
+    enc.encrypt_regular(&[0u8; 1024], &mut out).expect("frames");
+    let info = parse_header_info(&enc.checkpoint()).expect("info");
+    assert_eq!(info.key_providers, vec![format!("{NAMESPACE}/key-1")]);
+    assert_eq!(info.frame_len, 512);
+    assert_eq!(info.message_id_hex, enc.message_id_hex());
+    assert_eq!(info.context, ctx());
+    assert_eq!(info.header_len, enc.header().len());
+    assert_eq!(parse_header_bytes(enc.header()).expect("bytes"), info);
+    assert!(matches!(
+        parse_header_bytes(&enc.header()[..10]),
+        Err(CryptoError::Truncated)
+    ));
 }

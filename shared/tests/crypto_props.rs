@@ -36,7 +36,8 @@ fn frame_lens() -> impl Strategy<Value = u32> {
 }
 
 fn plaintext(max: usize) -> impl Strategy<Value = Vec<u8>> {
-    (0..=max, any::<u8>()).prop_map(|(n, seed)| (0..n).map(|i| (i as u8).wrapping_mul(31) ^ seed).collect())
+    (0..=max, any::<u8>())
+        .prop_map(|(n, seed)| (0..n).map(|i| (i as u8).wrapping_mul(31) ^ seed).collect())
 }
 
 /// Decrypts by pushing `ct` split at the given (sorted, deduplicated) cut points.
@@ -56,7 +57,9 @@ async fn decrypt_chunked(ct: &[u8], cuts: &[usize]) -> Result<Vec<u8>, CryptoErr
 }
 
 async fn encrypt_whole(pt: &[u8], frame_len: u32) -> (Vec<u8>, usize) {
-    let enc = FrameEncryptor::new(&keyring(), ctx(), frame_len).await.expect("encryptor");
+    let enc = FrameEncryptor::new(&keyring(), ctx(), frame_len)
+        .await
+        .expect("encryptor");
     let hl = enc.header().len();
     let mut out = enc.header().to_vec();
     enc.finish(pt, &mut out).expect("finish");
@@ -221,6 +224,9 @@ fn frames_from_another_message_under_the_same_key_are_rejected() {
         let mut spliced = a[..hla].to_vec();
         spliced.extend_from_slice(&b[hlb..]);
         let res = decrypt_bytes(arc_keyring(), DecryptOptions::default(), &spliced).await;
-        assert!(matches!(res, Err(CryptoError::FrameAuthFailed { sequence: 1 })));
+        assert!(matches!(
+            res,
+            Err(CryptoError::FrameAuthFailed { sequence: 1 })
+        ));
     });
 }

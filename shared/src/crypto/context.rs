@@ -68,12 +68,20 @@ impl EncryptionContext {
         }
         let count = u16::try_from(self.0.len())
             .map_err(|_| CryptoError::InvalidContext("more than 65535 pairs".into()))?;
-        let mut out = Vec::with_capacity(2 + self.0.iter().map(|(k, v)| 4 + k.len() + v.len()).sum::<usize>());
+        let mut out = Vec::with_capacity(
+            2 + self
+                .0
+                .iter()
+                .map(|(k, v)| 4 + k.len() + v.len())
+                .sum::<usize>(),
+        );
         out.extend_from_slice(&count.to_be_bytes());
         for (k, v) in &self.0 {
             for field in [k, v] {
                 let len = u16::try_from(field.len()).map_err(|_| {
-                    CryptoError::InvalidContext(format!("entry for key {k:?} is longer than 65535 bytes"))
+                    CryptoError::InvalidContext(format!(
+                        "entry for key {k:?} is longer than 65535 bytes"
+                    ))
                 })?;
                 out.extend_from_slice(&len.to_be_bytes());
                 out.extend_from_slice(field.as_bytes());
@@ -154,7 +162,11 @@ fn read_u16(b: &[u8]) -> u16 {
 
 impl<K: Into<String>, V: Into<String>> FromIterator<(K, V)> for EncryptionContext {
     fn from_iter<I: IntoIterator<Item = (K, V)>>(iter: I) -> Self {
-        Self(iter.into_iter().map(|(k, v)| (k.into(), v.into())).collect())
+        Self(
+            iter.into_iter()
+                .map(|(k, v)| (k.into(), v.into()))
+                .collect(),
+        )
     }
 }
 

@@ -40,7 +40,9 @@ struct Body {
 
 enum State {
     /// Waiting until the buffer holds at least this many bytes before parsing again.
-    Header { need: usize },
+    Header {
+        need: usize,
+    },
     Body(Body),
     Done(Body),
     Failed,
@@ -50,7 +52,10 @@ enum State {
 enum Step {
     NeedMore,
     /// A frame of this many bytes was authenticated and its plaintext appended.
-    Frame { len: usize, is_final: bool },
+    Frame {
+        len: usize,
+        is_final: bool,
+    },
 }
 
 /// Incremental decryptor: feed ciphertext in any chunking with [`push`](Self::push), get back
@@ -188,8 +193,11 @@ impl StreamDecryptor {
             .decrypt_data_key(&header.edks, &header.context)
             .await?;
         let keys = derive_keys(&data_key, &header.message_id)?;
-        aws_lc_rs::constant_time::verify_slices_are_equal(keys.commit_key.as_ref(), &header.commit_key)
-            .map_err(|_| CryptoError::BadCommitment)?;
+        aws_lc_rs::constant_time::verify_slices_are_equal(
+            keys.commit_key.as_ref(),
+            &header.commit_key,
+        )
+        .map_err(|_| CryptoError::BadCommitment)?;
         let body_bytes = self
             .buf
             .get(..header.body_len)
@@ -341,5 +349,5 @@ pub async fn decrypt_bytes(
     let mut dec = StreamDecryptor::new(keyring, opts);
     let plain = dec.push(ciphertext).await?;
     let info = dec.finish()?;
-    Ok((plain.to_vec(), info))
+    Ok((Vec::from(plain), info))
 }

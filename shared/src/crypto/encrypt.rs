@@ -117,7 +117,11 @@ impl FrameEncryptor {
     }
 
     /// Encrypts `plaintext` as regular frames; its length must be a multiple of the frame length.
-    pub fn encrypt_regular(&mut self, plaintext: &[u8], out: &mut Vec<u8>) -> Result<(), CryptoError> {
+    pub fn encrypt_regular(
+        &mut self,
+        plaintext: &[u8],
+        out: &mut Vec<u8>,
+    ) -> Result<(), CryptoError> {
         let f = self.frame_len as usize;
         if plaintext.len() % f != 0 {
             return Err(CryptoError::NotFrameAligned {
@@ -152,7 +156,12 @@ impl FrameEncryptor {
         self.seal_frame(true, last, out)
     }
 
-    fn seal_frame(&mut self, is_final: bool, plaintext: &[u8], out: &mut Vec<u8>) -> Result<(), CryptoError> {
+    fn seal_frame(
+        &mut self,
+        is_final: bool,
+        plaintext: &[u8],
+        out: &mut Vec<u8>,
+    ) -> Result<(), CryptoError> {
         let seq = self.next_seq;
         let rollback = out.len();
         if is_final {
@@ -196,16 +205,25 @@ impl FrameEncryptor {
 
     /// Re-creates the encryptor from a checkpoint: parses the header, has `keyring` decrypt its
     /// data key, re-derives the keys and checks them against the header's commitment and tag.
-    pub async fn resume(keyring: &dyn Keyring, cp: &EncryptorCheckpoint) -> Result<Self, CryptoError> {
+    pub async fn resume(
+        keyring: &dyn Keyring,
+        cp: &EncryptorCheckpoint,
+    ) -> Result<Self, CryptoError> {
         let header = base64::engine::general_purpose::STANDARD
             .decode(&cp.header)
             .map_err(|_| CryptoError::Checkpoint("header is not base64".into()))?;
         let parsed = match parse_header(&header)? {
             Parsed::Complete(h) if h.total_len() == header.len() => h,
-            _ => return Err(CryptoError::Checkpoint("header is incomplete or has extra bytes".into())),
+            _ => {
+                return Err(CryptoError::Checkpoint(
+                    "header is incomplete or has extra bytes".into(),
+                ))
+            }
         };
         if parsed.frame_len != cp.frame_len {
-            return Err(CryptoError::Checkpoint("frame length differs from the header".into()));
+            return Err(CryptoError::Checkpoint(
+                "frame length differs from the header".into(),
+            ));
         }
         if cp.next_sequence == 0 || cp.next_sequence == FINAL_FRAME_MARKER {
             return Err(CryptoError::Checkpoint(format!(
@@ -217,8 +235,11 @@ impl FrameEncryptor {
             .decrypt_data_key(&parsed.edks, &parsed.context)
             .await?;
         let keys = derive_keys(&data_key, &parsed.message_id)?;
-        aws_lc_rs::constant_time::verify_slices_are_equal(keys.commit_key.as_ref(), &parsed.commit_key)
-            .map_err(|_| CryptoError::BadCommitment)?;
+        aws_lc_rs::constant_time::verify_slices_are_equal(
+            keys.commit_key.as_ref(),
+            &parsed.commit_key,
+        )
+        .map_err(|_| CryptoError::BadCommitment)?;
         verify_header_tag(&keys.aead, &header[..parsed.body_len], &parsed.auth_tag)?;
         Ok(Self {
             message_id: parsed.message_id,
@@ -235,7 +256,11 @@ impl FrameEncryptor {
 /// [`StreamEncryptor`] (a non-empty plaintext never ends with an empty final frame).
 pub fn ciphertext_len(header_len: usize, plaintext_len: u64, frame_len: u32) -> u64 {
     let f = u64::from(frame_len.max(1));
-    let regular = if plaintext_len == 0 { 0 } else { (plaintext_len - 1) / f };
+    let regular = if plaintext_len == 0 {
+        0
+    } else {
+        (plaintext_len - 1) / f
+    };
     let last = plaintext_len - regular * f;
     header_len as u64 + regular * (f + REGULAR_OVERHEAD) + FINAL_OVERHEAD + last
 }
@@ -389,9 +414,10 @@ pub async fn encrypt_bytes(
     plaintext: &[u8],
 ) -> Result<Vec<u8>, CryptoError> {
     let enc = FrameEncryptor::new(keyring, ctx, frame_len).await?;
-    let mut out = Vec::with_capacity(
-        ciphertext_len(enc.header().len(), plaintext.len() as u64, frame_len) as usize,
-    );
+    let mut out =
+        Vec::with_capacity(
+            ciphertext_len(enc.header().len(), plaintext.len() as u64, frame_len) as usize,
+        );
     out.extend_from_slice(enc.header());
     enc.finish(plaintext, &mut out)?;
     Ok(out)

@@ -6,11 +6,15 @@
 pub enum CryptoError {
     #[error("unsupported message format version {0:#04x} (only version 2 is supported)")]
     UnsupportedVersion(u8),
-    #[error("unsupported algorithm suite {0:#06x} (only 0x0478 AES_256_GCM_HKDF_SHA512_COMMIT_KEY)")]
+    #[error(
+        "unsupported algorithm suite {0:#06x} (only 0x0478 AES_256_GCM_HKDF_SHA512_COMMIT_KEY)"
+    )]
     UnsupportedSuite(u16),
     #[error("unsupported content type {0:#04x} (only framed content, 0x02)")]
     UnsupportedContentType(u8),
-    #[error("key commitment does not match: the data key is not the one this message was made with")]
+    #[error(
+        "key commitment does not match: the data key is not the one this message was made with"
+    )]
     BadCommitment,
     #[error("message header failed authentication")]
     HeaderAuthFailed,

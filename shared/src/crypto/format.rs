@@ -276,7 +276,11 @@ pub(crate) fn header_tag(key: &LessSafeKey, body: &[u8]) -> Result<Tag, CryptoEr
     .map_err(|_| CryptoError::Primitive("AES-GCM seal"))
 }
 
-pub(crate) fn verify_header_tag(key: &LessSafeKey, body: &[u8], tag: &[u8]) -> Result<(), CryptoError> {
+pub(crate) fn verify_header_tag(
+    key: &LessSafeKey,
+    body: &[u8],
+    tag: &[u8],
+) -> Result<(), CryptoError> {
     key.open_separate_gather(
         Nonce::assume_unique_for_key([0u8; IV_LEN]),
         Aad::from(body),
@@ -301,11 +305,25 @@ pub(crate) struct BodyAad {
 }
 
 impl BodyAad {
-    pub fn new(message_id: &[u8; MESSAGE_ID_LEN], is_final: bool, seq: u32, content_len: u64) -> Self {
-        let label = if is_final { BODY_AAD_FINAL } else { BODY_AAD_REGULAR };
+    pub fn new(
+        message_id: &[u8; MESSAGE_ID_LEN],
+        is_final: bool,
+        seq: u32,
+        content_len: u64,
+    ) -> Self {
+        let label = if is_final {
+            BODY_AAD_FINAL
+        } else {
+            BODY_AAD_REGULAR
+        };
         let mut buf = [0u8; MESSAGE_ID_LEN + 34 + 4 + 8];
         let mut at = 0;
-        for part in [&message_id[..], label, &seq.to_be_bytes(), &content_len.to_be_bytes()] {
+        for part in [
+            &message_id[..],
+            label,
+            &seq.to_be_bytes(),
+            &content_len.to_be_bytes(),
+        ] {
             buf[at..at + part.len()].copy_from_slice(part);
             at += part.len();
         }

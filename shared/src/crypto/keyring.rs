@@ -90,7 +90,9 @@ pub struct RawAesKeyring {
 }
 
 impl RawAesKeyring {
-    /// Fails for a namespace starting with `aws-kms`, which every ESDK treats as the KMS provider.
+    /// Fails with [`CryptoError::KeyringConfig`] for a namespace starting with `aws-kms` (every
+    /// ESDK routes provider id "aws-kms" to KMS, so such EDKs would be misread) or a namespace or
+    /// name too long for the header's u16 length fields.
     pub fn new(
         namespace: impl Into<String>,
         name: impl Into<String>,
@@ -104,8 +106,12 @@ impl RawAesKeyring {
                 "raw AES key namespace must not start with \"aws-kms\"".into(),
             ));
         }
-        if namespace.len() > usize::from(u16::MAX) || name.len() + 8 + WRAP_IV_LEN > usize::from(u16::MAX) {
-            return Err(CryptoError::KeyringConfig("namespace or key name too long".into()));
+        if namespace.len() > usize::from(u16::MAX)
+            || name.len() + 8 + WRAP_IV_LEN > usize::from(u16::MAX)
+        {
+            return Err(CryptoError::KeyringConfig(
+                "namespace or key name too long".into(),
+            ));
         }
         let unbound = UnboundKey::new(&AES_256_GCM, key.as_ref())
             .map_err(|_| CryptoError::Primitive("AES-256-GCM key"))?;
@@ -124,7 +130,11 @@ impl RawAesKeyring {
         &self.name
     }
 
-    fn wrap(&self, data_key: &DataKey, ctx: &EncryptionContext) -> Result<EncryptedDataKey, CryptoError> {
+    fn wrap(
+        &self,
+        data_key: &DataKey,
+        ctx: &EncryptionContext,
+    ) -> Result<EncryptedDataKey, CryptoError> {
         let aad = ctx.serialize()?;
         let mut iv = [0u8; WRAP_IV_LEN];
         aws_lc_rs::rand::fill(&mut iv).map_err(|_| CryptoError::Primitive("random"))?;
@@ -132,7 +142,11 @@ impl RawAesKeyring {
         ciphertext.extend_from_slice(data_key.as_bytes());
         let tag = self
             .key
-            .seal_in_place_separate_tag(Nonce::assume_unique_for_key(iv), Aad::from(&aad), &mut ciphertext)
+            .seal_in_place_separate_tag(
+                Nonce::assume_unique_for_key(iv),
+                Aad::from(&aad),
+                &mut ciphertext,
+            )
             .map_err(|_| CryptoError::Primitive("AES-GCM seal"))?;
         ciphertext.extend_from_slice(tag.as_ref());
         let mut provider_info = Vec::with_capacity(self.name.len() + 8 + WRAP_IV_LEN);

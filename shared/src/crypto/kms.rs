@@ -41,7 +41,11 @@ impl KmsKeyring {
         if ctx.is_empty() {
             None
         } else {
-            Some(ctx.iter().map(|(k, v)| (k.to_owned(), v.to_owned())).collect())
+            Some(
+                ctx.iter()
+                    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                    .collect(),
+            )
         }
     }
 }
@@ -102,13 +106,12 @@ impl Keyring for KmsKeyring {
             .ok_or_else(|| CryptoError::Kms("GenerateDataKey: response has no Plaintext".into()))?;
         let data_key = DataKey::try_from_slice(plaintext.as_ref())
             .map_err(|_| CryptoError::Kms("GenerateDataKey: Plaintext is not 32 bytes".into()))?;
-        let arn = resp
-            .key_id()
-            .filter(|k| is_key_arn(k))
-            .ok_or_else(|| CryptoError::Kms("GenerateDataKey: response KeyId is not a key ARN".into()))?;
-        let blob = resp
-            .ciphertext_blob()
-            .ok_or_else(|| CryptoError::Kms("GenerateDataKey: response has no CiphertextBlob".into()))?;
+        let arn = resp.key_id().filter(|k| is_key_arn(k)).ok_or_else(|| {
+            CryptoError::Kms("GenerateDataKey: response KeyId is not a key ARN".into())
+        })?;
+        let blob = resp.ciphertext_blob().ok_or_else(|| {
+            CryptoError::Kms("GenerateDataKey: response has no CiphertextBlob".into())
+        })?;
         let edk = EncryptedDataKey {
             provider_id: PROVIDER_ID.to_owned(),
             provider_info: arn.as_bytes().to_vec(),
@@ -151,10 +154,16 @@ impl Keyring for KmsKeyring {
                 }
             };
             if resp.key_id() != Some(arn) {
-                errors.push(format!("Decrypt: KMS answered for key {:?}, EDK names {arn}", resp.key_id()));
+                errors.push(format!(
+                    "Decrypt: KMS answered for key {:?}, EDK names {arn}",
+                    resp.key_id()
+                ));
                 continue;
             }
-            match resp.plaintext().map(|p| DataKey::try_from_slice(p.as_ref())) {
+            match resp
+                .plaintext()
+                .map(|p| DataKey::try_from_slice(p.as_ref()))
+            {
                 Some(Ok(key)) => return Ok(key),
                 _ => errors.push("Decrypt: Plaintext missing or not 32 bytes".to_owned()),
             }

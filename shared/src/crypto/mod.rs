@@ -16,17 +16,21 @@ mod decrypt;
 mod encrypt;
 mod error;
 mod format;
+mod info;
 mod keyring;
 mod kms;
 
 pub use context::EncryptionContext;
-pub use decrypt::{decrypt_bytes, decrypt_to_writer, DecryptOptions, DecryptedInfo, StreamDecryptor};
+pub use decrypt::{
+    decrypt_bytes, decrypt_to_writer, DecryptOptions, DecryptedInfo, StreamDecryptor,
+};
 pub use encrypt::{
     ciphertext_len, encrypt_bytes, encrypt_stream, encrypt_to_writer, EncryptorCheckpoint,
     FrameEncryptor, StreamEncryptor,
 };
 pub use error::CryptoError;
 pub use format::{MAX_ENCRYPTED_DATA_KEYS, MAX_FRAME_LEN, MAX_HEADER_LEN};
+pub use info::{parse_header_bytes, parse_header_info, HeaderInfo};
 pub use keyring::{DataKey, EncryptedDataKey, Keyring, RawAesKeyring};
 pub use kms::KmsKeyring;
 
@@ -36,3 +40,5 @@ pub const DEFAULT_FRAME_LEN: u32 = 65536;
 /// The only algorithm suite this module writes or reads.
 pub const ALGORITHM_SUITE_ID: u16 = 0x0478;
 
+#[cfg(test)]
+mod tests;

@@ -17,7 +17,7 @@ use super::error::{ErrorBody, GenesysError};
 use super::models::*;
 use crate::config::{GenesysConfig, GenesysCredentials};
 use crate::ids::{ConversationId, RecordingId};
-use crate::retry::{parse_retry_after, RetryPolicy};
+use crate::retry::{parse_retry_after, RetryClass, RetryPolicy, Retryable};
 
 /// The org's rate-limit state as of the last response (`inin-ratelimit-*` headers).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -62,6 +62,45 @@ impl std::fmt::Debug for GenesysClient {
             .field("api_base", &self.inner.api_base.as_str())
             .field("auth", &self.inner.auth)
             .finish_non_exhaustive()
+    }
+}
+
+/// Why one attempt of [`GenesysClient::call`] failed. Token errors come out of the
+/// [`TokenProvider`], which already retried them with its own policy: retrying them again here
+/// would multiply token requests (5 × 5 during a login outage), so they end the call.
+enum Attempt {
+    Token(GenesysError),
+    Request(GenesysError),
+}
+
+impl Attempt {
+    fn into_error(self) -> GenesysError {
+        match self {
+            Attempt::Token(e) | Attempt::Request(e) => e,
+        }
+    }
+}
+
+impl From<GenesysError> for Attempt {
+    fn from(e: GenesysError) -> Self {
+        Attempt::Request(e)
+    }
+}
+
+impl std::fmt::Display for Attempt {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Attempt::Token(e) | Attempt::Request(e) => e.fmt(f),
+        }
+    }
+}
+
+impl Retryable for Attempt {
+    fn retry_class(&self) -> RetryClass {
+        match self {
+            Attempt::Token(_) => RetryClass::Permanent,
+            Attempt::Request(e) => e.retry_class(),
+        }
     }
 }
 
@@ -175,10 +214,15 @@ impl GenesysClient {
         path: &str,
         query: &[(&str, &str)],
         body: Option<&serde_json::Value>,
-    ) -> Result<(StatusCode, bytes::Bytes), GenesysError> {
+    ) -> Result<(StatusCode, bytes::Bytes), Attempt> {
         let mut refreshed = false;
         loop {
-            let token = self.inner.auth.token(self.deadline).await?;
+            let token = self
+                .inner
+                .auth
+                .token(self.deadline)
+                .await
+                .map_err(Attempt::Token)?;
             let mut req = self
                 .inner
                 .http
@@ -220,14 +264,14 @@ impl GenesysClient {
                 .and_then(|v| v.to_str().ok())
                 .map(str::to_string);
             let body: ErrorBody = serde_json::from_slice(&bytes).unwrap_or_default();
-            return Err(GenesysError::Api {
+            return Err(Attempt::Request(GenesysError::Api {
                 method: method_name,
                 path: path.to_string(),
                 status: status.as_u16(),
                 body,
                 correlation_id,
                 retry_after,
-            });
+            }));
         }
     }
 
@@ -258,6 +302,7 @@ impl GenesysClient {
                 self.send_once(&method, method_name, path, query, body.as_ref())
             })
             .await
+            .map_err(Attempt::into_error)
     }
 
     fn decode<T: DeserializeOwned>(

@@ -27,6 +27,7 @@ struct State {
 pub struct MemoryStore {
     bucket: String,
     keep_part_bodies: bool,
+    min_part_size: u64,
     state: Mutex<State>,
     serial: AtomicU64,
     /// Parts uploaded, for tests asserting no part is uploaded twice.
@@ -38,6 +39,7 @@ impl MemoryStore {
         MemoryStore {
             bucket: bucket.to_string(),
             keep_part_bodies: true,
+            min_part_size: crate::config::S3_MIN_PART,
             state: Mutex::new(State::default()),
             serial: AtomicU64::new(0),
             part_uploads: AtomicU64::new(0),
@@ -50,6 +52,18 @@ impl MemoryStore {
             keep_part_bodies: false,
             ..MemoryStore::new(bucket)
         }
+    }
+
+    /// Lowers (or raises) the minimum size of every part but the last, like moto's
+    /// `S3_UPLOAD_PART_MIN_SIZE`, so tests can use many small parts.
+    pub fn with_min_part_size(mut self, bytes: u64) -> MemoryStore {
+        self.min_part_size = bytes;
+        self
+    }
+
+    /// The whole body of an object, if it exists.
+    pub fn object(&self, key: &str) -> Option<Bytes> {
+        self.lock().objects.get(key).map(|(b, _, _)| b.clone())
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
@@ -205,6 +219,7 @@ impl ObjectStore for MemoryStore {
         parts: &[UploadedPart],
     ) -> Result<Conditional<CompletedObject>, StoreError> {
         let etag = self.etag();
+        let min_part = self.min_part_size;
         let mut s = self.lock();
         let upload = s.uploads.get(upload_id).ok_or(StoreError::NoSuchUpload {
             operation: "CompleteMultipartUpload",
@@ -235,7 +250,7 @@ impl ObjectStore for MemoryStore {
                         reason: format!("InvalidPart {}", p.part_number),
                         transient: false,
                     })?;
-            if i + 1 < parts.len() && *size < crate::config::S3_MIN_PART {
+            if i + 1 < parts.len() && *size < min_part {
                 return Err(StoreError::Request {
                     operation: "CompleteMultipartUpload",
                     key: key.to_string(),

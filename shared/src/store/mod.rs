@@ -6,6 +6,7 @@
 //! Exactly-once rests here: the final object is completed with `If-None-Match: *`, manifests
 //! are created with `If-None-Match: *`, checkpoints are replaced with `If-Match: <etag>`.
 
+pub mod faulty;
 pub mod keys;
 pub mod manifest;
 pub mod memory;
@@ -14,6 +15,7 @@ pub mod s3;
 use async_trait::async_trait;
 use bytes::Bytes;
 
+pub use faulty::{FaultyStore, StoreOp};
 pub use keys::{ArchiveLayout, ObjectKey};
 pub use memory::MemoryStore;
 pub use s3::S3Store;

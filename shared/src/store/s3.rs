@@ -338,9 +338,13 @@ impl ObjectStore for S3Store {
             .key(key.as_str())
             .checksum_mode(ChecksumMode::Enabled)
             .send()
-            .await
-            .map_err(|e| request_error("HeadObject", key, &e))?;
-        Ok(out.checksum_sha256().map(str::to_string))
+            .await;
+        match out {
+            Ok(out) => Ok(out.checksum_sha256().map(str::to_string)),
+            // No object, no checksum: callers decide what a missing object means.
+            Err(e) if status(&e) == Some(404) => Ok(None),
+            Err(e) => Err(request_error("HeadObject", key, &e)),
+        }
     }
 }
 

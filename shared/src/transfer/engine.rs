@@ -32,7 +32,7 @@ use crate::retry::Retryable;
 use crate::store::manifest::*;
 use crate::store::{
     composite_matches, composite_sha256, ArchiveLayout, Conditional, ObjectKey, ObjectStore,
-    UploadedPart,
+    StoreError, UploadedPart,
 };
 
 /// One recording to archive.
@@ -121,6 +121,7 @@ pub async fn transfer_recording(
     settings: &TransferSettings,
     deadline: Option<Instant>,
 ) -> Result<TransferOutcome, TransferError> {
+    validate(settings)?;
     let layout = &settings.layout;
     let manifest_key =
         layout.manifest_key(&job.org, &job.conversation, &job.recording, job.conversation_start);
@@ -162,14 +163,32 @@ pub async fn transfer_recording(
         manifest_key,
         source: None,
     };
-    let result = run.execute(&genesys, &mut owned).await;
-    if let Some(src) = &run.source {
-        owned.state.chunk_retries += src.retries.load(Ordering::Relaxed);
-        owned.state.url_refreshes += src.refreshes.load(Ordering::Relaxed);
+    let mut result = run.execute(&genesys, &mut owned).await;
+    if matches!(result, Err(TransferError::Store(StoreError::NoSuchUpload { .. })))
+        && owned.state.upload.is_some()
+    {
+        // The multipart upload we were resuming is gone (the bucket's abort-incomplete
+        // lifecycle rule, or an operator): its parts are lost, so start over with a new one.
+        tracing::warn!("the multipart upload of this transfer no longer exists; starting over");
+        run.fold_counters(&mut owned);
+        owned.state.upload = None;
+        result = match owned.save(deps.store.as_ref()).await {
+            Ok(()) => run.execute(&genesys, &mut owned).await,
+            Err(e) => Err(e),
+        };
     }
+    run.fold_counters(&mut owned);
     match result {
         Ok(outcome) => Ok(outcome),
         Err(TransferError::LostOwnership) => Err(TransferError::LostOwnership),
+        Err(e) if e.is_transient() && owned.state.upload.is_none() => {
+            // Nothing was uploaded yet (not ready, first chunk failed): a checkpoint without an
+            // upload is worth nothing, so leave nothing behind; the retry starts afresh.
+            if let Err(del) = deps.store.delete(&owned.key).await {
+                tracing::warn!(error = %del, "could not delete the empty checkpoint");
+            }
+            Err(e)
+        }
         Err(e) if e.is_transient() => {
             // Keep the parts for the retry; just let it take over at once.
             if let Err(release) = owned.release(deps.store.as_ref()).await {
@@ -206,9 +225,36 @@ struct InFlight {
     ciphertext_after: u64,
 }
 
+/// Rejects settings the engine cannot honour before anything is written.
+fn validate(settings: &TransferSettings) -> Result<(), TransferError> {
+    let bad = |m: String| Err(TransferError::Internal(format!("transfer settings: {m}")));
+    if settings.frame_len == 0 || settings.chunk_size == 0 {
+        return bad("chunk size and frame length must be positive".into());
+    }
+    if settings.chunk_size % u64::from(settings.frame_len) != 0 {
+        // Every part but the last must end on a frame boundary (resume re-encrypts from one).
+        return bad(format!(
+            "frame length {} must divide the chunk size {}",
+            settings.frame_len, settings.chunk_size
+        ));
+    }
+    if settings.worker_id.is_empty() {
+        return bad("worker id is empty".into());
+    }
+    Ok(())
+}
+
 impl Run<'_> {
     fn store(&self) -> &dyn ObjectStore {
         self.deps.store.as_ref()
+    }
+
+    /// Moves this invocation's retry and refresh counts into the checkpoint state (once).
+    fn fold_counters(&self, owned: &mut OwnedCheckpoint) {
+        if let Some(src) = &self.source {
+            owned.state.chunk_retries += src.retries.swap(0, Ordering::Relaxed);
+            owned.state.url_refreshes += src.refreshes.swap(0, Ordering::Relaxed);
+        }
     }
 
     /// A permanent failure: nothing of this transfer may stay behind.
@@ -332,6 +378,7 @@ impl Run<'_> {
         while index < parts_total {
             if self.deadline_near() {
                 self.drain(owned, &mut in_flight, 0).await?;
+                self.fold_counters(owned);
                 owned.release(self.store()).await?;
                 let up = owned.state.upload.as_ref();
                 let done = up.map_or(0, |u| u.parts.len());
@@ -517,9 +564,17 @@ impl Run<'_> {
             Ok(Conditional::Written(_)) => {}
             // Completed by an earlier invocation that died before the manifest: if the object is
             // ours (same composite checksum), finish the job; otherwise leave it alone.
-            Ok(Conditional::PreconditionFailed)
-            | Err(crate::store::StoreError::NoSuchUpload { .. }) => {
+            Ok(Conditional::PreconditionFailed) | Err(StoreError::NoSuchUpload { .. }) => {
                 let found = self.store().checksum_sha256(&key).await?;
+                if found.is_none() && !self.store().exists(&key).await? {
+                    // Neither our upload nor any object: the upload vanished before completion.
+                    return Err(StoreError::NoSuchUpload {
+                        operation: "CompleteMultipartUpload",
+                        key: key.to_string(),
+                        upload_id: up.upload_id.clone(),
+                    }
+                    .into());
+                }
                 if !found.as_deref().is_some_and(|f| composite_matches(&expected, f)) {
                     self.store().abort_multipart(&key, &up.upload_id).await?;
                     if self.store().exists(&self.manifest_key).await? {

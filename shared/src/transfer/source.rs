@@ -129,10 +129,19 @@ impl MediaSource {
         recording: &RecordingId,
         format_id: &str,
     ) -> Result<SignedUrl, TransferError> {
-        match genesys
+        let status = match genesys
             .recording_media(conversation, recording, format_id)
-            .await?
+            .await
         {
+            Ok(status) => status,
+            // The recording GET answers 404 for a recording that is gone (deleted, or never
+            // existed): no amount of retrying will produce media.
+            Err(crate::genesys::GenesysError::Api { status: 404, .. }) => {
+                return Err(TransferError::Unavailable { file_state: None })
+            }
+            Err(e) => return Err(e.into()),
+        };
+        match status {
             MediaStatus::Ready(rec) => {
                 let raw = rec.first_media_uri().unwrap_or_default();
                 url::Url::parse(raw)
@@ -271,6 +280,16 @@ impl MediaSource {
             let (url, generation) = self.current().await;
             let outcome = async {
                 let resp = self.get(&url, first).await?;
+                // The first response decides the content type every later chunk is held to and
+                // that the codec check trusts: an error page or a proxy's answer is not media,
+                // so try again rather than fail the recording as a codec mismatch.
+                let ct = Self::content_type(&resp);
+                if super::codec::declared_container(&ct).is_none() {
+                    return Err(transient(format!(
+                        "HTTP {}: Content-Type {ct:?} is not an audio type",
+                        resp.status().as_u16()
+                    )));
+                }
                 if resp.status().as_u16() == 200 {
                     let total = resp.content_length().ok_or_else(|| AttemptError {
                         reason: "200 without Content-Length".into(),

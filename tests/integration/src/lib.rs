@@ -4,7 +4,10 @@
 //! Every helper here starts what it needs itself and stops it on drop, so a test never depends on
 //! a server somebody else left running and never leaves one behind.
 
+pub mod esm;
 pub mod moto;
+pub mod stack;
+pub mod transfer_kit;
 pub mod venv;
 
 pub use moto::MotoServer;

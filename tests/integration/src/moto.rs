@@ -100,6 +100,10 @@ impl MotoServer {
     pub async fn s3(&self) -> aws_sdk_s3::Client {
         let conf = aws_sdk_s3::config::Builder::from(&self.sdk_config().await)
             .force_path_style(true)
+            // Multipart objects carry composite checksums the SDK cannot validate on GET.
+            .response_checksum_validation(
+                aws_sdk_s3::config::ResponseChecksumValidation::WhenRequired,
+            )
             .build();
         aws_sdk_s3::Client::from_conf(conf)
     }

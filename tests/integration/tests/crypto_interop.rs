@@ -156,7 +156,11 @@ async fn our_raw_aes_messages_decrypt_with_the_python_esdk() {
         let (back, report) = python_decrypt(&ct, raw_args()).await;
         assert!(back == pt, "python decrypted {n} bytes differently");
         assert_report(&report, FRAME);
-        let expected_final = if n == 0 { 0 } else { (n - 1) % FRAME as usize + 1 };
+        let expected_final = if n == 0 {
+            0
+        } else {
+            (n - 1) % FRAME as usize + 1
+        };
         assert_eq!(report["final_frame_length"], expected_final as u64, "n={n}");
     }
 }
@@ -198,11 +202,14 @@ async fn python_ends_exact_multiples_with_an_empty_final_frame_which_we_accept()
 #[tokio::test]
 async fn python_message_with_the_wrong_raw_key_is_refused() {
     let ct = python_encrypt(b"secret", FRAME, raw_args()).await;
-    let wrong = RawAesKeyring::new(NAMESPACE, KEY_NAME, [0u8; 32]).expect("keyring");
+    let wrong = RawAesKeyring::new(NAMESPACE, KEY_NAME, [0u8; 32]).expect("raw keyring");
     let err = decrypt_bytes(Arc::new(wrong), DecryptOptions::default(), &ct)
         .await
         .expect_err("wrong key");
-    assert!(matches!(err, CryptoError::NoDecryptableKey { .. }), "{err:?}");
+    assert!(
+        matches!(err, CryptoError::NoDecryptableKey { .. }),
+        "{err:?}"
+    );
 }
 
 #[tokio::test]
@@ -272,7 +279,10 @@ async fn kms_messages_round_trip_with_the_python_esdk_by_arn_and_alias() {
             .await
             .expect("encrypt with kms");
         let (back, report) = python_decrypt(&ct, kms_args(&arn, &moto)).await;
-        assert!(back == pt, "python could not read our message made via {our_key_id}");
+        assert!(
+            back == pt,
+            "python could not read our message made via {our_key_id}"
+        );
         assert_report(&report, FRAME);
 
         // Python -> ours, decrypting with the same identifier.
@@ -319,4 +329,48 @@ async fn kms_keyring_for_another_key_cannot_decrypt() {
     .await
     .expect_err("other key id must not decrypt");
     assert!(matches!(err, CryptoError::Kms(_)), "{err:?}");
+}
+
+#[tokio::test]
+async fn kms_encryption_resumed_from_a_checkpoint_decrypts_with_python() {
+    let moto = MotoServer::start().await;
+    let (kms, arn, alias) = kms_key(&moto).await;
+    let pt = data(FRAME as usize * 4 + 100);
+    let f = FRAME as usize;
+    let mut enc = FrameEncryptor::new(&KmsKeyring::new(kms.clone(), alias), context(), FRAME)
+        .await
+        .expect("encryptor");
+    let mut ct = enc.header().to_vec();
+    enc.encrypt_regular(&pt[..2 * f], &mut ct)
+        .expect("first part");
+    let cp = serde_json::to_string(&enc.checkpoint()).expect("checkpoint");
+    drop(enc);
+    // A new process: only the checkpoint and a KMS client survive.
+    let cp = serde_json::from_str(&cp).expect("checkpoint json");
+    let enc = FrameEncryptor::resume(&KmsKeyring::new(kms, arn.clone()), &cp)
+        .await
+        .expect("resume via KMS Decrypt");
+    enc.finish(&pt[2 * f..], &mut ct).expect("finish");
+    let (back, report) = python_decrypt(&ct, kms_args(&arn, &moto)).await;
+    assert!(back == pt);
+    assert_report(&report, FRAME);
+}
+
+#[tokio::test]
+async fn kms_errors_carry_the_service_error_code_and_message_only() {
+    let moto = MotoServer::start().await;
+    let kms = moto.kms().await;
+    let keyring = KmsKeyring::new(kms, "alias/does-not-exist");
+    let err = FrameEncryptor::new(&keyring, context(), FRAME)
+        .await
+        .expect_err("unknown key");
+    match err {
+        CryptoError::Kms(msg) => {
+            assert!(
+                msg.starts_with("GenerateDataKey: NotFoundException"),
+                "{msg}"
+            );
+        }
+        other => panic!("expected a KMS error, got {other:?}"),
+    }
 }

@@ -1,0 +1,272 @@
+//! `gc-archive demo`: the main job on the embedded defaults. Starts the Genesys Cloud simulator
+//! (seeded org, mixed codecs, a few large recordings, one that becomes available late) and a
+//! moto server; creates bucket, KMS key, queues with DLQs, an EventBridge bus and rule; publishes
+//! conversation-end events through EventBridge; runs the real handlers through an SQS event
+//! source stand-in until every queue is drained; prints a summary; decrypts one archive and
+//! compares it with the source. Everything runs on loopback and is stopped at the end.
+
+use std::collections::HashMap;
+use std::io::Read;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use clap::Args;
+use gc_archive::crypto::{DecryptOptions, EncryptionContext, KmsKeyring};
+use gc_archive::store::manifest::Manifest;
+use gc_archive_it::esm::{poll_once, queue_depth};
+use gc_archive_it::stack::{LocalStack, StackOptions, BUCKET, PREFIX};
+use genesys_sim::{ConversationSpec, MediaSource, RecordingSpec, SeedSpec};
+use sha2::{Digest, Sha256};
+
+#[derive(Args)]
+pub struct DemoArgs {
+    /// Seeded conversations with real audio in mixed codecs.
+    #[arg(long, default_value_t = 12)]
+    conversations: usize,
+    /// Size of each of the two large synthesized recordings (MiB): multi-part ranged transfers.
+    #[arg(long, default_value_t = 24)]
+    large_mib: u64,
+    /// Give up after this many seconds.
+    #[arg(long, default_value_t = 300)]
+    timeout_secs: u64,
+}
+
+pub async fn run(args: DemoArgs) -> Result<()> {
+    let t0 = Instant::now();
+    println!("gc-archive demo: Genesys Cloud simulator + moto (S3, SQS, KMS, EventBridge) on loopback");
+    let stack = LocalStack::start(StackOptions {
+        env: vec![
+            ("ARCHIVE_RETRY_BASE_SECS".into(), "1".into()),
+            ("ARCHIVE_INLINE_BUDGET_SECS".into(), "60".into()),
+            // Seeded conversations without recordings are settled after 3 s instead of 15 min.
+            ("ARCHIVE_EMPTY_HORIZON_SECS".into(), "3".into()),
+        ],
+        ..StackOptions::default()
+    })
+    .await
+    .context("starting the simulator and moto (run `make demo` so the virtualenv exists)")?;
+    println!("  simulator  {}   org {}", stack.sim.base_url(), stack.sim.org_id());
+    println!("  moto       {}   bucket s3://{BUCKET}/{PREFIX}/", stack.moto.endpoint_url());
+
+    let mut conversations = stack.sim.seed(SeedSpec {
+        conversations: args.conversations,
+        days: 2,
+        rng_seed: 20261124,
+    });
+    for _ in 0..2 {
+        let cid = stack.sim.add_conversation(ConversationSpec::default());
+        stack.sim.add_recording(
+            &cid,
+            RecordingSpec::new(MediaSource::SynthWav {
+                size_bytes: args.large_mib * 1024 * 1024 + 4321,
+            }),
+        );
+        conversations.push(cid);
+    }
+    let late = stack.sim.add_conversation(ConversationSpec::default());
+    stack.sim.add_recording(
+        &late,
+        RecordingSpec {
+            unavailable_polls: 2,
+            ..RecordingSpec::new(MediaSource::Real(genesys_sim::Codec::OggOpus))
+        },
+    );
+    conversations.push(late);
+    let recordings: usize = stack.sim.conversations().iter().map(|c| c.recordings.len()).sum();
+    let source_bytes: u64 = stack
+        .sim
+        .conversations()
+        .iter()
+        .flat_map(|c| c.recordings.iter().map(|r| r.size_bytes))
+        .sum();
+    println!(
+        "  seeded     {} conversations, {recordings} recordings, {:.1} MiB of audio",
+        conversations.len(),
+        source_bytes as f64 / 1048576.0
+    );
+
+    let archive = stack.deps("archive-on-event").await?;
+    let transfer = stack.deps("chunk-recording").await?;
+
+    stack
+        .publish_conversation_ends(&conversations, "customer.end")
+        .await?;
+    println!("  published  {} conversation-end events to EventBridge (rule → ArchiveQueue)", conversations.len());
+
+    let started = Instant::now();
+    let deadline_for = || tokio::time::Instant::now() + Duration::from_secs(300);
+    let mut idle_rounds = 0;
+    let mut last_line = String::new();
+    loop {
+        if started.elapsed() > Duration::from_secs(args.timeout_secs) {
+            bail!("demo timed out after {} s", args.timeout_secs);
+        }
+        let a = poll_once(&stack.sqs, &stack.archive_queue.url, &stack.archive_queue.arn, 10, |payload| async {
+            let id = format!("demo-{}", uuid_like());
+            gc_archive::handlers::archive_on_event(&archive, payload, deadline_for(), &id)
+                .await
+                .map_err(anyhow::Error::from)
+        })
+        .await?;
+        let t = poll_once(&stack.sqs, &stack.transfer_queue.url, &stack.transfer_queue.arn, 1, |payload| async {
+            let id = format!("demo-{}", uuid_like());
+            gc_archive::handlers::chunk_recording(&transfer, payload, deadline_for(), &id)
+                .await
+                .map_err(anyhow::Error::from)
+        })
+        .await?;
+        let (av, ai) = queue_depth(&stack.sqs, &stack.archive_queue.url).await?;
+        let (tv, ti) = queue_depth(&stack.sqs, &stack.transfer_queue.url).await?;
+        let archived = count_manifests(&stack).await?;
+        let line = format!(
+            "  progress   {archived}/{recordings} archived | ArchiveQueue {av} waiting, {ai} delayed | TransferQueue {tv} waiting, {ti} in flight"
+        );
+        if line != last_line {
+            println!("{line}");
+            last_line = line;
+        }
+        if a == 0 && t == 0 && av + ai + tv + ti == 0 {
+            idle_rounds += 1;
+            if idle_rounds >= 2 {
+                break;
+            }
+        } else {
+            idle_rounds = 0;
+        }
+        if a == 0 && t == 0 {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+    }
+    let elapsed = started.elapsed();
+
+    let manifests = load_manifests(&stack).await?;
+    let archived_bytes: u64 = manifests.iter().map(|m| m.plaintext.size).sum();
+    let (dlq_a, _) = queue_depth(&stack.sqs, &stack.archive_queue.dlq_url).await?;
+    let (dlq_t, _) = queue_depth(&stack.sqs, &stack.transfer_queue.dlq_url).await?;
+    let failures = count_prefix(&stack, &format!("{PREFIX}/_audit/"), "-failed-").await?
+        + count_prefix(&stack, &format!("{PREFIX}/_audit/"), "-not_available-").await?;
+    let mut by_codec: HashMap<String, usize> = HashMap::new();
+    for m in &manifests {
+        *by_codec.entry(m.plaintext.codec.clone()).or_default() += 1;
+    }
+    let mut codecs: Vec<String> = by_codec.iter().map(|(k, v)| format!("{k}×{v}")).collect();
+    codecs.sort();
+    println!();
+    println!("  ┌──────────────────────────────┬──────────────────────────────┐");
+    let row = |k: &str, v: String| println!("  │ {k:<28} │ {v:<28} │");
+    row("conversations", conversations.len().to_string());
+    row(
+        "  of which without recordings",
+        stack.sim.conversations().iter().filter(|c| c.recordings.is_empty()).count().to_string(),
+    );
+    row("recordings in Genesys", recordings.to_string());
+    row("recordings archived", manifests.len().to_string());
+    row("bytes archived", format!("{:.1} MiB", archived_bytes as f64 / 1048576.0));
+    row("time (events → last archive)", format!("{:.1} s", elapsed.as_secs_f64()));
+    row("throughput", format!("{:.1} MiB/s", archived_bytes as f64 / 1048576.0 / elapsed.as_secs_f64().max(0.001)));
+    row("failures reported", failures.to_string());
+    row("dead-lettered messages", (dlq_a + dlq_t).to_string());
+    row("write-backs (externalTag)", conversations.iter().filter(|c| stack.sim.external_tag(c).is_some()).count().to_string());
+    println!("  └──────────────────────────────┴──────────────────────────────┘");
+    println!("  codecs: {}", codecs.join(", "));
+
+    // Decrypt the largest archive with the KMS key and compare with the source.
+    let m = manifests
+        .iter()
+        .max_by_key(|m| m.plaintext.size)
+        .context("nothing was archived")?;
+    let obj = stack
+        .s3
+        .get_object()
+        .bucket(BUCKET)
+        .key(&m.object_key)
+        .send()
+        .await?
+        .body
+        .collect()
+        .await?
+        .into_bytes();
+    let kms = aws_sdk_kms::Client::new(&stack.sdk);
+    let keyring = Arc::new(KmsKeyring::new(kms, stack.key_arn.clone()));
+    let required = EncryptionContext::new()
+        .with("orgId", m.org_id.as_str())
+        .with("conversationId", m.conversation_id.as_str())
+        .with("recordingId", m.recording_id.as_str());
+    let (plain, _) = gc_archive::crypto::decrypt_bytes(keyring, DecryptOptions { required_context: required }, &obj).await?;
+    let mut source = stack.sim.media_reader(&m.recording_id).context("source media")?;
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = source.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+    }
+    let source_sha = hex::encode(hasher.finalize());
+    let plain_sha = hex::encode(Sha256::digest(&plain));
+    println!();
+    println!("  decrypted  s3://{BUCKET}/{}", m.object_key);
+    println!("             {} ciphertext bytes → {} plaintext bytes ({})", obj.len(), plain.len(), m.plaintext.codec);
+    println!("  sha256     source   {source_sha}");
+    println!("             archive  {plain_sha}");
+    println!("             manifest {}", m.plaintext.sha256);
+    if source_sha != plain_sha || plain_sha != m.plaintext.sha256 {
+        bail!("decrypted archive does not match the source");
+    }
+    println!("  ✔ byte-identical; S3 composite checksum {}", m.ciphertext.s3_checksum_sha256);
+    if manifests.len() != recordings {
+        bail!("{} of {recordings} recordings archived", manifests.len());
+    }
+    println!("\ndemo finished in {:.1} s; simulator and moto stopped.", t0.elapsed().as_secs_f64());
+    Ok(())
+}
+
+fn uuid_like() -> String {
+    format!("{:x}", chrono::Utc::now().timestamp_nanos_opt().unwrap_or_default())
+}
+
+async fn list_keys(stack: &LocalStack, prefix: &str) -> Result<Vec<String>> {
+    let mut keys = Vec::new();
+    let mut token = None;
+    loop {
+        let out = stack
+            .s3
+            .list_objects_v2()
+            .bucket(BUCKET)
+            .prefix(prefix)
+            .set_continuation_token(token)
+            .send()
+            .await?;
+        keys.extend(out.contents().iter().filter_map(|o| o.key().map(str::to_string)));
+        match out.next_continuation_token() {
+            Some(t) => token = Some(t.to_string()),
+            None => return Ok(keys),
+        }
+    }
+}
+
+async fn count_prefix(stack: &LocalStack, prefix: &str, contains: &str) -> Result<usize> {
+    Ok(list_keys(stack, prefix).await?.iter().filter(|k| k.contains(contains)).count())
+}
+
+async fn count_manifests(stack: &LocalStack) -> Result<usize> {
+    Ok(list_keys(stack, &format!("{PREFIX}/{}/", stack.sim.org_id()))
+        .await?
+        .iter()
+        .filter(|k| k.ends_with(".manifest.json"))
+        .count())
+}
+
+async fn load_manifests(stack: &LocalStack) -> Result<Vec<Manifest>> {
+    let mut out = Vec::new();
+    for key in list_keys(stack, &format!("{PREFIX}/{}/", stack.sim.org_id())).await? {
+        if !key.ends_with(".manifest.json") {
+            continue;
+        }
+        let body = stack.s3.get_object().bucket(BUCKET).key(&key).send().await?.body.collect().await?.into_bytes();
+        out.push(serde_json::from_slice(&body).with_context(|| format!("manifest {key}"))?);
+    }
+    Ok(out)
+}

@@ -1,0 +1,163 @@
+//! Builds a function's dependencies once per process (cold start) from the environment and the
+//! AWS SDK configuration: config, credentials from Secrets Manager, the Genesys client, the S3
+//! store, the keyring, notifications and queues. Reused across warm invocations.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use secrecy::SecretString;
+
+use crate::config::{
+    aws_error_summary, resolve_credentials, Config, ConfigError, CredentialsError, KeySource,
+};
+use crate::crypto::{Keyring, KmsKeyring, RawAesKeyring};
+use crate::genesys::{GenesysClient, GenesysError};
+use crate::handlers::{EventPolicy, HandlerDeps};
+use crate::notify::{Notifier, Webhook};
+use crate::pipeline::ArchiveService;
+use crate::queue::SqsQueues;
+use crate::store::S3Store;
+use crate::transfer::TransferSettings;
+
+#[derive(Debug, thiserror::Error)]
+pub enum InitError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Credentials(#[from] CredentialsError),
+    #[error(transparent)]
+    Genesys(#[from] GenesysError),
+    #[error("archive key: {0}")]
+    Key(String),
+    #[error("webhook: {0}")]
+    Webhook(String),
+}
+
+/// Namespace and name of the raw AES wrapping key in ESDK terms (keyring provider id/info).
+pub const RAW_KEY_NAMESPACE: &str = "gc-archive";
+pub const RAW_KEY_NAME: &str = "raw-aes-256";
+
+/// Reads a raw AES-256 key file: 32 raw bytes, or 64 hex characters (whitespace ignored).
+pub fn load_raw_key(path: &str) -> Result<[u8; 32], InitError> {
+    let bytes = std::fs::read(path).map_err(|e| InitError::Key(format!("{path}: {e}")))?;
+    if bytes.len() == 32 {
+        let mut k = [0u8; 32];
+        k.copy_from_slice(&bytes);
+        return Ok(k);
+    }
+    let text: String = String::from_utf8_lossy(&bytes)
+        .chars()
+        .filter(|c| !c.is_whitespace())
+        .collect();
+    let decoded = hex::decode(&text)
+        .map_err(|_| InitError::Key(format!("{path}: not 32 bytes or 64 hex characters")))?;
+    <[u8; 32]>::try_from(decoded.as_slice())
+        .map_err(|_| InitError::Key(format!("{path}: key must be 256 bits")))
+}
+
+/// The keyring for a key source.
+pub fn keyring_for(source: &KeySource, kms: aws_sdk_kms::Client) -> Result<Arc<dyn Keyring>, InitError> {
+    Ok(match source {
+        KeySource::Kms { key_id } => Arc::new(KmsKeyring::new(kms, key_id.clone())),
+        KeySource::RawKeyFile { path } => Arc::new(
+            RawAesKeyring::new(RAW_KEY_NAMESPACE, RAW_KEY_NAME, load_raw_key(path)?)
+                .map_err(|e| InitError::Key(e.to_string()))?,
+        ),
+    })
+}
+
+fn get<'a>(env: &'a HashMap<String, String>, key: &str) -> Option<&'a str> {
+    env.get(key).map(|s| s.trim()).filter(|s| !s.is_empty())
+}
+
+fn secs(env: &HashMap<String, String>, key: &str, default: u64) -> Duration {
+    Duration::from_secs(get(env, key).and_then(|v| v.parse().ok()).unwrap_or(default))
+}
+
+/// An S3 client; `ARCHIVE_S3_FORCE_PATH_STYLE=true` for S3-compatible endpoints (moto).
+pub fn s3_client(sdk: &aws_config::SdkConfig, env: &HashMap<String, String>) -> aws_sdk_s3::Client {
+    let path_style = get(env, "ARCHIVE_S3_FORCE_PATH_STYLE") == Some("true");
+    let conf = aws_sdk_s3::config::Builder::from(sdk)
+        .force_path_style(path_style)
+        // Archives are multipart objects with composite checksums, which the SDK cannot
+        // validate on GET; integrity is checked by decryption and the manifest instead.
+        .response_checksum_validation(aws_sdk_s3::config::ResponseChecksumValidation::WhenRequired)
+        .build();
+    aws_sdk_s3::Client::from_conf(conf)
+}
+
+/// Everything a handler needs, built from `env` (the process environment in Lambda).
+pub async fn handler_deps(
+    function: &str,
+    env: &HashMap<String, String>,
+    sdk: &aws_config::SdkConfig,
+) -> Result<HandlerDeps, InitError> {
+    let config = Config::from_map(env)?;
+    let secrets = aws_sdk_secretsmanager::Client::new(sdk);
+    let credentials = resolve_credentials(&config.genesys.credentials, &secrets).await?;
+    let genesys = GenesysClient::new(&config.genesys, credentials)?;
+    let keyring = keyring_for(&config.archive.key_source, aws_sdk_kms::Client::new(sdk))?;
+    let store = Arc::new(S3Store::new(s3_client(sdk, env), config.archive.bucket.clone()));
+
+    let mut notifier = Notifier::default();
+    if let Some(bus) = get(env, "RESULT_EVENT_BUS") {
+        notifier.eventbridge = Some((aws_sdk_eventbridge::Client::new(sdk), bus.to_string()));
+    }
+    if let Some(url) = get(env, "WEBHOOK_URL") {
+        let url = url::Url::parse(url).map_err(|e| InitError::Webhook(format!("WEBHOOK_URL: {e}")))?;
+        let secret_id = get(env, "WEBHOOK_SECRET_ID").ok_or_else(|| {
+            InitError::Webhook("WEBHOOK_SECRET_ID is required with WEBHOOK_URL".into())
+        })?;
+        let out = secrets
+            .get_secret_value()
+            .secret_id(secret_id)
+            .send()
+            .await
+            .map_err(|e| InitError::Webhook(format!("{secret_id}: {}", aws_error_summary(&e))))?;
+        let secret = out
+            .secret_string()
+            .filter(|s| !s.is_empty())
+            .ok_or_else(|| InitError::Webhook(format!("{secret_id} has no string value")))?;
+        notifier.webhook = Some(Webhook {
+            url,
+            secret: SecretString::from(secret.to_string()),
+        });
+        notifier.http = Some(genesys.http().clone());
+    }
+
+    let settings = TransferSettings::from_config(&config.archive, &config.genesys.format_id, function);
+    let service = ArchiveService {
+        org: config.genesys.org_id.clone(),
+        genesys,
+        store,
+        keyring,
+        settings,
+        write_back: config.archive.write_back,
+        custom_attributes_schema_id: config.archive.custom_attributes_schema_id.clone(),
+        notifier,
+        function: function.to_string(),
+    };
+    let queues = Arc::new(SqsQueues::new(
+        aws_sdk_sqs::Client::new(sdk),
+        get(env, "TRANSFER_QUEUE_URL").map(str::to_string),
+        get(env, "DEAD_LETTER_QUEUE_URL").map(str::to_string),
+    ));
+    let policy = EventPolicy {
+        retry_base: secs(env, "ARCHIVE_RETRY_BASE_SECS", 30),
+        pending_horizon: secs(env, "ARCHIVE_PENDING_HORIZON_SECS", 24 * 3600),
+        inline_budget: secs(env, "ARCHIVE_INLINE_BUDGET_SECS", 120),
+        empty_horizon: secs(env, "ARCHIVE_EMPTY_HORIZON_SECS", 15 * 60),
+    };
+    Ok(HandlerDeps {
+        service,
+        queues,
+        policy,
+    })
+}
+
+/// Converts the Lambda deadline (epoch milliseconds) into a monotonic instant.
+pub fn deadline_from_epoch_ms(deadline_ms: u64) -> tokio::time::Instant {
+    let now_ms = chrono::Utc::now().timestamp_millis().max(0) as u64;
+    tokio::time::Instant::now() + Duration::from_millis(deadline_ms.saturating_sub(now_ms))
+}

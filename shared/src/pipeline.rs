@@ -1,0 +1,402 @@
+//! `ArchiveService::archive`: the one place that strings the pieces together for one
+//! recording: conversation facts → resumable transfer → write-back → result notification →
+//! audit record → metrics. Handlers and the CLI call this and nothing below it.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use tokio::time::Instant;
+
+use crate::audit::{self, AuditRecord};
+use crate::config::WriteBack;
+use crate::crypto::Keyring;
+use crate::genesys::GenesysClient;
+use crate::ids::{ConversationId, OrgId, RecordingId};
+use crate::metrics::{self, Metric};
+use crate::notify::{ArchiveResult, Notifier, DETAIL_ARCHIVED, DETAIL_FAILED};
+use crate::retry::Retryable;
+use crate::store::manifest::{Manifest, ParticipantInfo};
+use crate::store::{ArchiveLayout, ObjectKey, ObjectStore};
+use crate::transfer::engine::{transfer_recording, TransferDeps, TransferJob, TransferOutcome};
+use crate::transfer::{TransferError, TransferSettings};
+
+/// Everything needed to archive recordings of one org. Built once per process.
+pub struct ArchiveService {
+    pub org: OrgId,
+    pub genesys: GenesysClient,
+    pub store: Arc<dyn ObjectStore>,
+    pub keyring: Arc<dyn Keyring>,
+    pub settings: TransferSettings,
+    pub write_back: WriteBack,
+    pub custom_attributes_schema_id: Option<String>,
+    pub notifier: Notifier,
+    /// Name used in audit records and metric dimensions.
+    pub function: String,
+}
+
+/// Facts about a conversation that decide where its recordings go.
+#[derive(Debug, Clone)]
+pub struct ConversationFacts {
+    pub start: DateTime<Utc>,
+    pub participants: Vec<ParticipantInfo>,
+}
+
+/// What happened to one recording.
+#[derive(Debug, Clone)]
+pub enum ArchiveReport {
+    Archived {
+        manifest: Box<Manifest>,
+        write_back_error: Option<String>,
+    },
+    AlreadyArchived {
+        manifest_key: ObjectKey,
+        write_back_error: Option<String>,
+    },
+    Suspended {
+        parts_done: usize,
+        parts_total: usize,
+    },
+}
+
+impl ArchiveReport {
+    pub fn write_back_error(&self) -> Option<&str> {
+        match self {
+            ArchiveReport::Archived {
+                write_back_error, ..
+            }
+            | ArchiveReport::AlreadyArchived {
+                write_back_error, ..
+            } => write_back_error.as_deref(),
+            ArchiveReport::Suspended { .. } => None,
+        }
+    }
+}
+
+impl ArchiveService {
+    pub fn layout(&self) -> &ArchiveLayout {
+        &self.settings.layout
+    }
+
+    /// Start time and participants, from `GET /api/v2/conversations/{id}`.
+    pub async fn conversation_facts(
+        &self,
+        conversation: &ConversationId,
+        deadline: Option<Instant>,
+    ) -> Result<ConversationFacts, TransferError> {
+        let client = match deadline {
+            Some(d) => self.genesys.with_deadline(d),
+            None => self.genesys.clone(),
+        };
+        let conv = client.conversation(conversation).await?;
+        let start = conv.start_time.ok_or_else(|| {
+            TransferError::Internal(format!("conversation {conversation} has no startTime"))
+        })?;
+        Ok(ConversationFacts {
+            start,
+            participants: conv
+                .participants
+                .iter()
+                .map(|p| ParticipantInfo {
+                    purpose: p.purpose.clone(),
+                    user_id: p.user_id.clone(),
+                    queue_id: p.queue_id.clone(),
+                })
+                .collect(),
+        })
+    }
+
+    /// True when the recording already has a manifest (cheap: one HEAD).
+    pub async fn is_archived(
+        &self,
+        conversation: &ConversationId,
+        recording: &RecordingId,
+        start: DateTime<Utc>,
+    ) -> Result<bool, TransferError> {
+        let key = self
+            .layout()
+            .manifest_key(&self.org, conversation, recording, start);
+        Ok(self.store.exists(&key).await?)
+    }
+
+    /// Archives (or continues archiving) one recording. `facts` may be passed when the caller
+    /// already has them; otherwise they are fetched.
+    pub async fn archive(
+        &self,
+        conversation: &ConversationId,
+        recording: &RecordingId,
+        facts: Option<ConversationFacts>,
+        deadline: Option<Instant>,
+        worker_id: &str,
+    ) -> Result<ArchiveReport, TransferError> {
+        let started = Instant::now();
+        let span = tracing::info_span!("archive", conversation_id = %conversation, recording_id = %recording);
+        let _enter = span.enter();
+        let facts = match facts {
+            Some(f) => f,
+            None => match self.conversation_facts(conversation, deadline).await {
+                Ok(f) => f,
+                Err(e) => {
+                    self.record_failure(conversation, recording, &e, started, worker_id)
+                        .await;
+                    return Err(e);
+                }
+            },
+        };
+        let job = TransferJob {
+            org: self.org.clone(),
+            conversation: conversation.clone(),
+            recording: recording.clone(),
+            conversation_start: facts.start,
+            participants: facts.participants,
+        };
+        let mut settings = self.settings.clone();
+        settings.worker_id = worker_id.to_string();
+        let deps = TransferDeps {
+            genesys: self.genesys.clone(),
+            store: self.store.clone(),
+            keyring: self.keyring.clone(),
+        };
+        let outcome = transfer_recording(&deps, &job, &settings, deadline).await;
+        match outcome {
+            Ok(TransferOutcome::Archived(manifest)) => {
+                let write_back_error = self.write_back(&manifest).await;
+                self.record_success(&manifest, started, worker_id).await;
+                Ok(ArchiveReport::Archived {
+                    manifest,
+                    write_back_error,
+                })
+            }
+            Ok(TransferOutcome::AlreadyArchived { manifest_key }) => {
+                // A redelivered event after a write-back failure lands here: retry the write-back.
+                let write_back_error = match self.read_manifest(&manifest_key).await {
+                    Some(m) => self.write_back(&m).await,
+                    None => None,
+                };
+                self.audit(AuditRecord {
+                    outcome: "already_archived".into(),
+                    object_key: Some(manifest_key.to_string()),
+                    ..self.base_record(conversation, recording, started, worker_id)
+                })
+                .await;
+                metrics::emit(
+                    &[("Function", &self.function), ("Outcome", "already_archived")],
+                    &[Metric::count("Recordings", 1.0)],
+                );
+                Ok(ArchiveReport::AlreadyArchived {
+                    manifest_key,
+                    write_back_error,
+                })
+            }
+            Ok(TransferOutcome::Suspended {
+                parts_done,
+                parts_total,
+                bytes_done,
+            }) => {
+                self.audit(AuditRecord {
+                    outcome: "suspended".into(),
+                    bytes: bytes_done,
+                    ..self.base_record(conversation, recording, started, worker_id)
+                })
+                .await;
+                metrics::emit(
+                    &[("Function", &self.function), ("Outcome", "suspended")],
+                    &[Metric::count("Resumes", 1.0)],
+                );
+                Ok(ArchiveReport::Suspended {
+                    parts_done,
+                    parts_total,
+                })
+            }
+            Err(e) => {
+                self.record_failure(conversation, recording, &e, started, worker_id)
+                    .await;
+                Err(e)
+            }
+        }
+    }
+
+    async fn read_manifest(&self, key: &ObjectKey) -> Option<Manifest> {
+        let obj = self.store.get(key).await.ok()??;
+        serde_json::from_slice(&obj.body).ok()
+    }
+
+    /// Writes the archive location back to Genesys; the error text if it failed.
+    async fn write_back(&self, manifest: &Manifest) -> Option<String> {
+        match crate::writeback::write_back(
+            &self.genesys,
+            self.write_back,
+            self.custom_attributes_schema_id.as_deref(),
+            manifest,
+        )
+        .await
+        {
+            Ok(()) => None,
+            Err(e) => {
+                tracing::warn!(error = %e, "write-back to Genesys Cloud failed; will retry on redelivery");
+                metrics::emit(
+                    &[("Function", &self.function), ("Outcome", "write_back_failed")],
+                    &[Metric::count("WriteBackFailures", 1.0)],
+                );
+                Some(e.to_string())
+            }
+        }
+    }
+
+    fn base_record(
+        &self,
+        conversation: &ConversationId,
+        recording: &RecordingId,
+        started: Instant,
+        worker_id: &str,
+    ) -> AuditRecord {
+        AuditRecord {
+            at: Utc::now(),
+            outcome: String::new(),
+            org_id: self.org.to_string(),
+            conversation_id: conversation.to_string(),
+            recording_id: recording.to_string(),
+            object_key: None,
+            plaintext_sha256: None,
+            bytes: 0,
+            duration_ms: started.elapsed().as_millis() as u64,
+            retries: 0,
+            url_refreshes: 0,
+            invocations: 1,
+            reason_code: None,
+            reason: None,
+            worker_id: worker_id.to_string(),
+            function: self.function.clone(),
+        }
+    }
+
+    async fn audit(&self, record: AuditRecord) {
+        if let Err(e) = audit::write(self.store.as_ref(), self.layout(), &record).await {
+            tracing::warn!(error = %e, "audit record could not be written");
+        }
+    }
+
+    async fn record_success(&self, manifest: &Manifest, started: Instant, worker_id: &str) {
+        let elapsed = started.elapsed();
+        let conversation = ConversationId::parse(&manifest.conversation_id).ok();
+        let recording = RecordingId::parse(&manifest.recording_id).ok();
+        if let (Some(c), Some(r)) = (conversation, recording) {
+            self.audit(AuditRecord {
+                outcome: "archived".into(),
+                object_key: Some(manifest.object_key.clone()),
+                plaintext_sha256: Some(manifest.plaintext.sha256.clone()),
+                bytes: manifest.plaintext.size,
+                retries: manifest.timings.chunk_retries,
+                url_refreshes: manifest.timings.url_refreshes,
+                invocations: manifest.timings.invocations,
+                ..self.base_record(&c, &r, started, worker_id)
+            })
+            .await;
+        }
+        let secs = elapsed.as_secs_f64().max(1e-6);
+        metrics::emit(
+            &[("Function", &self.function), ("Outcome", "archived")],
+            &[
+                Metric::count("Recordings", 1.0),
+                Metric {
+                    name: "Bytes",
+                    value: manifest.plaintext.size as f64,
+                    unit: "Bytes",
+                },
+                Metric {
+                    name: "Duration",
+                    value: elapsed.as_millis() as f64,
+                    unit: "Milliseconds",
+                },
+                Metric {
+                    name: "Throughput",
+                    value: manifest.plaintext.size as f64 / secs,
+                    unit: "Bytes/Second",
+                },
+                Metric::count("Retries", manifest.timings.chunk_retries as f64),
+                Metric::count("UrlRefreshes", manifest.timings.url_refreshes as f64),
+                Metric::count("Resumes", manifest.timings.invocations.saturating_sub(1) as f64),
+            ],
+        );
+        let result = ArchiveResult {
+            kind: DETAIL_ARCHIVED.into(),
+            org_id: manifest.org_id.clone(),
+            conversation_id: manifest.conversation_id.clone(),
+            recording_id: manifest.recording_id.clone(),
+            bucket: Some(manifest.bucket.clone()),
+            object_key: Some(manifest.object_key.clone()),
+            manifest_key: None,
+            sha256: Some(manifest.plaintext.sha256.clone()),
+            size: Some(manifest.plaintext.size),
+            reason_code: None,
+            reason: None,
+            at: Utc::now(),
+        };
+        for e in self.notifier.publish(&result).await {
+            tracing::warn!(error = %e, "result notification failed");
+        }
+        tracing::info!(
+            bytes = manifest.plaintext.size,
+            ms = elapsed.as_millis() as u64,
+            key = %manifest.object_key,
+            "recording archived"
+        );
+    }
+
+    /// Reports a failure. Transient failures (the message will be retried) are only logged
+    /// and counted; permanent ones are also audited and notified.
+    pub async fn record_failure(
+        &self,
+        conversation: &ConversationId,
+        recording: &RecordingId,
+        error: &TransferError,
+        started: Instant,
+        worker_id: &str,
+    ) {
+        let code = error.reason_code();
+        metrics::emit(
+            &[("Function", &self.function), ("Outcome", "failed"), ("Reason", code)],
+            &[Metric::count("Failures", 1.0)],
+        );
+        if error.is_transient() {
+            tracing::warn!(error = %error, reason = code, "transfer will be retried");
+            return;
+        }
+        tracing::error!(error = %error, reason = code, "recording could not be archived");
+        self.audit(AuditRecord {
+            outcome: if matches!(error, TransferError::Unavailable { .. }) {
+                "not_available".into()
+            } else {
+                "failed".into()
+            },
+            reason_code: Some(code.into()),
+            reason: Some(error.to_string()),
+            ..self.base_record(conversation, recording, started, worker_id)
+        })
+        .await;
+        let result = ArchiveResult {
+            kind: DETAIL_FAILED.into(),
+            org_id: self.org.to_string(),
+            conversation_id: conversation.to_string(),
+            recording_id: recording.to_string(),
+            bucket: None,
+            object_key: None,
+            manifest_key: None,
+            sha256: None,
+            size: None,
+            reason_code: Some(code.into()),
+            reason: Some(error.to_string()),
+            at: Utc::now(),
+        };
+        for e in self.notifier.publish(&result).await {
+            tracing::warn!(error = %e, "failure notification failed");
+        }
+    }
+}
+
+/// The delay before retrying a message that has been received `receive_count` times:
+/// exponential from `base`, capped at 15 minutes.
+pub fn redelivery_delay(base: Duration, receive_count: u32) -> Duration {
+    let factor = 1u32 << receive_count.saturating_sub(1).min(10);
+    (base * factor).min(Duration::from_secs(900))
+}
