@@ -111,7 +111,12 @@ impl ArchiveLayout {
     }
 
     /// One audit record per transfer attempt outcome, partitioned by the day it was written.
-    pub fn audit_key(&self, at: DateTime<Utc>, recording: &RecordingId, outcome: &str) -> ObjectKey {
+    pub fn audit_key(
+        &self,
+        at: DateTime<Utc>,
+        recording: &RecordingId,
+        outcome: &str,
+    ) -> ObjectKey {
         join(
             &self.prefix,
             format!(
@@ -141,7 +146,9 @@ mod tests {
     #[test]
     fn object_key_is_hive_partitioned_by_conversation_start_hour() {
         let (o, c, r) = ids();
-        let start = DateTime::parse_from_rfc3339("2026-03-04T05:59:59.999+02:00").unwrap().to_utc();
+        let start = DateTime::parse_from_rfc3339("2026-03-04T05:59:59.999+02:00")
+            .unwrap()
+            .to_utc();
         let layout = ArchiveLayout::new("/recordings/");
         assert_eq!(
             layout.object_key(&o, &c, &r, start, "wav").as_str(),
@@ -151,7 +158,10 @@ mod tests {
             layout.manifest_key(&o, &c, &r, start).as_str(),
             "recordings/org-1/year=2026/month=03/day=04/hour=03/conversation_id=c-1/r-1.manifest.json"
         );
-        assert_eq!(layout.checkpoint_key(&r).as_str(), "recordings/_state/transfers/r-1.json");
+        assert_eq!(
+            layout.checkpoint_key(&r).as_str(),
+            "recordings/_state/transfers/r-1.json"
+        );
     }
 
     #[test]

@@ -195,11 +195,14 @@ impl ObjectStore for MemoryStore {
         let etag = self.etag();
         let mut s = self.lock();
         let keep = self.keep_part_bodies;
-        let upload = s.uploads.get_mut(upload_id).ok_or(StoreError::NoSuchUpload {
-            operation: "UploadPart",
-            key: key.to_string(),
-            upload_id: upload_id.to_string(),
-        })?;
+        let upload = s
+            .uploads
+            .get_mut(upload_id)
+            .ok_or(StoreError::NoSuchUpload {
+                operation: "UploadPart",
+                key: key.to_string(),
+                upload_id: upload_id.to_string(),
+            })?;
         upload.parts.insert(
             part_number,
             (if keep { body } else { Bytes::new() }, sha256, size),

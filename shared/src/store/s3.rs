@@ -149,7 +149,9 @@ impl ObjectStore for S3Store {
             .send()
             .await
         {
-            Ok(out) => Ok(Conditional::Written(out.e_tag().unwrap_or_default().to_string())),
+            Ok(out) => Ok(Conditional::Written(
+                out.e_tag().unwrap_or_default().to_string(),
+            )),
             Err(e) if is_precondition_failed(&e) => Ok(Conditional::PreconditionFailed),
             Err(e) => Err(request_error("PutObject", key, &e)),
         }
@@ -176,7 +178,9 @@ impl ObjectStore for S3Store {
             .send()
             .await
         {
-            Ok(out) => Ok(Conditional::Written(out.e_tag().unwrap_or_default().to_string())),
+            Ok(out) => Ok(Conditional::Written(
+                out.e_tag().unwrap_or_default().to_string(),
+            )),
             Err(e) if is_precondition_failed(&e) => Ok(Conditional::PreconditionFailed),
             Err(e) => Err(request_error("PutObject", key, &e)),
         }

@@ -83,7 +83,10 @@ pub async fn claim(
     lease: chrono::Duration,
 ) -> Result<Claim, TransferError> {
     match store.get(&key).await? {
-        None => match store.put_if_absent(&key, encode(&fresh)?, "application/json").await? {
+        None => match store
+            .put_if_absent(&key, encode(&fresh)?, "application/json")
+            .await?
+        {
             Conditional::Written(etag) => Ok(Claim::Owned(OwnedCheckpoint {
                 key,
                 etag,
@@ -94,11 +97,12 @@ pub async fn claim(
             }),
         },
         Some(existing) => {
-            let mut state: Checkpoint =
-                serde_json::from_slice(&existing.body).map_err(|e| TransferError::BadCheckpoint {
+            let mut state: Checkpoint = serde_json::from_slice(&existing.body).map_err(|e| {
+                TransferError::BadCheckpoint {
                     key: key.to_string(),
                     reason: e.to_string(),
-                })?;
+                }
+            })?;
             if state.version != CHECKPOINT_VERSION {
                 return Err(TransferError::BadCheckpoint {
                     key: key.to_string(),
@@ -118,10 +122,10 @@ pub async fn claim(
                 .put_if_match(&key, encode(&state)?, "application/json", &existing.etag)
                 .await?
             {
-                Conditional::Written(etag) => Ok(Claim::Owned(OwnedCheckpoint { key, etag, state })),
-                Conditional::PreconditionFailed => Ok(Claim::Busy {
-                    until: now + lease,
-                }),
+                Conditional::Written(etag) => {
+                    Ok(Claim::Owned(OwnedCheckpoint { key, etag, state }))
+                }
+                Conditional::PreconditionFailed => Ok(Claim::Busy { until: now + lease }),
             }
         }
     }
@@ -131,7 +135,12 @@ impl OwnedCheckpoint {
     /// Writes the current state; 412 means another worker took over.
     pub async fn save(&mut self, store: &dyn ObjectStore) -> Result<(), TransferError> {
         match store
-            .put_if_match(&self.key, encode(&self.state)?, "application/json", &self.etag)
+            .put_if_match(
+                &self.key,
+                encode(&self.state)?,
+                "application/json",
+                &self.etag,
+            )
             .await?
         {
             Conditional::Written(etag) => {

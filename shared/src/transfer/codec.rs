@@ -117,8 +117,7 @@ pub fn sniff(head: &[u8]) -> Option<Codec> {
         return Some(Codec::Mp3);
     }
     // MPEG audio frame sync: 11 set bits, layer III, not a reserved version.
-    if head.len() >= 2 && head[0] == 0xFF && (head[1] & 0xE0) == 0xE0 && (head[1] & 0x06) == 0x02
-    {
+    if head.len() >= 2 && head[0] == 0xFF && (head[1] & 0xE0) == 0xE0 && (head[1] & 0x06) == 0x02 {
         return Some(Codec::Mp3);
     }
     None
@@ -182,7 +181,10 @@ mod tests {
     #[test]
     fn declared_types_map_to_containers() {
         assert_eq!(declared_container("audio/wav"), Some(Container::Wav));
-        assert_eq!(declared_container("audio/ogg; codecs=opus"), Some(Container::Ogg));
+        assert_eq!(
+            declared_container("audio/ogg; codecs=opus"),
+            Some(Container::Ogg)
+        );
         assert_eq!(declared_container("AUDIO/MPEG"), Some(Container::Mp3));
         assert_eq!(declared_container("text/html"), None);
     }

@@ -19,7 +19,9 @@ use sha2::{Digest, Sha256};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
-use super::checkpoint::{claim, Checkpoint, Claim, OwnedCheckpoint, UploadState, CHECKPOINT_VERSION};
+use super::checkpoint::{
+    claim, Checkpoint, Claim, OwnedCheckpoint, UploadState, CHECKPOINT_VERSION,
+};
 use super::codec::{declared_container, sniff, Codec};
 use super::hash::ResumableSha256;
 use super::range::{plan, ByteRange};
@@ -75,7 +77,11 @@ pub struct TransferSettings {
 }
 
 impl TransferSettings {
-    pub fn from_config(archive: &crate::config::ArchiveConfig, format_id: &str, worker_id: &str) -> Self {
+    pub fn from_config(
+        archive: &crate::config::ArchiveConfig,
+        format_id: &str,
+        worker_id: &str,
+    ) -> Self {
         TransferSettings {
             layout: ArchiveLayout::new(&archive.prefix),
             format_id: format_id.to_string(),
@@ -98,7 +104,9 @@ impl TransferSettings {
 pub enum TransferOutcome {
     Archived(Box<Manifest>),
     /// A manifest already exists: nothing was downloaded or written.
-    AlreadyArchived { manifest_key: ObjectKey },
+    AlreadyArchived {
+        manifest_key: ObjectKey,
+    },
     /// Stopped before the deadline with a checkpoint; re-queue to continue.
     Suspended {
         parts_done: usize,
@@ -123,8 +131,12 @@ pub async fn transfer_recording(
 ) -> Result<TransferOutcome, TransferError> {
     validate(settings)?;
     let layout = &settings.layout;
-    let manifest_key =
-        layout.manifest_key(&job.org, &job.conversation, &job.recording, job.conversation_start);
+    let manifest_key = layout.manifest_key(
+        &job.org,
+        &job.conversation,
+        &job.recording,
+        job.conversation_start,
+    );
     let checkpoint_key = layout.checkpoint_key(&job.recording);
     if deps.store.exists(&manifest_key).await? {
         // A crash after the manifest may have left the checkpoint; it is garbage now.
@@ -164,8 +176,10 @@ pub async fn transfer_recording(
         source: None,
     };
     let mut result = run.execute(&genesys, &mut owned).await;
-    if matches!(result, Err(TransferError::Store(StoreError::NoSuchUpload { .. })))
-        && owned.state.upload.is_some()
+    if matches!(
+        result,
+        Err(TransferError::Store(StoreError::NoSuchUpload { .. }))
+    ) && owned.state.upload.is_some()
     {
         // The multipart upload we were resuming is gone (the bucket's abort-incomplete
         // lifecycle rule, or an operator): its parts are lost, so start over with a new one.
@@ -344,7 +358,11 @@ impl Run<'_> {
                             AbortOnDrop(tokio::spawn(async move { src.fetch(r, total, &ct).await }))
                         })
                         .buffered(self.settings.fetch_concurrency.max(1))
-                        .map(|joined| joined.unwrap_or_else(|e| Err(TransferError::Internal(format!("fetch task: {e}")))));
+                        .map(|joined| {
+                            joined.unwrap_or_else(|e| {
+                                Err(TransferError::Internal(format!("fetch task: {e}")))
+                            })
+                        });
                     futures::stream::once(async move { Ok(first) })
                         .chain(fetches)
                         .boxed()
@@ -378,19 +396,25 @@ impl Run<'_> {
         while index < parts_total {
             if self.deadline_near() {
                 self.drain(owned, &mut in_flight, 0).await?;
-                self.fold_counters(owned);
-                owned.release(self.store()).await?;
-                let up = owned.state.upload.as_ref();
-                let done = up.map_or(0, |u| u.parts.len());
-                tracing::info!(parts_done = done, parts_total, "suspending before the deadline");
-                return Ok(TransferOutcome::Suspended {
-                    parts_done: done,
-                    parts_total,
-                    bytes_done: (done as u64 * chunk).min(total),
-                });
+                return self.suspend(owned, parts_total, chunk, total).await;
             }
             let plain = match chunks.next().await {
-                Some(c) => c?,
+                Some(Ok(c)) => c,
+                Some(Err(e)) => {
+                    // Parts already fetched and being uploaded are good: record them, so the
+                    // retry (or the next invocation) does not download them again.
+                    if let Err(d) = self.drain(owned, &mut in_flight, 0).await {
+                        tracing::warn!(error = %d, "could not record the parts in flight");
+                        return Err(e);
+                    }
+                    if e.is_transient() && self.retries_cut_by_deadline() {
+                        // The chunk's retries were cut short by the deadline: stop as a
+                        // suspension (checkpoint saved, re-queued), not as a failure.
+                        tracing::info!(error = %e, "chunk failed close to the deadline; suspending");
+                        return self.suspend(owned, parts_total, chunk, total).await;
+                    }
+                    return Err(e);
+                }
                 None => {
                     return Err(TransferError::SizeMismatch {
                         expected: total,
@@ -399,11 +423,21 @@ impl Run<'_> {
                 }
             };
             if owned.state.upload.is_none() {
-                self.start_upload(owned, &mut cpu, &plain, total, chunk, &content_type, ranged, &source)
-                    .await?;
+                self.start_upload(
+                    owned,
+                    &mut cpu,
+                    &plain,
+                    total,
+                    chunk,
+                    &content_type,
+                    ranged,
+                    &source,
+                )
+                .await?;
             }
             let last = index + 1 == parts_total;
-            let (next_cpu, ciphertext, digest) = encrypt_chunk(cpu, plain, last, index == 0).await?;
+            let (next_cpu, ciphertext, digest) =
+                encrypt_chunk(cpu, plain, last, index == 0).await?;
             cpu = next_cpu;
             let up = owned
                 .state
@@ -431,12 +465,21 @@ impl Run<'_> {
                 encryptor_after: cpu.encryptor.as_ref().map(|e| e.checkpoint()),
                 ciphertext_after,
             });
-            self.drain(owned, &mut in_flight, self.settings.uploads_in_flight.max(1))
-                .await?;
+            self.drain(
+                owned,
+                &mut in_flight,
+                self.settings.uploads_in_flight.max(1),
+            )
+            .await?;
             index += 1;
             let pct = index * 100 / parts_total;
             if pct >= next_progress && parts_total >= 10 {
-                tracing::info!(percent = pct, parts_done = index, parts_total, "transfer progress");
+                tracing::info!(
+                    percent = pct,
+                    parts_done = index,
+                    parts_total,
+                    "transfer progress"
+                );
                 next_progress = pct / 10 * 10 + 10;
             }
         }
@@ -449,6 +492,39 @@ impl Run<'_> {
             });
         }
         self.complete(owned, started).await
+    }
+
+    /// Saves the checkpoint with the lease released and reports the suspension. In-flight
+    /// uploads must have been drained.
+    async fn suspend(
+        &self,
+        owned: &mut OwnedCheckpoint,
+        parts_total: usize,
+        chunk: u64,
+        total: u64,
+    ) -> Result<TransferOutcome, TransferError> {
+        self.fold_counters(owned);
+        owned.release(self.store()).await?;
+        let done = owned.state.upload.as_ref().map_or(0, |u| u.parts.len());
+        tracing::info!(
+            parts_done = done,
+            parts_total,
+            "suspending before the deadline"
+        );
+        Ok(TransferOutcome::Suspended {
+            parts_done: done,
+            parts_total,
+            bytes_done: (done as u64 * chunk).min(total),
+        })
+    }
+
+    /// Whether the deadline is close enough that the retry policy may have refused another
+    /// attempt (it keeps its own margin before the deadline, plus a backoff wait).
+    fn retries_cut_by_deadline(&self) -> bool {
+        let policy = self.deps.genesys.retry_policy();
+        let slack = policy.deadline_margin + policy.max_delay.min(Duration::from_secs(2));
+        self.deadline
+            .is_some_and(|d| Instant::now() + self.settings.suspend_margin + slack >= d)
     }
 
     fn deadline_near(&self) -> bool {
@@ -464,7 +540,9 @@ impl Run<'_> {
         keep: usize,
     ) -> Result<(), TransferError> {
         while in_flight.len() > keep {
-            let Some(f) = in_flight.pop_front() else { break };
+            let Some(f) = in_flight.pop_front() else {
+                break;
+            };
             let part = f
                 .part
                 .await
@@ -575,7 +653,10 @@ impl Run<'_> {
                     }
                     .into());
                 }
-                if !found.as_deref().is_some_and(|f| composite_matches(&expected, f)) {
+                if !found
+                    .as_deref()
+                    .is_some_and(|f| composite_matches(&expected, f))
+                {
                     self.store().abort_multipart(&key, &up.upload_id).await?;
                     if self.store().exists(&self.manifest_key).await? {
                         self.store().delete(&owned.key).await?;
@@ -659,9 +740,15 @@ impl Run<'_> {
                 completed_at: Utc::now(),
                 invocations: owned.state.invocations,
                 chunk_retries: owned.state.chunk_retries
-                    + self.source.as_ref().map_or(0, |s| s.retries.load(Ordering::Relaxed)),
+                    + self
+                        .source
+                        .as_ref()
+                        .map_or(0, |s| s.retries.load(Ordering::Relaxed)),
                 url_refreshes: owned.state.url_refreshes
-                    + self.source.as_ref().map_or(0, |s| s.refreshes.load(Ordering::Relaxed)),
+                    + self
+                        .source
+                        .as_ref()
+                        .map_or(0, |s| s.refreshes.load(Ordering::Relaxed)),
                 last_invocation_ms: started.elapsed().as_millis() as u64,
             },
             tool_version: concat!("gc-archive ", env!("CARGO_PKG_VERSION")).into(),
@@ -693,12 +780,19 @@ fn decode_digest(b64: &str) -> Result<[u8; 32], TransferError> {
 }
 
 /// Sniffs the first chunk and compares it with what Genesys declared.
-pub fn check_codec(first: &[u8], content_type: &str, format_id: &str) -> Result<Codec, TransferError> {
+pub fn check_codec(
+    first: &[u8],
+    content_type: &str,
+    format_id: &str,
+) -> Result<Codec, TransferError> {
     let sniffed = sniff(first);
     let declared = declared_container(content_type);
     match (sniffed, declared) {
         (Some(codec), Some(container)) if codec.container() == container => {
-            if format_id != "NONE" && codec.format_id() != format_id && !(format_id == "WAV" && codec == Codec::WavOther) {
+            if format_id != "NONE"
+                && codec.format_id() != format_id
+                && !(format_id == "WAV" && codec == Codec::WavOther)
+            {
                 return Err(TransferError::CodecMismatch {
                     declared: format!("formatId {format_id}"),
                     sniffed: codec.to_string(),
@@ -708,7 +802,8 @@ pub fn check_codec(first: &[u8], content_type: &str, format_id: &str) -> Result<
         }
         (sniffed, _) => Err(TransferError::CodecMismatch {
             declared: content_type.to_string(),
-            sniffed: sniffed.map_or_else(|| "not a known audio format".to_string(), |c| c.to_string()),
+            sniffed: sniffed
+                .map_or_else(|| "not a known audio format".to_string(), |c| c.to_string()),
         }),
     }
 }
@@ -721,7 +816,10 @@ async fn encrypt_chunk(
     last: bool,
     first: bool,
 ) -> Result<(Cpu, Bytes, [u8; 32]), TransferError> {
-    let Cpu { mut hasher, encryptor } = cpu;
+    let Cpu {
+        mut hasher,
+        encryptor,
+    } = cpu;
     let mut encryptor =
         encryptor.ok_or_else(|| TransferError::Internal("encryptor missing".into()))?;
     let for_hash = plain.clone();

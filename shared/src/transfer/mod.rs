@@ -58,7 +58,9 @@ pub enum TransferError {
     #[error("recording media is empty")]
     EmptyMedia,
     #[error("another worker owns this transfer until {until}")]
-    Busy { until: chrono::DateTime<chrono::Utc> },
+    Busy {
+        until: chrono::DateTime<chrono::Utc>,
+    },
     #[error("lost ownership of the transfer checkpoint to another worker")]
     LostOwnership,
     #[error("{key} exists but is not this transfer's object (checksum {found:?}); left untouched")]

@@ -98,7 +98,14 @@ mod tests {
 
     #[test]
     fn rejects_malformed_content_ranges() {
-        for bad in ["bytes 5-4/10", "bytes 0-10/10", "items 0-1/2", "bytes 0-/5", "bytes */10", ""] {
+        for bad in [
+            "bytes 5-4/10",
+            "bytes 0-10/10",
+            "items 0-1/2",
+            "bytes 0-/5",
+            "bytes */10",
+            "",
+        ] {
             assert!(parse_content_range(bad).is_none(), "{bad}");
         }
         assert_eq!(parse_content_range("bytes 0-9/*").unwrap().total, None);

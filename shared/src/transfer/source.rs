@@ -180,16 +180,24 @@ impl MediaSource {
         if guard.1 != seen {
             return Ok(());
         }
-        let fresh =
-            Self::fetch_url(&self.genesys, &self.conversation, &self.recording, &self.format_id)
-                .await?;
+        let fresh = Self::fetch_url(
+            &self.genesys,
+            &self.conversation,
+            &self.recording,
+            &self.format_id,
+        )
+        .await?;
         self.refreshes.fetch_add(1, Ordering::Relaxed);
         tracing::info!(host = %fresh.host(), "media URL expired; fetched a fresh one");
         *guard = (fresh, seen + 1);
         Ok(())
     }
 
-    async fn get(&self, url: &SignedUrl, range: ByteRange) -> Result<reqwest::Response, AttemptError> {
+    async fn get(
+        &self,
+        url: &SignedUrl,
+        range: ByteRange,
+    ) -> Result<reqwest::Response, AttemptError> {
         // Deliberately a bare request: no bearer token ever goes to a signed URL.
         let resp = self
             .genesys
@@ -267,7 +275,9 @@ impl MediaSource {
         }
         if let Some(t) = total {
             if t != server_total {
-                return Err(transient(format!("total size changed from {t} to {server_total}")));
+                return Err(transient(format!(
+                    "total size changed from {t} to {server_total}"
+                )));
             }
         }
         let body = read_exact(resp, expected_range.len()).await?;
@@ -276,7 +286,9 @@ impl MediaSource {
 
     /// The first request: learns whether ranges work, the total size and the content type.
     pub async fn probe(&self, first: ByteRange) -> Result<Probe, TransferError> {
+        let attempts = AtomicU32::new(0);
         let run = || async {
+            attempts.fetch_add(1, Ordering::Relaxed);
             let (url, generation) = self.current().await;
             let outcome = async {
                 let resp = self.get(&url, first).await?;
@@ -303,7 +315,8 @@ impl MediaSource {
                         response: resp,
                     });
                 }
-                let (first, total, content_type) = Self::read_range(resp, first, None, None).await?;
+                let (first, total, content_type) =
+                    Self::read_range(resp, first, None, None).await?;
                 Ok(Probe::Ranged {
                     total,
                     content_type,
@@ -316,7 +329,7 @@ impl MediaSource {
         self.chunk_retry
             .run(self.genesys.deadline(), run)
             .await
-            .map_err(|e| e.into_transfer(first, self))
+            .map_err(|e| e.into_transfer(first, attempts.load(Ordering::Relaxed)))
     }
 
     /// One verified chunk, retried up to [`CHUNK_RETRIES`] times, refreshing the URL on expiry.
@@ -326,7 +339,9 @@ impl MediaSource {
         total: u64,
         content_type: &str,
     ) -> Result<Bytes, TransferError> {
+        let attempts = AtomicU32::new(0);
         let run = || async {
+            attempts.fetch_add(1, Ordering::Relaxed);
             let (url, generation) = self.current().await;
             let outcome = async {
                 let resp = self.get(&url, range).await?;
@@ -340,7 +355,7 @@ impl MediaSource {
         self.chunk_retry
             .run(self.genesys.deadline(), run)
             .await
-            .map_err(|e| e.into_transfer(range, self))
+            .map_err(|e| e.into_transfer(range, attempts.load(Ordering::Relaxed)))
     }
 
     /// Counts the retry and refreshes an expired URL before the next attempt.
@@ -391,21 +406,17 @@ impl Retryable for ChunkFailure {
 }
 
 impl ChunkFailure {
-    fn into_transfer(self, range: ByteRange, src: &MediaSource) -> TransferError {
+    /// `attempts`: how many were really made (fewer than the policy allows when the error was
+    /// permanent or the deadline left no time for another).
+    fn into_transfer(self, range: ByteRange, attempts: u32) -> TransferError {
         match self {
             ChunkFailure::Fatal(t) => t,
             ChunkFailure::Attempt(a) => TransferError::Chunk {
                 range,
                 reason: a.reason,
-                attempts: src.chunk_attempts(),
+                attempts,
             },
         }
-    }
-}
-
-impl MediaSource {
-    fn chunk_attempts(&self) -> u32 {
-        CHUNK_RETRIES as u32 + 1
     }
 }
 
@@ -422,7 +433,9 @@ async fn read_exact(resp: reqwest::Response, len: u64) -> Result<Bytes, AttemptE
             ))
         })?;
         if buf.len() as u64 + piece.len() as u64 > len {
-            return Err(transient(format!("body is longer than the {len} bytes announced")));
+            return Err(transient(format!(
+                "body is longer than the {len} bytes announced"
+            )));
         }
         buf.extend_from_slice(&piece);
     }

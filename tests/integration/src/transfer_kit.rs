@@ -121,7 +121,10 @@ impl Kit {
             Some(m) => vec![("S3_UPLOAD_PART_MIN_SIZE", m.as_str())],
             None => Vec::new(),
         };
-        let (sim, moto) = tokio::join!(Simulator::start(opts.sim.clone()), MotoServer::start_with_env(&env));
+        let (sim, moto) = tokio::join!(
+            Simulator::start(opts.sim.clone()),
+            MotoServer::start_with_env(&env)
+        );
         let sim = sim.expect("start the Genesys simulator");
         let s3 = moto.s3().await;
         let kms = moto.kms().await;
@@ -138,7 +141,9 @@ impl Kit {
                 vec![format!("aws-kms:{kms_key_arn}")],
             ),
             KeyChoice::Raw => (
-                Arc::new(RawAesKeyring::new(RAW_NAMESPACE, RAW_NAME, RAW_KEY).expect("raw keyring")),
+                Arc::new(
+                    RawAesKeyring::new(RAW_NAMESPACE, RAW_NAME, RAW_KEY).expect("raw keyring"),
+                ),
                 vec![format!("{RAW_NAMESPACE}/{RAW_NAME}")],
             ),
         };
@@ -247,7 +252,14 @@ impl Kit {
 
     /// The object's bytes, or `None` if it does not exist.
     pub async fn get_object(&self, key: &str) -> Option<Vec<u8>> {
-        match self.s3.get_object().bucket(&self.bucket).key(key).send().await {
+        match self
+            .s3
+            .get_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .send()
+            .await
+        {
             Ok(out) => Some(
                 out.body
                     .collect()
@@ -284,7 +296,11 @@ impl Kit {
                 .send()
                 .await
                 .expect("ListObjectsV2");
-            keys.extend(out.contents().iter().filter_map(|o| o.key().map(str::to_string)));
+            keys.extend(
+                out.contents()
+                    .iter()
+                    .filter_map(|o| o.key().map(str::to_string)),
+            );
             match out.next_continuation_token() {
                 Some(t) => token = Some(t.to_string()),
                 None => break,
@@ -326,14 +342,30 @@ impl Kit {
 
     /// Nothing but manifests and their objects may remain: no upload, no checkpoint.
     pub async fn assert_nothing_left_behind(&self) {
-        assert_eq!(self.open_uploads().await, Vec::<(String, String)>::new(), "open multipart uploads");
-        assert_eq!(self.checkpoints().await, Vec::<String>::new(), "checkpoints");
+        assert_eq!(
+            self.open_uploads().await,
+            Vec::<(String, String)>::new(),
+            "open multipart uploads"
+        );
+        assert_eq!(
+            self.checkpoints().await,
+            Vec::<String>::new(),
+            "checkpoints"
+        );
     }
 
     /// Asserts there is no object, manifest, open upload or checkpoint at all.
     pub async fn assert_bucket_empty(&self) {
-        assert_eq!(self.keys().await, Vec::<String>::new(), "objects in the bucket");
-        assert_eq!(self.open_uploads().await, Vec::<(String, String)>::new(), "open multipart uploads");
+        assert_eq!(
+            self.keys().await,
+            Vec::<String>::new(),
+            "objects in the bucket"
+        );
+        assert_eq!(
+            self.open_uploads().await,
+            Vec::<(String, String)>::new(),
+            "open multipart uploads"
+        );
     }
 
     /// Decrypts the archived object with `keyring`, requiring the job's encryption context.
@@ -343,7 +375,10 @@ impl Kit {
         job: &TransferJob,
         keyring: Arc<dyn Keyring>,
     ) -> Result<(Vec<u8>, DecryptedInfo), CryptoError> {
-        let ciphertext = self.get_object(object_key).await.expect("archived object exists");
+        let ciphertext = self
+            .get_object(object_key)
+            .await
+            .expect("archived object exists");
         decrypt_archive(&ciphertext, job, keyring).await
     }
 
@@ -360,12 +395,28 @@ impl Kit {
     /// The full verification of an archived recording: key layout, manifest fields against the
     /// simulator's media, S3's composite checksum, and a decryption (same keyring, required
     /// encryption context) that yields exactly the simulator's bytes.
-    pub async fn verify_archived(&self, added: &Added, manifest: &Manifest, ext: &str, codec: &str) {
-        let media = self.sim.media_bytes(&added.recording_id).expect("simulator media");
-        let stored = self.stored_manifest(added).await.expect("manifest stored in S3");
+    pub async fn verify_archived(
+        &self,
+        added: &Added,
+        manifest: &Manifest,
+        ext: &str,
+        codec: &str,
+    ) {
+        let media = self
+            .sim
+            .media_bytes(&added.recording_id)
+            .expect("simulator media");
+        let stored = self
+            .stored_manifest(added)
+            .await
+            .expect("manifest stored in S3");
         assert_eq!(&stored, manifest, "the returned manifest is the stored one");
         assert_eq!(manifest.object_key, self.object_key(added, ext));
-        assert!(manifest.object_key.contains(PARTITION), "{}", manifest.object_key);
+        assert!(
+            manifest.object_key.contains(PARTITION),
+            "{}",
+            manifest.object_key
+        );
         assert_eq!(manifest.bucket, self.bucket);
         assert_eq!(manifest.org_id, self.sim.org_id());
         assert_eq!(manifest.conversation_id, added.conversation_id);
@@ -383,7 +434,10 @@ impl Kit {
         assert_eq!(manifest.ciphertext.parts as usize, parts, "part count");
         assert_eq!(manifest.ciphertext.sha256_parts.len(), parts);
 
-        let ciphertext = self.get_object(&manifest.object_key).await.expect("archived object");
+        let ciphertext = self
+            .get_object(&manifest.object_key)
+            .await
+            .expect("archived object");
         assert_eq!(manifest.ciphertext.size, ciphertext.len() as u64);
         // Split the object into the parts the engine uploaded and check every digest.
         let sizes = part_sizes(
@@ -416,14 +470,22 @@ impl Kit {
             .send()
             .await
             .expect("HeadObject");
-        let reported = head.checksum_sha256().expect("S3 reports a SHA-256 checksum");
-        assert!(composite_matches(&composite, reported), "{composite} vs {reported}");
+        let reported = head
+            .checksum_sha256()
+            .expect("S3 reports a SHA-256 checksum");
+        assert!(
+            composite_matches(&composite, reported),
+            "{composite} vs {reported}"
+        );
 
         let (plain, info) = decrypt_archive(&ciphertext, &added.job, self.keyring.clone())
             .await
             .expect("decrypt the archived object");
         assert_eq!(plain.len(), media.len());
-        assert!(plain == media, "decrypted bytes differ from the simulator's media");
+        assert!(
+            plain == media,
+            "decrypted bytes differ from the simulator's media"
+        );
         assert_eq!(info.message_id, manifest.encryption.message_id);
         assert_eq!(info.frame_len, manifest.encryption.frame_length);
     }
@@ -444,7 +506,10 @@ async fn create_kms_key(kms: &aws_sdk_kms::Client) -> String {
 impl Kit {
     /// Another KMS key in the same moto (for wrong-key tests).
     pub async fn other_kms_keyring(&self) -> Arc<dyn Keyring> {
-        Arc::new(KmsKeyring::new(self.kms.clone(), create_kms_key(&self.kms).await))
+        Arc::new(KmsKeyring::new(
+            self.kms.clone(),
+            create_kms_key(&self.kms).await,
+        ))
     }
 }
 
@@ -455,7 +520,14 @@ pub async fn decrypt_archive(
     keyring: Arc<dyn Keyring>,
 ) -> Result<(Vec<u8>, DecryptedInfo), CryptoError> {
     let required: EncryptionContext = job.encryption_context();
-    decrypt_bytes(keyring, DecryptOptions { required_context: required }, ciphertext).await
+    decrypt_bytes(
+        keyring,
+        DecryptOptions {
+            required_context: required,
+        },
+        ciphertext,
+    )
+    .await
 }
 
 /// Ciphertext part sizes of an object the engine wrote: part 1 carries the header, every part
@@ -500,7 +572,11 @@ const URL_SAFE: (&[u8; 64], bool) = (
 fn base64(data: &[u8], (alphabet, pad): (&[u8; 64], bool)) -> String {
     let mut out = String::new();
     for group in data.chunks(3) {
-        let b = [group[0], *group.get(1).unwrap_or(&0), *group.get(2).unwrap_or(&0)];
+        let b = [
+            group[0],
+            *group.get(1).unwrap_or(&0),
+            *group.get(2).unwrap_or(&0),
+        ];
         let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
         for i in 0..=group.len() {
             out.push(alphabet[(n >> (18 - 6 * i)) as usize & 63] as char);

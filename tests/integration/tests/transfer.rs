@@ -9,10 +9,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use gc_archive::retry::Retryable;
 use gc_archive::store::{FaultyStore, MemoryStore, ObjectStore, StoreOp};
 use gc_archive::transfer::engine::TransferSettings;
 use gc_archive::transfer::{transfer_recording, ByteRange, TransferError, TransferOutcome};
-use gc_archive::retry::Retryable;
 use gc_archive_it::transfer_kit::*;
 use genesys_sim::{Codec, Fault, FaultRule, FaultTarget, FileState, MediaSource, RecordingSpec};
 use tokio::time::Instant;
@@ -37,7 +37,9 @@ fn chunk_range(i: u64, chunk: u64, total: u64) -> String {
     format!("bytes={}-{}", i * chunk, ((i + 1) * chunk).min(total) - 1)
 }
 
-fn archived(outcome: Result<TransferOutcome, TransferError>) -> gc_archive::store::manifest::Manifest {
+fn archived(
+    outcome: Result<TransferOutcome, TransferError>,
+) -> gc_archive::store::manifest::Manifest {
     match outcome {
         Ok(TransferOutcome::Archived(m)) => *m,
         other => panic!("expected Archived, got {other:?}"),
@@ -56,7 +58,13 @@ async fn archives_each_codec_byte_identically() {
         (MediaSource::Real(Codec::Mp3), "mp3", "Mp3"),
         (MediaSource::Real(Codec::Webm), "webm", "Webm"),
         // Several MiB, not a multiple of the chunk or the frame: 13 parts, short last frame.
-        (MediaSource::SynthWav { size_bytes: 3 * MIB + 12_346 }, "wav", "WavPcm"),
+        (
+            MediaSource::SynthWav {
+                size_bytes: 3 * MIB + 12_346,
+            },
+            "wav",
+            "WavPcm",
+        ),
     ];
     for (media, ext, codec) in cases {
         let added = kit.add_recording(RecordingSpec::new(media));
@@ -95,7 +103,8 @@ async fn archives_at_the_real_5_mib_part_limit_with_a_raw_aes_key() {
     let manifest = kit.archive(&added.job, &settings).await;
     assert_eq!(manifest.ciphertext.parts, 3);
     assert!(manifest.ciphertext.s3_checksum_sha256.ends_with("-3"));
-    kit.verify_archived(&added, &manifest, "wav", "WavPcm").await;
+    kit.verify_archived(&added, &manifest, "wav", "WavPcm")
+        .await;
     kit.assert_nothing_left_behind().await;
 }
 
@@ -105,16 +114,25 @@ async fn the_signed_media_url_never_receives_an_authorization_header() {
     let added = kit.add_recording(synth(MIB));
     kit.archive(&added.job, &kit.settings("w")).await;
     let requests = kit.sim.requests();
-    let media: Vec<_> = requests.iter().filter(|r| r.path.starts_with("/media/")).collect();
+    let media: Vec<_> = requests
+        .iter()
+        .filter(|r| r.path.starts_with("/media/"))
+        .collect();
     assert_eq!(media.len(), 4, "one request per 256 KiB chunk: {media:?}");
     for r in &media {
         assert_eq!(r.auth, None, "media request carried credentials: {r:?}");
         assert!(r.range.is_some(), "media requests are ranged: {r:?}");
     }
     // The API calls, by contrast, do carry the bearer token.
-    let api: Vec<_> = requests.iter().filter(|r| r.path.starts_with("/api/v2/")).collect();
+    let api: Vec<_> = requests
+        .iter()
+        .filter(|r| r.path.starts_with("/api/v2/"))
+        .collect();
     assert!(!api.is_empty());
-    assert!(api.iter().all(|r| r.auth.as_deref() == Some("Bearer")), "{api:?}");
+    assert!(
+        api.iter().all(|r| r.auth.as_deref() == Some("Bearer")),
+        "{api:?}"
+    );
 }
 
 #[tokio::test]
@@ -129,9 +147,14 @@ async fn resumes_from_the_first_missing_part_after_a_deadline() {
     };
     // The second chunk meets an expired URL: the refresh must survive the suspension.
     kit.sim.inject(media_fault(rid, Fault::ExpiredUrl, 1, 1));
-    // ~125 ms per 256 KiB chunk: a 700 ms deadline stops it after a few of the 12 parts.
-    kit.sim.inject(media_fault(rid, Fault::SlowBody { bytes_per_sec: 2 * MIB }, 0, u32::MAX));
-    let deadline = Instant::now() + Duration::from_millis(700);
+    // ~250 ms per 256 KiB chunk: a 1.5 s deadline stops it after about half of the 12 parts.
+    kit.sim.inject(media_fault(
+        rid,
+        Fault::SlowBody { bytes_per_sec: MIB },
+        0,
+        u32::MAX,
+    ));
+    let deadline = Instant::now() + Duration::from_millis(1500);
     let first = transfer_recording(&kit.deps(), &added.job, &settings, Some(deadline)).await;
     let (parts_done, parts_total) = match first {
         Ok(TransferOutcome::Suspended {
@@ -165,21 +188,35 @@ async fn resumes_from_the_first_missing_part_after_a_deadline() {
     let run2 = served_ranges(&kit.media_requests(rid));
 
     assert_eq!(manifest.timings.invocations, 2);
-    assert_eq!(manifest.timings.url_refreshes, 1, "counted in the suspended run");
-    assert_eq!(manifest.timings.chunk_retries, 1, "counted in the suspended run");
+    assert_eq!(
+        manifest.timings.url_refreshes, 1,
+        "counted in the suspended run"
+    );
+    assert_eq!(
+        manifest.timings.chunk_retries, 1,
+        "counted in the suspended run"
+    );
     assert_eq!(manifest.source.chunk_size, SMALL_CHUNK);
-    kit.verify_archived(&added, &manifest, "wav", "WavPcm").await;
+    kit.verify_archived(&added, &manifest, "wav", "WavPcm")
+        .await;
     kit.assert_nothing_left_behind().await;
 
     // Run 2 fetched exactly the parts run 1 did not upload, each once, in order.
-    let expected2: Vec<String> = (parts_done as u64..12).map(|i| chunk_range(i, SMALL_CHUNK, total)).collect();
+    let expected2: Vec<String> = (parts_done as u64..12)
+        .map(|i| chunk_range(i, SMALL_CHUNK, total))
+        .collect();
     assert_eq!(run2, expected2);
     // Run 1 fetched the uploaded parts, plus at most the one chunk in flight at the deadline.
-    let done1: Vec<String> = (0..parts_done as u64).map(|i| chunk_range(i, SMALL_CHUNK, total)).collect();
+    let done1: Vec<String> = (0..parts_done as u64)
+        .map(|i| chunk_range(i, SMALL_CHUNK, total))
+        .collect();
     assert_eq!(&run1[..parts_done], &done1[..]);
     assert!(run1.len() <= parts_done + 2, "run 1 fetched {run1:?}");
     for r in &run1[parts_done..] {
-        assert!(expected2.contains(r), "{r} was fetched but is not a later part");
+        assert!(
+            expected2.contains(r),
+            "{r} was fetched but is not a later part"
+        );
     }
 }
 
@@ -200,11 +237,18 @@ async fn resumes_after_a_crash_once_the_lease_runs_out() {
         ..kit.settings("worker-b")
     };
     // ~250 ms per chunk: the crash comes after about three of the twelve parts.
-    kit.sim.inject(media_fault(rid, Fault::SlowBody { bytes_per_sec: MIB }, 0, u32::MAX));
+    kit.sim.inject(media_fault(
+        rid,
+        Fault::SlowBody { bytes_per_sec: MIB },
+        0,
+        u32::MAX,
+    ));
     // The Lambda dies mid-transfer: the future is dropped without any cleanup.
-    let crashed =
-        tokio::time::timeout(Duration::from_millis(800), kit.run(&added.job, &a)).await;
-    assert!(crashed.is_err(), "the transfer should still have been running: {crashed:?}");
+    let crashed = tokio::time::timeout(Duration::from_millis(800), kit.run(&added.job, &a)).await;
+    assert!(
+        crashed.is_err(),
+        "the transfer should still have been running: {crashed:?}"
+    );
     kit.sim.clear_faults();
     assert_eq!(kit.checkpoints().await, vec![kit.checkpoint_key(&added)]);
 
@@ -215,14 +259,20 @@ async fn resumes_after_a_crash_once_the_lease_runs_out() {
     };
     let err = TransferError::Busy { until };
     assert!(err.is_transient());
-    let wait = (until - chrono_now_like(&until)).to_std().unwrap_or_default();
-    assert!(wait <= lease, "lease is at most {lease:?} away, got {wait:?}");
+    let wait = (until - chrono_now_like(&until))
+        .to_std()
+        .unwrap_or_default();
+    assert!(
+        wait <= lease,
+        "lease is at most {lease:?} away, got {wait:?}"
+    );
     tokio::time::sleep(wait + Duration::from_millis(100)).await;
 
     // ...then takes the transfer over and finishes it.
     let manifest = archived(kit.run(&added.job, &b).await);
     assert_eq!(manifest.timings.invocations, 2);
-    kit.verify_archived(&added, &manifest, "wav", "WavPcm").await;
+    kit.verify_archived(&added, &manifest, "wav", "WavPcm")
+        .await;
     // The crashed worker's detached part uploads may still land; give them a moment, then
     // make sure nothing is left behind.
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -242,14 +292,29 @@ async fn an_expired_media_url_mid_transfer_is_refreshed() {
     let kit = Kit::start().await;
     let added = kit.add_recording(synth(2 * MIB));
     // Expire every URL handed out so far once the transfer is under way.
-    kit.sim.inject(media_fault(&added.recording_id, Fault::SlowBody { bytes_per_sec: 4 * MIB }, 0, u32::MAX));
-    let settings = kit.settings("w");
+    // One stream at ~2 MiB/s: the transfer takes about a second.
+    kit.sim.inject(media_fault(
+        &added.recording_id,
+        Fault::SlowBody {
+            bytes_per_sec: 2 * MIB,
+        },
+        0,
+        u32::MAX,
+    ));
+    let settings = TransferSettings {
+        fetch_concurrency: 1,
+        ..kit.settings("w")
+    };
     let (outcome, ()) = tokio::join!(kit.run(&added.job, &settings), async {
         tokio::time::sleep(Duration::from_millis(250)).await;
         kit.sim.expire_media_urls();
     });
     let manifest = archived(outcome);
-    assert!(manifest.timings.url_refreshes >= 1, "{:?}", manifest.timings);
+    assert!(
+        manifest.timings.url_refreshes >= 1,
+        "{:?}",
+        manifest.timings
+    );
     let expired = kit
         .media_requests(&added.recording_id)
         .iter()
@@ -260,10 +325,14 @@ async fn an_expired_media_url_mid_transfer_is_refreshed() {
         .sim
         .requests()
         .iter()
-        .filter(|r| r.path.ends_with(&format!("/recordings/{}", added.recording_id)))
+        .filter(|r| {
+            r.path
+                .ends_with(&format!("/recordings/{}", added.recording_id))
+        })
         .count();
     assert_eq!(recording_gets as u32, 1 + manifest.timings.url_refreshes);
-    kit.verify_archived(&added, &manifest, "wav", "WavPcm").await;
+    kit.verify_archived(&added, &manifest, "wav", "WavPcm")
+        .await;
     kit.assert_nothing_left_behind().await;
 }
 
@@ -271,11 +340,13 @@ async fn an_expired_media_url_mid_transfer_is_refreshed() {
 async fn an_expired_url_fault_is_refreshed_once() {
     let kit = Kit::start().await;
     let added = kit.add_recording(synth(MIB + 5));
-    kit.sim.inject(media_fault(&added.recording_id, Fault::ExpiredUrl, 2, 1));
+    kit.sim
+        .inject(media_fault(&added.recording_id, Fault::ExpiredUrl, 2, 1));
     let manifest = kit.archive(&added.job, &kit.settings("w")).await;
     assert_eq!(manifest.timings.url_refreshes, 1);
     assert_eq!(manifest.timings.chunk_retries, 1);
-    kit.verify_archived(&added, &manifest, "wav", "WavPcm").await;
+    kit.verify_archived(&added, &manifest, "wav", "WavPcm")
+        .await;
     kit.assert_nothing_left_behind().await;
 }
 
@@ -283,8 +354,19 @@ async fn an_expired_url_fault_is_refreshed_once() {
 async fn a_revoked_token_mid_transfer_is_renewed_for_the_url_refresh() {
     let kit = Kit::start().await;
     let added = kit.add_recording(synth(2 * MIB));
-    kit.sim.inject(media_fault(&added.recording_id, Fault::SlowBody { bytes_per_sec: 4 * MIB }, 0, u32::MAX));
-    let settings = kit.settings("w");
+    // One stream at ~2 MiB/s: the transfer takes about a second.
+    kit.sim.inject(media_fault(
+        &added.recording_id,
+        Fault::SlowBody {
+            bytes_per_sec: 2 * MIB,
+        },
+        0,
+        u32::MAX,
+    ));
+    let settings = TransferSettings {
+        fetch_concurrency: 1,
+        ..kit.settings("w")
+    };
     let (outcome, ()) = tokio::join!(kit.run(&added.job, &settings), async {
         tokio::time::sleep(Duration::from_millis(250)).await;
         kit.sim.revoke_tokens();
@@ -296,10 +378,13 @@ async fn a_revoked_token_mid_transfer_is_renewed_for_the_url_refresh() {
     let tokens = requests.iter().filter(|r| r.path == "/oauth/token").count();
     assert_eq!(tokens, 2, "the token was fetched again after revocation");
     assert!(
-        requests.iter().any(|r| r.path.starts_with("/api/v2/") && r.status == 401),
+        requests
+            .iter()
+            .any(|r| r.path.starts_with("/api/v2/") && r.status == 401),
         "the URL refresh first met the revoked token"
     );
-    kit.verify_archived(&added, &manifest, "wav", "WavPcm").await;
+    kit.verify_archived(&added, &manifest, "wav", "WavPcm")
+        .await;
     kit.assert_nothing_left_behind().await;
 }
 
@@ -335,7 +420,9 @@ async fn two_workers_racing_archive_exactly_one_object() {
         expected.sort();
         assert_eq!(store.keys(), expected, "round {round}");
         assert_eq!(store.open_uploads(), 0);
-        let body = store.object(&kit.object_key(&added, "wav")).expect("object");
+        let body = store
+            .object(&kit.object_key(&added, "wav"))
+            .expect("object");
         let (plain, _) = decrypt_archive(&body, &added.job, kit.keyring.clone())
             .await
             .expect("decrypt");
@@ -361,7 +448,11 @@ async fn a_duplicate_delivery_after_archiving_is_already_archived_without_touchi
         }
         other => panic!("expected AlreadyArchived, got {other:?}"),
     }
-    assert_eq!(kit.sim.requests(), vec![], "no Genesys request, no media request");
+    assert_eq!(
+        kit.sim.requests(),
+        vec![],
+        "no Genesys request, no media request"
+    );
     assert_eq!(kit.get_object(&manifest.object_key).await, object_before);
     assert_eq!(kit.stored_manifest(&added).await.as_ref(), Some(&manifest));
     kit.assert_nothing_left_behind().await;
@@ -374,7 +465,8 @@ async fn an_ignored_range_falls_back_to_one_stream() {
     let added = kit.add_recording(synth(MIB + 100));
     let manifest = kit.archive(&added.job, &kit.settings("w")).await;
     assert!(!manifest.source.ranged);
-    kit.verify_archived(&added, &manifest, "wav", "WavPcm").await;
+    kit.verify_archived(&added, &manifest, "wav", "WavPcm")
+        .await;
     let media = kit.media_requests(&added.recording_id);
     assert_eq!(media.len(), 1, "one whole-body stream: {media:?}");
     assert_eq!(media[0].status, 200);
@@ -386,9 +478,17 @@ async fn an_ignored_range_resumes_by_skipping_what_was_archived() {
     let kit = Kit::start().await;
     kit.sim.set_ignore_range(true);
     let added = kit.add_recording(synth(2 * MIB));
-    kit.sim.inject(media_fault(&added.recording_id, Fault::SlowBody { bytes_per_sec: 2 * MIB }, 0, 1));
+    kit.sim.inject(media_fault(
+        &added.recording_id,
+        Fault::SlowBody {
+            bytes_per_sec: 2 * MIB,
+        },
+        0,
+        1,
+    ));
     let deadline = Instant::now() + Duration::from_millis(500);
-    let first = transfer_recording(&kit.deps(), &added.job, &kit.settings("w"), Some(deadline)).await;
+    let first =
+        transfer_recording(&kit.deps(), &added.job, &kit.settings("w"), Some(deadline)).await;
     assert!(
         matches!(first, Ok(TransferOutcome::Suspended { parts_done, .. }) if parts_done >= 1),
         "{first:?}"
@@ -396,7 +496,8 @@ async fn an_ignored_range_resumes_by_skipping_what_was_archived() {
     let manifest = kit.archive(&added.job, &kit.settings("w")).await;
     assert!(!manifest.source.ranged);
     assert_eq!(manifest.timings.invocations, 2);
-    kit.verify_archived(&added, &manifest, "wav", "WavPcm").await;
+    kit.verify_archived(&added, &manifest, "wav", "WavPcm")
+        .await;
     kit.assert_nothing_left_behind().await;
 }
 
@@ -416,17 +517,21 @@ async fn transient_media_faults_are_retried_and_succeed() {
     for fault in faults {
         let added = kit.add_recording(synth(MIB + 3));
         // The first chunk passes; one later chunk fails once.
-        kit.sim.inject(media_fault(&added.recording_id, fault.clone(), 2, 1));
+        kit.sim
+            .inject(media_fault(&added.recording_id, fault.clone(), 2, 1));
         let manifest = kit.archive(&added.job, &kit.settings("w")).await;
         assert_eq!(manifest.timings.chunk_retries, 1, "{fault:?}");
         assert_eq!(manifest.timings.url_refreshes, 0, "{fault:?}");
-        kit.verify_archived(&added, &manifest, "wav", "WavPcm").await;
+        kit.verify_archived(&added, &manifest, "wav", "WavPcm")
+            .await;
         // The same fault on the very first request (the probe) is retried too.
         let added = kit.add_recording(synth(MIB + 3));
-        kit.sim.inject(media_fault(&added.recording_id, fault.clone(), 0, 1));
+        kit.sim
+            .inject(media_fault(&added.recording_id, fault.clone(), 0, 1));
         let manifest = kit.archive(&added.job, &kit.settings("w")).await;
         assert_eq!(manifest.timings.chunk_retries, 1, "{fault:?} on the probe");
-        kit.verify_archived(&added, &manifest, "wav", "WavPcm").await;
+        kit.verify_archived(&added, &manifest, "wav", "WavPcm")
+            .await;
     }
     kit.assert_nothing_left_behind().await;
 }
@@ -434,8 +539,8 @@ async fn transient_media_faults_are_retried_and_succeed() {
 #[tokio::test]
 async fn a_fault_that_never_clears_fails_with_the_chunk_range_and_the_next_run_finishes() {
     let kit = Kit::start().await;
-    let total = MIB + 3;
-    let added = kit.add_recording(synth(total));
+    let added = kit.add_recording(synth(MIB + 3));
+    let total = kit.sim.media_len(&added.recording_id).unwrap();
     let settings = TransferSettings {
         fetch_concurrency: 1,
         ..kit.settings("w")
@@ -478,13 +583,19 @@ async fn a_fault_that_never_clears_fails_with_the_chunk_range_and_the_next_run_f
     let manifest = kit.archive(&added.job, &settings).await;
     assert_eq!(manifest.timings.invocations, 2);
     // Every failed attempt of the first run counts (1 + 3 retries).
-    assert_eq!(manifest.timings.chunk_retries, 4, "the first run's failures are counted");
+    assert_eq!(
+        manifest.timings.chunk_retries, 4,
+        "the first run's failures are counted"
+    );
     // The retry started at the failed chunk: the two uploaded parts were not fetched again.
     assert_eq!(
         served_ranges(&kit.media_requests(&added.recording_id)),
-        (2..5).map(|i| chunk_range(i, SMALL_CHUNK, total)).collect::<Vec<_>>()
+        (2..5)
+            .map(|i| chunk_range(i, SMALL_CHUNK, total))
+            .collect::<Vec<_>>()
     );
-    kit.verify_archived(&added, &manifest, "wav", "WavPcm").await;
+    kit.verify_archived(&added, &manifest, "wav", "WavPcm")
+        .await;
     kit.assert_nothing_left_behind().await;
 }
 
@@ -501,7 +612,10 @@ async fn a_first_chunk_that_never_arrives_leaves_nothing_behind() {
         0,
         u32::MAX,
     ));
-    let err = kit.run(&added.job, &kit.settings("w")).await.expect_err("must fail");
+    let err = kit
+        .run(&added.job, &kit.settings("w"))
+        .await
+        .expect_err("must fail");
     assert!(
         matches!(&err, TransferError::Chunk { range, .. } if range.start == 0 && range.end == SMALL_CHUNK - 1),
         "{err:?}"
@@ -517,7 +631,10 @@ async fn a_codec_mismatch_is_permanent_and_leaves_nothing_behind() {
         declared_codec: Some(Codec::WavPcm),
         ..RecordingSpec::new(MediaSource::Real(Codec::Mp3))
     });
-    let err = kit.run(&added.job, &kit.settings("w")).await.expect_err("must fail");
+    let err = kit
+        .run(&added.job, &kit.settings("w"))
+        .await
+        .expect_err("must fail");
     match &err {
         TransferError::CodecMismatch { declared, sniffed } => {
             assert_eq!(declared, "audio/wav");
@@ -534,8 +651,14 @@ async fn a_codec_mismatch_is_permanent_and_leaves_nothing_behind() {
         declared_codec: Some(Codec::OggOpus),
         ..synth(MIB)
     });
-    let err = kit.run(&added.job, &kit.settings("w")).await.expect_err("must fail");
-    assert!(matches!(err, TransferError::CodecMismatch { .. }), "{err:?}");
+    let err = kit
+        .run(&added.job, &kit.settings("w"))
+        .await
+        .expect_err("must fail");
+    assert!(
+        matches!(err, TransferError::CodecMismatch { .. }),
+        "{err:?}"
+    );
     kit.assert_bucket_empty().await;
 }
 
@@ -549,14 +672,19 @@ async fn media_still_transcoding_is_not_ready_then_archives() {
     match kit.run(&added.job, &kit.settings("w")).await {
         Err(e @ TransferError::NotReady { .. }) => {
             assert!(e.is_transient());
-            let TransferError::NotReady { retry_after, .. } = e else { unreachable!() };
-            assert!(retry_after >= Duration::from_secs(1) && retry_after <= Duration::from_secs(900));
+            let TransferError::NotReady { retry_after, .. } = e else {
+                unreachable!()
+            };
+            assert!(
+                retry_after >= Duration::from_secs(1) && retry_after <= Duration::from_secs(900)
+            );
         }
         other => panic!("expected NotReady, got {other:?}"),
     }
     kit.assert_bucket_empty().await;
     let manifest = kit.archive(&added.job, &kit.settings("w")).await;
-    kit.verify_archived(&added, &manifest, "opus", "OggOpus").await;
+    kit.verify_archived(&added, &manifest, "opus", "OggOpus")
+        .await;
     kit.assert_nothing_left_behind().await;
 }
 
@@ -595,7 +723,9 @@ async fn a_wrong_key_a_wrong_context_or_a_tampered_object_does_not_decrypt() {
     let added = kit.add_recording(synth(MIB + 9));
     let manifest = kit.archive(&added.job, &kit.settings("w")).await;
     let good = kit.get_object(&manifest.object_key).await.unwrap();
-    assert!(decrypt_archive(&good, &added.job, kit.keyring.clone()).await.is_ok());
+    assert!(decrypt_archive(&good, &added.job, kit.keyring.clone())
+        .await
+        .is_ok());
 
     // Another KMS key cannot unwrap the data key.
     let other = kit.other_kms_keyring().await;
@@ -604,16 +734,25 @@ async fn a_wrong_key_a_wrong_context_or_a_tampered_object_does_not_decrypt() {
     // The object is bound to its recording: another recording's context is refused.
     let mut elsewhere = added.job.clone();
     elsewhere.recording = gc_archive::RecordingId::parse("another-recording").unwrap();
-    assert!(decrypt_archive(&good, &elsewhere, kit.keyring.clone()).await.is_err());
+    assert!(decrypt_archive(&good, &elsewhere, kit.keyring.clone())
+        .await
+        .is_err());
 
     // One flipped bit anywhere in the body, or a missing tail, fails authentication.
     for at in [good.len() / 2, good.len() - 1] {
         let mut bad = good.clone();
         bad[at] ^= 0x01;
-        assert!(decrypt_archive(&bad, &added.job, kit.keyring.clone()).await.is_err(), "flip at {at}");
+        assert!(
+            decrypt_archive(&bad, &added.job, kit.keyring.clone())
+                .await
+                .is_err(),
+            "flip at {at}"
+        );
     }
     let truncated = &good[..good.len() - 4096];
-    assert!(decrypt_archive(truncated, &added.job, kit.keyring.clone()).await.is_err());
+    assert!(decrypt_archive(truncated, &added.job, kit.keyring.clone())
+        .await
+        .is_err());
 }
 
 #[tokio::test]
@@ -622,12 +761,20 @@ async fn a_crash_between_completing_the_upload_and_writing_the_manifest_is_finis
     let added = kit.add_recording(synth(MIB + 1));
     let faulty = Arc::new(FaultyStore::new(kit.store.clone()));
     faulty.fail(StoreOp::PutIfAbsent, ".manifest.json", 1);
-    let err = transfer_recording(&kit.deps_with_store(faulty.clone()), &added.job, &kit.settings("a"), None)
-        .await
-        .expect_err("the manifest write fails");
+    let err = transfer_recording(
+        &kit.deps_with_store(faulty.clone()),
+        &added.job,
+        &kit.settings("a"),
+        None,
+    )
+    .await
+    .expect_err("the manifest write fails");
     assert!(err.is_transient(), "{err:?}");
     // The object is complete at its final key, but without a manifest it is not archived.
-    assert!(kit.get_object(&kit.object_key(&added, "wav")).await.is_some());
+    assert!(kit
+        .get_object(&kit.object_key(&added, "wav"))
+        .await
+        .is_some());
     assert_eq!(kit.stored_manifest(&added).await, None);
     assert_eq!(kit.checkpoints().await, vec![kit.checkpoint_key(&added)]);
     assert!(kit.open_uploads().await.is_empty());
@@ -639,7 +786,8 @@ async fn a_crash_between_completing_the_upload_and_writing_the_manifest_is_finis
         kit.media_requests(&added.recording_id).is_empty(),
         "every part was uploaded: nothing is downloaded again"
     );
-    kit.verify_archived(&added, &manifest, "wav", "WavPcm").await;
+    kit.verify_archived(&added, &manifest, "wav", "WavPcm")
+        .await;
     kit.assert_nothing_left_behind().await;
 }
 
@@ -653,21 +801,36 @@ async fn a_vanished_multipart_upload_is_started_over() {
         fetch_concurrency: 1,
         ..kit.settings("w")
     };
-    kit.sim.inject(media_fault(&added.recording_id, Fault::SlowBody { bytes_per_sec: 2 * MIB }, 0, u32::MAX));
+    kit.sim.inject(media_fault(
+        &added.recording_id,
+        Fault::SlowBody {
+            bytes_per_sec: 2 * MIB,
+        },
+        0,
+        u32::MAX,
+    ));
     let deadline = Instant::now() + Duration::from_millis(500);
     let first = transfer_recording(&deps, &added.job, &settings, Some(deadline)).await;
-    assert!(matches!(first, Ok(TransferOutcome::Suspended { parts_done, .. }) if parts_done >= 1), "{first:?}");
+    assert!(
+        matches!(first, Ok(TransferOutcome::Suspended { parts_done, .. }) if parts_done >= 1),
+        "{first:?}"
+    );
     kit.sim.clear_faults();
     // The bucket's lifecycle rule aborts the incomplete upload while the job waits in SQS.
     let checkpoint = store
-        .get(&gc_archive::store::ObjectKey::new(kit.checkpoint_key(&added)))
+        .get(&gc_archive::store::ObjectKey::new(
+            kit.checkpoint_key(&added),
+        ))
         .await
         .unwrap()
         .expect("checkpoint");
     let cp: serde_json::Value = serde_json::from_slice(&checkpoint.body).unwrap();
     let upload_id = cp["upload"]["uploadId"].as_str().expect("upload id");
     store
-        .abort_multipart(&gc_archive::store::ObjectKey::new(kit.object_key(&added, "wav")), upload_id)
+        .abort_multipart(
+            &gc_archive::store::ObjectKey::new(kit.object_key(&added, "wav")),
+            upload_id,
+        )
         .await
         .unwrap();
     assert_eq!(store.open_uploads(), 0);
@@ -675,10 +838,50 @@ async fn a_vanished_multipart_upload_is_started_over() {
     let manifest = archived(transfer_recording(&deps, &added.job, &settings, None).await);
     assert_eq!(manifest.ciphertext.parts, 8);
     let body = store.object(&manifest.object_key).expect("object");
-    let (plain, _) = decrypt_archive(&body, &added.job, kit.keyring.clone()).await.unwrap();
+    let (plain, _) = decrypt_archive(&body, &added.job, kit.keyring.clone())
+        .await
+        .unwrap();
     assert!(plain == kit.sim.media_bytes(&added.recording_id).unwrap());
     assert_eq!(store.open_uploads(), 0);
     let mut expected = vec![kit.object_key(&added, "wav"), kit.manifest_key(&added)];
     expected.sort();
     assert_eq!(store.keys(), expected);
+}
+
+#[tokio::test]
+async fn a_chunk_failing_close_to_the_deadline_suspends_instead_of_failing() {
+    let kit = Kit::start().await;
+    let added = kit.add_recording(synth(MIB));
+    let settings = TransferSettings {
+        fetch_concurrency: 1,
+        uploads_in_flight: 1,
+        ..kit.settings("w")
+    };
+    let unavailable = Fault::Status {
+        status: 503,
+        retry_after_secs: None,
+    };
+    kit.sim
+        .inject(media_fault(&added.recording_id, unavailable, 1, u32::MAX));
+    // Too close to the deadline for the retry policy to wait and try again.
+    let deadline = Instant::now() + Duration::from_secs(2);
+    let outcome = transfer_recording(&kit.deps(), &added.job, &settings, Some(deadline)).await;
+    assert!(
+        matches!(
+            outcome,
+            Ok(TransferOutcome::Suspended {
+                parts_done: 1,
+                parts_total: 4,
+                ..
+            })
+        ),
+        "{outcome:?}"
+    );
+    assert_eq!(kit.checkpoints().await.len(), 1);
+    kit.sim.clear_faults();
+    let manifest = kit.archive(&added.job, &settings).await;
+    assert_eq!(manifest.timings.invocations, 2);
+    kit.verify_archived(&added, &manifest, "wav", "WavPcm")
+        .await;
+    kit.assert_nothing_left_behind().await;
 }
