@@ -31,7 +31,7 @@ pub struct RateLimitInfo {
 #[derive(Debug, Clone)]
 pub enum MediaStatus {
     /// `mediaUris` are present.
-    Ready(Recording),
+    Ready(Box<Recording>),
     /// HTTP 202, or no media yet: transcoding or still uploading. Come back later.
     Pending {
         file_state: Option<FileState>,
@@ -263,7 +263,7 @@ impl GenesysClient {
                 .get("inin-correlation-id")
                 .and_then(|v| v.to_str().ok())
                 .map(str::to_string);
-            let body: ErrorBody = serde_json::from_slice(&bytes).unwrap_or_default();
+            let body: Box<ErrorBody> = Box::new(serde_json::from_slice(&bytes).unwrap_or_default());
             return Err(Attempt::Request(GenesysError::Api {
                 method: method_name,
                 path: path.to_string(),
@@ -367,7 +367,7 @@ impl GenesysClient {
             });
         }
         match rec {
-            Some(r) if r.first_media_uri().is_some() => Ok(MediaStatus::Ready(r)),
+            Some(r) if r.first_media_uri().is_some() => Ok(MediaStatus::Ready(Box::new(r))),
             _ if file_state.is_some_and(|s| !s.is_downloadable() && !s.is_pending()) => {
                 Ok(MediaStatus::Unavailable { file_state })
             }

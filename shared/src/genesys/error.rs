@@ -41,7 +41,7 @@ pub enum GenesysError {
         method: &'static str,
         path: String,
         status: u16,
-        body: ErrorBody,
+        body: Box<ErrorBody>,
         correlation_id: Option<String>,
         retry_after: Option<Duration>,
     },

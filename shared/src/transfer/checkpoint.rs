@@ -65,7 +65,7 @@ pub struct OwnedCheckpoint {
 }
 
 pub enum Claim {
-    Owned(OwnedCheckpoint),
+    Owned(Box<OwnedCheckpoint>),
     Busy { until: DateTime<Utc> },
 }
 
@@ -87,11 +87,11 @@ pub async fn claim(
             .put_if_absent(&key, encode(&fresh)?, "application/json")
             .await?
         {
-            Conditional::Written(etag) => Ok(Claim::Owned(OwnedCheckpoint {
+            Conditional::Written(etag) => Ok(Claim::Owned(Box::new(OwnedCheckpoint {
                 key,
                 etag,
                 state: fresh,
-            })),
+            }))),
             Conditional::PreconditionFailed => Ok(Claim::Busy {
                 until: Utc::now() + lease,
             }),
@@ -123,7 +123,7 @@ pub async fn claim(
                 .await?
             {
                 Conditional::Written(etag) => {
-                    Ok(Claim::Owned(OwnedCheckpoint { key, etag, state }))
+                    Ok(Claim::Owned(Box::new(OwnedCheckpoint { key, etag, state })))
                 }
                 Conditional::PreconditionFailed => Ok(Claim::Busy { until: now + lease }),
             }

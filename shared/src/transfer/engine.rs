@@ -160,7 +160,7 @@ pub async fn transfer_recording(
         upload: None,
     };
     let mut owned = match claim(deps.store.as_ref(), checkpoint_key, fresh, lease).await? {
-        Claim::Owned(o) => o,
+        Claim::Owned(o) => *o,
         Claim::Busy { until } => return Err(TransferError::Busy { until }),
     };
     let genesys = match deadline {

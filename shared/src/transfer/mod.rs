@@ -41,8 +41,9 @@ pub enum TransferError {
     },
     #[error("recording has no downloadable media in Genesys Cloud (fileState {file_state:?})")]
     Unavailable { file_state: Option<FileState> },
+    /// Boxed: `GenesysError` is large and every transfer function returns this type.
     #[error("Genesys Cloud: {0}")]
-    Genesys(#[from] GenesysError),
+    Genesys(Box<GenesysError>),
     #[error("media {range}: {reason} (after {attempts} attempts)")]
     Chunk {
         range: ByteRange,
@@ -73,6 +74,12 @@ pub enum TransferError {
     Crypto(#[from] CryptoError),
     #[error("internal: {0}")]
     Internal(String),
+}
+
+impl From<GenesysError> for TransferError {
+    fn from(e: GenesysError) -> Self {
+        TransferError::Genesys(Box::new(e))
+    }
 }
 
 impl TransferError {

@@ -81,7 +81,7 @@ mod tests {
             let mut next = 0;
             for r in &ranges {
                 prop_assert_eq!(r.start, next);
-                prop_assert!(r.len() <= chunk && r.len() > 0);
+                prop_assert!(r.len() <= chunk && !r.is_empty());
                 next = r.end + 1;
             }
             prop_assert_eq!(next, total);
