@@ -54,7 +54,12 @@ pub async fn open_input(
             .key(&key)
             .send()
             .await
-            .map_err(|e| anyhow::anyhow!("s3://{bucket}/{key}: {}", gc_archive::config::aws_error_summary(&e)))?;
+            .map_err(|e| {
+                anyhow::anyhow!(
+                    "s3://{bucket}/{key}: {}",
+                    gc_archive::config::aws_error_summary(&e)
+                )
+            })?;
         return Ok(Box::new(out.body.into_async_read()));
     }
     let f = tokio::fs::File::open(input)
@@ -74,11 +79,16 @@ where
         return work(Box::new(tokio::io::stdout())).await;
     }
     let path = Path::new(output);
-    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    let tmp = tempfile::NamedTempFile::new_in(dir).with_context(|| format!("temporary file in {}", dir.display()))?;
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let tmp = tempfile::NamedTempFile::new_in(dir)
+        .with_context(|| format!("temporary file in {}", dir.display()))?;
     let file = tokio::fs::File::from_std(tmp.reopen()?);
     let result = work(Box::new(file)).await?;
-    tmp.persist(path).with_context(|| format!("writing {output}"))?;
+    tmp.persist(path)
+        .with_context(|| format!("writing {output}"))?;
     Ok(result)
 }
 
@@ -91,9 +101,16 @@ pub async fn decrypt(
 ) -> Result<crypto::DecryptedInfo> {
     let reader = open_input(input, sdk).await?;
     with_output(output, |w| async move {
-        crypto::decrypt_to_writer(keyring, DecryptOptions { required_context: required }, reader, w)
-            .await
-            .map_err(|e| anyhow::anyhow!("cannot decrypt {input}: {e}"))
+        crypto::decrypt_to_writer(
+            keyring,
+            DecryptOptions {
+                required_context: required,
+            },
+            reader,
+            w,
+        )
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot decrypt {input}: {e}"))
     })
     .await
 }

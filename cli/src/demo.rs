@@ -34,7 +34,9 @@ pub struct DemoArgs {
 
 pub async fn run(args: DemoArgs) -> Result<()> {
     let t0 = Instant::now();
-    println!("gc-archive demo: Genesys Cloud simulator + moto (S3, SQS, KMS, EventBridge) on loopback");
+    println!(
+        "gc-archive demo: Genesys Cloud simulator + moto (S3, SQS, KMS, EventBridge) on loopback"
+    );
     let stack = LocalStack::start(StackOptions {
         env: vec![
             ("ARCHIVE_RETRY_BASE_SECS".into(), "1".into()),
@@ -46,8 +48,15 @@ pub async fn run(args: DemoArgs) -> Result<()> {
     })
     .await
     .context("starting the simulator and moto (run `make demo` so the virtualenv exists)")?;
-    println!("  simulator  {}   org {}", stack.sim.base_url(), stack.sim.org_id());
-    println!("  moto       {}   bucket s3://{BUCKET}/{PREFIX}/", stack.moto.endpoint_url());
+    println!(
+        "  simulator  {}   org {}",
+        stack.sim.base_url(),
+        stack.sim.org_id()
+    );
+    println!(
+        "  moto       {}   bucket s3://{BUCKET}/{PREFIX}/",
+        stack.moto.endpoint_url()
+    );
 
     let mut conversations = stack.sim.seed(SeedSpec {
         conversations: args.conversations,
@@ -73,7 +82,12 @@ pub async fn run(args: DemoArgs) -> Result<()> {
         },
     );
     conversations.push(late);
-    let recordings: usize = stack.sim.conversations().iter().map(|c| c.recordings.len()).sum();
+    let recordings: usize = stack
+        .sim
+        .conversations()
+        .iter()
+        .map(|c| c.recordings.len())
+        .sum();
     let source_bytes: u64 = stack
         .sim
         .conversations()
@@ -92,7 +106,10 @@ pub async fn run(args: DemoArgs) -> Result<()> {
     stack
         .publish_conversation_ends(&conversations, "customer.end")
         .await?;
-    println!("  published  {} conversation-end events to EventBridge (rule → ArchiveQueue)", conversations.len());
+    println!(
+        "  published  {} conversation-end events to EventBridge (rule → ArchiveQueue)",
+        conversations.len()
+    );
 
     let started = Instant::now();
     let deadline_for = || tokio::time::Instant::now() + Duration::from_secs(300);
@@ -102,19 +119,31 @@ pub async fn run(args: DemoArgs) -> Result<()> {
         if started.elapsed() > Duration::from_secs(args.timeout_secs) {
             bail!("demo timed out after {} s", args.timeout_secs);
         }
-        let a = poll_once(&stack.sqs, &stack.archive_queue.url, &stack.archive_queue.arn, 10, |payload| async {
-            let id = format!("demo-{}", uuid_like());
-            gc_archive::handlers::archive_on_event(&archive, payload, deadline_for(), &id)
-                .await
-                .map_err(anyhow::Error::from)
-        })
+        let a = poll_once(
+            &stack.sqs,
+            &stack.archive_queue.url,
+            &stack.archive_queue.arn,
+            10,
+            |payload| async {
+                let id = format!("demo-{}", uuid_like());
+                gc_archive::handlers::archive_on_event(&archive, payload, deadline_for(), &id)
+                    .await
+                    .map_err(anyhow::Error::from)
+            },
+        )
         .await?;
-        let t = poll_once(&stack.sqs, &stack.transfer_queue.url, &stack.transfer_queue.arn, 1, |payload| async {
-            let id = format!("demo-{}", uuid_like());
-            gc_archive::handlers::chunk_recording(&transfer, payload, deadline_for(), &id)
-                .await
-                .map_err(anyhow::Error::from)
-        })
+        let t = poll_once(
+            &stack.sqs,
+            &stack.transfer_queue.url,
+            &stack.transfer_queue.arn,
+            1,
+            |payload| async {
+                let id = format!("demo-{}", uuid_like());
+                gc_archive::handlers::chunk_recording(&transfer, payload, deadline_for(), &id)
+                    .await
+                    .map_err(anyhow::Error::from)
+            },
+        )
         .await?;
         let (av, ai) = queue_depth(&stack.sqs, &stack.archive_queue.url).await?;
         let (tv, ti) = queue_depth(&stack.sqs, &stack.transfer_queue.url).await?;
@@ -158,16 +187,41 @@ pub async fn run(args: DemoArgs) -> Result<()> {
     row("conversations", conversations.len().to_string());
     row(
         "  of which without recordings",
-        stack.sim.conversations().iter().filter(|c| c.recordings.is_empty()).count().to_string(),
+        stack
+            .sim
+            .conversations()
+            .iter()
+            .filter(|c| c.recordings.is_empty())
+            .count()
+            .to_string(),
     );
     row("recordings in Genesys", recordings.to_string());
     row("recordings archived", manifests.len().to_string());
-    row("bytes archived", format!("{:.1} MiB", archived_bytes as f64 / 1048576.0));
-    row("time (events → last archive)", format!("{:.1} s", elapsed.as_secs_f64()));
-    row("throughput", format!("{:.1} MiB/s", archived_bytes as f64 / 1048576.0 / elapsed.as_secs_f64().max(0.001)));
+    row(
+        "bytes archived",
+        format!("{:.1} MiB", archived_bytes as f64 / 1048576.0),
+    );
+    row(
+        "time (events → last archive)",
+        format!("{:.1} s", elapsed.as_secs_f64()),
+    );
+    row(
+        "throughput",
+        format!(
+            "{:.1} MiB/s",
+            archived_bytes as f64 / 1048576.0 / elapsed.as_secs_f64().max(0.001)
+        ),
+    );
     row("failures reported", failures.to_string());
     row("dead-lettered messages", (dlq_a + dlq_t).to_string());
-    row("write-backs (externalTag)", conversations.iter().filter(|c| stack.sim.external_tag(c).is_some()).count().to_string());
+    row(
+        "write-backs (externalTag)",
+        conversations
+            .iter()
+            .filter(|c| stack.sim.external_tag(c).is_some())
+            .count()
+            .to_string(),
+    );
     println!("  └──────────────────────────────┴──────────────────────────────┘");
     println!("  codecs: {}", codecs.join(", "));
 
@@ -193,8 +247,18 @@ pub async fn run(args: DemoArgs) -> Result<()> {
         .with("orgId", m.org_id.as_str())
         .with("conversationId", m.conversation_id.as_str())
         .with("recordingId", m.recording_id.as_str());
-    let (plain, _) = gc_archive::crypto::decrypt_bytes(keyring, DecryptOptions { required_context: required }, &obj).await?;
-    let mut source = stack.sim.media_reader(&m.recording_id).context("source media")?;
+    let (plain, _) = gc_archive::crypto::decrypt_bytes(
+        keyring,
+        DecryptOptions {
+            required_context: required,
+        },
+        &obj,
+    )
+    .await?;
+    let mut source = stack
+        .sim
+        .media_reader(&m.recording_id)
+        .context("source media")?;
     let mut hasher = Sha256::new();
     let mut buf = vec![0u8; 1 << 20];
     loop {
@@ -208,23 +272,37 @@ pub async fn run(args: DemoArgs) -> Result<()> {
     let plain_sha = hex::encode(Sha256::digest(&plain));
     println!();
     println!("  decrypted  s3://{BUCKET}/{}", m.object_key);
-    println!("             {} ciphertext bytes → {} plaintext bytes ({})", obj.len(), plain.len(), m.plaintext.codec);
+    println!(
+        "             {} ciphertext bytes → {} plaintext bytes ({})",
+        obj.len(),
+        plain.len(),
+        m.plaintext.codec
+    );
     println!("  sha256     source   {source_sha}");
     println!("             archive  {plain_sha}");
     println!("             manifest {}", m.plaintext.sha256);
     if source_sha != plain_sha || plain_sha != m.plaintext.sha256 {
         bail!("decrypted archive does not match the source");
     }
-    println!("  ✔ byte-identical; S3 composite checksum {}", m.ciphertext.s3_checksum_sha256);
+    println!(
+        "  ✔ byte-identical; S3 composite checksum {}",
+        m.ciphertext.s3_checksum_sha256
+    );
     if manifests.len() != recordings {
         bail!("{} of {recordings} recordings archived", manifests.len());
     }
-    println!("\ndemo finished in {:.1} s; simulator and moto stopped.", t0.elapsed().as_secs_f64());
+    println!(
+        "\ndemo finished in {:.1} s; simulator and moto stopped.",
+        t0.elapsed().as_secs_f64()
+    );
     Ok(())
 }
 
 fn uuid_like() -> String {
-    format!("{:x}", chrono::Utc::now().timestamp_nanos_opt().unwrap_or_default())
+    format!(
+        "{:x}",
+        chrono::Utc::now().timestamp_nanos_opt().unwrap_or_default()
+    )
 }
 
 async fn list_keys(stack: &LocalStack, prefix: &str) -> Result<Vec<String>> {
@@ -239,7 +317,11 @@ async fn list_keys(stack: &LocalStack, prefix: &str) -> Result<Vec<String>> {
             .set_continuation_token(token)
             .send()
             .await?;
-        keys.extend(out.contents().iter().filter_map(|o| o.key().map(str::to_string)));
+        keys.extend(
+            out.contents()
+                .iter()
+                .filter_map(|o| o.key().map(str::to_string)),
+        );
         match out.next_continuation_token() {
             Some(t) => token = Some(t.to_string()),
             None => return Ok(keys),
@@ -248,15 +330,21 @@ async fn list_keys(stack: &LocalStack, prefix: &str) -> Result<Vec<String>> {
 }
 
 async fn count_prefix(stack: &LocalStack, prefix: &str, contains: &str) -> Result<usize> {
-    Ok(list_keys(stack, prefix).await?.iter().filter(|k| k.contains(contains)).count())
+    Ok(list_keys(stack, prefix)
+        .await?
+        .iter()
+        .filter(|k| k.contains(contains))
+        .count())
 }
 
 async fn count_manifests(stack: &LocalStack) -> Result<usize> {
-    Ok(list_keys(stack, &format!("{PREFIX}/{}/", stack.sim.org_id()))
-        .await?
-        .iter()
-        .filter(|k| k.ends_with(".manifest.json"))
-        .count())
+    Ok(
+        list_keys(stack, &format!("{PREFIX}/{}/", stack.sim.org_id()))
+            .await?
+            .iter()
+            .filter(|k| k.ends_with(".manifest.json"))
+            .count(),
+    )
 }
 
 async fn load_manifests(stack: &LocalStack) -> Result<Vec<Manifest>> {
@@ -265,7 +353,17 @@ async fn load_manifests(stack: &LocalStack) -> Result<Vec<Manifest>> {
         if !key.ends_with(".manifest.json") {
             continue;
         }
-        let body = stack.s3.get_object().bucket(BUCKET).key(&key).send().await?.body.collect().await?.into_bytes();
+        let body = stack
+            .s3
+            .get_object()
+            .bucket(BUCKET)
+            .key(&key)
+            .send()
+            .await?
+            .body
+            .collect()
+            .await?
+            .into_bytes();
         out.push(serde_json::from_slice(&body).with_context(|| format!("manifest {key}"))?);
     }
     Ok(out)

@@ -12,7 +12,11 @@ use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "gc-archive", version, about = "Archive Genesys Cloud recordings into your S3, verified and encrypted")]
+#[command(
+    name = "gc-archive",
+    version,
+    about = "Archive Genesys Cloud recordings into your S3, verified and encrypted"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

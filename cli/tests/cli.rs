@@ -29,26 +29,78 @@ fn encrypt_then_decrypt_round_trips_and_failures_leave_no_output() {
     let enc = dir.path().join("call.wav.enc");
     let p = |x: &Path| x.display().to_string();
 
-    let out = gc_archive(&["encrypt", "--in", &p(&plain), "--out", &p(&enc), "--raw-key-file", &key, "--context", "recordingId=r1", "--frame-len", "4096"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = gc_archive(&[
+        "encrypt",
+        "--in",
+        &p(&plain),
+        "--out",
+        &p(&enc),
+        "--raw-key-file",
+        &key,
+        "--context",
+        "recordingId=r1",
+        "--frame-len",
+        "4096",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 
     let dec = dir.path().join("back.wav");
-    let out = gc_archive(&["decrypt", "--in", &p(&enc), "--out", &p(&dec), "--raw-key-file", &key, "--context", "recordingId=r1"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = gc_archive(&[
+        "decrypt",
+        "--in",
+        &p(&enc),
+        "--out",
+        &p(&dec),
+        "--raw-key-file",
+        &key,
+        "--context",
+        "recordingId=r1",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert_eq!(std::fs::read(&dec).unwrap(), data);
 
     // Wrong key: clear error, no file.
     let bad = dir.path().join("bad1.wav");
-    let out = gc_archive(&["decrypt", "--in", &p(&enc), "--out", &p(&bad), "--raw-key-file", &other]);
+    let out = gc_archive(&[
+        "decrypt",
+        "--in",
+        &p(&enc),
+        "--out",
+        &p(&bad),
+        "--raw-key-file",
+        &other,
+    ]);
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr).to_lowercase();
     assert!(err.contains("key"), "{err}");
     assert!(!bad.exists());
 
     // Wrong context: the object belongs to another recording.
-    let out = gc_archive(&["decrypt", "--in", &p(&enc), "--out", &p(&bad), "--raw-key-file", &key, "--context", "recordingId=r2"]);
+    let out = gc_archive(&[
+        "decrypt",
+        "--in",
+        &p(&enc),
+        "--out",
+        &p(&bad),
+        "--raw-key-file",
+        &key,
+        "--context",
+        "recordingId=r2",
+    ]);
     assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("recordingId"), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("recordingId"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(!bad.exists());
 
     // Tampered: one flipped byte in the last frame; the plaintext before it must not appear.
@@ -57,17 +109,36 @@ fn encrypt_then_decrypt_round_trips_and_failures_leave_no_output() {
     bytes[at] ^= 1;
     let tampered = dir.path().join("tampered.enc");
     std::fs::write(&tampered, &bytes).unwrap();
-    let out = gc_archive(&["decrypt", "--in", &p(&tampered), "--out", &p(&bad), "--raw-key-file", &key]);
+    let out = gc_archive(&[
+        "decrypt",
+        "--in",
+        &p(&tampered),
+        "--out",
+        &p(&bad),
+        "--raw-key-file",
+        &key,
+    ]);
     assert!(!out.status.success());
     assert!(!bad.exists());
 
     // Truncated: ends before the final frame.
     std::fs::write(&tampered, &bytes[..bytes.len() / 2]).unwrap();
-    let out = gc_archive(&["decrypt", "--in", &p(&tampered), "--out", &p(&bad), "--raw-key-file", &key]);
+    let out = gc_archive(&[
+        "decrypt",
+        "--in",
+        &p(&tampered),
+        "--out",
+        &p(&bad),
+        "--raw-key-file",
+        &key,
+    ]);
     assert!(!out.status.success());
     assert!(!bad.exists());
     // No temporary files left behind either.
-    let leftovers: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+    let leftovers: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
     assert_eq!(leftovers.len(), 6, "{leftovers:?}");
 }
 
@@ -88,7 +159,12 @@ fn archive_without_configuration_names_every_missing_setting() {
         .unwrap();
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    for key in ["GENESYS_REGION", "GENESYS_ORG_ID", "ARCHIVE_BUCKET", "ARCHIVE_KMS_KEY_ID"] {
+    for key in [
+        "GENESYS_REGION",
+        "GENESYS_ORG_ID",
+        "ARCHIVE_BUCKET",
+        "ARCHIVE_KMS_KEY_ID",
+    ] {
         assert!(err.contains(key), "{key} missing from: {err}");
     }
 }

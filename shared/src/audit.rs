@@ -40,15 +40,27 @@ pub async fn write(
     layout: &ArchiveLayout,
     record: &AuditRecord,
 ) -> Result<(), StoreError> {
-    let rid = crate::ids::RecordingId::parse(&record.recording_id).map_err(|e| {
-        StoreError::Request {
+    let rid =
+        crate::ids::RecordingId::parse(&record.recording_id).map_err(|e| StoreError::Request {
             operation: "PutObject",
             key: "_audit".into(),
             reason: e.to_string(),
             transient: false,
-        }
-    })?;
-    let key = layout.audit_key(record.at, &rid, &format!("{}-{}", record.outcome, &record.worker_id.chars().filter(|c| c.is_ascii_alphanumeric()).take(12).collect::<String>()));
+        })?;
+    let key = layout.audit_key(
+        record.at,
+        &rid,
+        &format!(
+            "{}-{}",
+            record.outcome,
+            &record
+                .worker_id
+                .chars()
+                .filter(|c| c.is_ascii_alphanumeric())
+                .take(12)
+                .collect::<String>()
+        ),
+    );
     let body = serde_json::to_vec(record).unwrap_or_default();
     match store
         .put_if_absent(&key, Bytes::from(body), "application/json")

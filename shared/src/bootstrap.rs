@@ -57,7 +57,10 @@ pub fn load_raw_key(path: &str) -> Result<[u8; 32], InitError> {
 }
 
 /// The keyring for a key source.
-pub fn keyring_for(source: &KeySource, kms: aws_sdk_kms::Client) -> Result<Arc<dyn Keyring>, InitError> {
+pub fn keyring_for(
+    source: &KeySource,
+    kms: aws_sdk_kms::Client,
+) -> Result<Arc<dyn Keyring>, InitError> {
     Ok(match source {
         KeySource::Kms { key_id } => Arc::new(KmsKeyring::new(kms, key_id.clone())),
         KeySource::RawKeyFile { path } => Arc::new(
@@ -72,7 +75,11 @@ fn get<'a>(env: &'a HashMap<String, String>, key: &str) -> Option<&'a str> {
 }
 
 fn secs(env: &HashMap<String, String>, key: &str, default: u64) -> Duration {
-    Duration::from_secs(get(env, key).and_then(|v| v.parse().ok()).unwrap_or(default))
+    Duration::from_secs(
+        get(env, key)
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(default),
+    )
 }
 
 /// An S3 client; `ARCHIVE_S3_FORCE_PATH_STYLE=true` for S3-compatible endpoints (moto).
@@ -98,14 +105,18 @@ pub async fn handler_deps(
     let credentials = resolve_credentials(&config.genesys.credentials, &secrets).await?;
     let genesys = GenesysClient::new(&config.genesys, credentials)?;
     let keyring = keyring_for(&config.archive.key_source, aws_sdk_kms::Client::new(sdk))?;
-    let store = Arc::new(S3Store::new(s3_client(sdk, env), config.archive.bucket.clone()));
+    let store = Arc::new(S3Store::new(
+        s3_client(sdk, env),
+        config.archive.bucket.clone(),
+    ));
 
     let mut notifier = Notifier::default();
     if let Some(bus) = get(env, "RESULT_EVENT_BUS") {
         notifier.eventbridge = Some((aws_sdk_eventbridge::Client::new(sdk), bus.to_string()));
     }
     if let Some(url) = get(env, "WEBHOOK_URL") {
-        let url = url::Url::parse(url).map_err(|e| InitError::Webhook(format!("WEBHOOK_URL: {e}")))?;
+        let url =
+            url::Url::parse(url).map_err(|e| InitError::Webhook(format!("WEBHOOK_URL: {e}")))?;
         let secret_id = get(env, "WEBHOOK_SECRET_ID").ok_or_else(|| {
             InitError::Webhook("WEBHOOK_SECRET_ID is required with WEBHOOK_URL".into())
         })?;
@@ -126,7 +137,8 @@ pub async fn handler_deps(
         notifier.http = Some(genesys.http().clone());
     }
 
-    let settings = TransferSettings::from_config(&config.archive, &config.genesys.format_id, function);
+    let settings =
+        TransferSettings::from_config(&config.archive, &config.genesys.format_id, function);
     let service = ArchiveService {
         org: config.genesys.org_id.clone(),
         genesys,

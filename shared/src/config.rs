@@ -240,7 +240,8 @@ impl GenesysConfig {
                 }
             },
             None => {
-                problems.push("GENESYS_ORG_ID is missing (your Genesys Cloud organization id)".into());
+                problems
+                    .push("GENESYS_ORG_ID is missing (your Genesys Cloud organization id)".into());
                 None
             }
         };
@@ -249,7 +250,13 @@ impl GenesysConfig {
             .unwrap_or("NONE")
             .to_ascii_uppercase();
         const FORMATS: &[&str] = &[
-            "NONE", "WAV", "WEBM", "WAV_ULAW", "OGG_VORBIS", "OGG_OPUS", "MP3",
+            "NONE",
+            "WAV",
+            "WEBM",
+            "WAV_ULAW",
+            "OGG_VORBIS",
+            "OGG_OPUS",
+            "MP3",
         ];
         if !FORMATS.contains(&format_id.as_str()) {
             problems.push(format!(
@@ -257,7 +264,8 @@ impl GenesysConfig {
                 FORMATS.join(", ")
             ));
         }
-        let request_timeout = parse_number(env, "GENESYS_REQUEST_TIMEOUT_SECS", 30, 1, 900, problems);
+        let request_timeout =
+            parse_number(env, "GENESYS_REQUEST_TIMEOUT_SECS", 30, 1, 900, problems);
 
         Some(GenesysConfig {
             endpoints: endpoints?,
@@ -282,7 +290,9 @@ fn parse_number(
         Some(v) => match v.parse::<u64>() {
             Ok(n) if (min..=max).contains(&n) => n,
             _ => {
-                problems.push(format!("{key} {v:?} must be a whole number from {min} to {max}"));
+                problems.push(format!(
+                    "{key} {v:?} must be a whole number from {min} to {max}"
+                ));
                 default
             }
         },
@@ -296,16 +306,22 @@ impl ArchiveConfig {
     ) -> Option<ArchiveConfig> {
         let bucket = get(env, "ARCHIVE_BUCKET").map(str::to_string);
         if bucket.is_none() {
-            problems.push("ARCHIVE_BUCKET is missing (the S3 bucket archives are written to)".into());
+            problems
+                .push("ARCHIVE_BUCKET is missing (the S3 bucket archives are written to)".into());
         }
         let prefix = get(env, "ARCHIVE_PREFIX")
             .unwrap_or("recordings")
             .trim_matches('/')
             .to_string();
         if prefix.split('/').any(|seg| seg == ".." || seg == ".") || prefix.contains("//") {
-            problems.push(format!("ARCHIVE_PREFIX {prefix:?} has an empty or relative segment"));
+            problems.push(format!(
+                "ARCHIVE_PREFIX {prefix:?} has an empty or relative segment"
+            ));
         }
-        let key_source = match (get(env, "ARCHIVE_KMS_KEY_ID"), get(env, "ARCHIVE_RAW_KEY_FILE")) {
+        let key_source = match (
+            get(env, "ARCHIVE_KMS_KEY_ID"),
+            get(env, "ARCHIVE_RAW_KEY_FILE"),
+        ) {
             (Some(k), None) => Some(KeySource::Kms {
                 key_id: k.to_string(),
             }),
@@ -317,13 +333,22 @@ impl ArchiveConfig {
                 None
             }
             (None, None) => {
-                problems.push("ARCHIVE_KMS_KEY_ID is missing (KMS key id, ARN or alias/...)".into());
+                problems
+                    .push("ARCHIVE_KMS_KEY_ID is missing (KMS key id, ARN or alias/...)".into());
                 None
             }
         };
-        let chunk_mib = parse_number(env, "ARCHIVE_CHUNK_SIZE_MIB", 8, 5, MAX_CHUNK / MIB, problems);
+        let chunk_mib = parse_number(
+            env,
+            "ARCHIVE_CHUNK_SIZE_MIB",
+            8,
+            5,
+            MAX_CHUNK / MIB,
+            problems,
+        );
         let concurrency = parse_number(env, "ARCHIVE_CONCURRENCY", 4, 1, 16, problems) as usize;
-        let frame_len = parse_number(env, "ARCHIVE_FRAME_LEN", 65536, 4096, 1 << 20, problems) as u32;
+        let frame_len =
+            parse_number(env, "ARCHIVE_FRAME_LEN", 65536, 4096, 1 << 20, problems) as u32;
         if (chunk_mib * MIB) % frame_len as u64 != 0 {
             problems.push(format!(
                 "ARCHIVE_FRAME_LEN {frame_len} must divide the chunk size ({chunk_mib} MiB) so parts end on frame boundaries"
@@ -376,7 +401,9 @@ impl Config {
         let genesys = GenesysConfig::from_map(env, &mut problems);
         let archive = ArchiveConfig::from_map(env, &mut problems);
         match (genesys, archive) {
-            (Some(genesys), Some(archive)) if problems.is_empty() => Ok(Config { genesys, archive }),
+            (Some(genesys), Some(archive)) if problems.is_empty() => {
+                Ok(Config { genesys, archive })
+            }
             _ => Err(ConfigError { problems }),
         }
     }
@@ -509,14 +536,23 @@ mod tests {
         assert_eq!(c.archive.chunk_size, 8 * MIB);
         assert_eq!(c.archive.prefix, "recordings");
         assert_eq!(c.archive.write_back, WriteBack::ExternalTag);
-        assert!(matches!(c.genesys.credentials, CredentialSource::SecretsManager { .. }));
+        assert!(matches!(
+            c.genesys.credentials,
+            CredentialSource::SecretsManager { .. }
+        ));
     }
 
     #[test]
     fn one_error_names_every_missing_setting() {
         let err = Config::from_map(&env(&[])).unwrap_err();
         let text = err.to_string();
-        for key in ["GENESYS_REGION", "GENESYS_CLIENT_SECRET_ID", "GENESYS_ORG_ID", "ARCHIVE_BUCKET", "ARCHIVE_KMS_KEY_ID"] {
+        for key in [
+            "GENESYS_REGION",
+            "GENESYS_CLIENT_SECRET_ID",
+            "GENESYS_ORG_ID",
+            "ARCHIVE_BUCKET",
+            "ARCHIVE_KMS_KEY_ID",
+        ] {
             assert!(text.contains(key), "{key} not named in: {text}");
         }
         assert_eq!(err.problems.len(), 5);
@@ -551,11 +587,13 @@ mod tests {
 
     #[test]
     fn credentials_json_errors_do_not_echo_the_secret() {
-        let err = parse_credentials_json("id", "{\"client_id\":\"a\",\"clientsecret\":\"hunter2\"}")
-            .unwrap_err();
+        let err =
+            parse_credentials_json("id", "{\"client_id\":\"a\",\"clientsecret\":\"hunter2\"}")
+                .unwrap_err();
         assert!(!format!("{err} {err:?}").contains("hunter2"));
-        let ok = parse_credentials_json("id", "{\"client_id\":\"a\",\"client_secret\":\"hunter2\"}")
-            .unwrap();
+        let ok =
+            parse_credentials_json("id", "{\"client_id\":\"a\",\"client_secret\":\"hunter2\"}")
+                .unwrap();
         assert_eq!(ok.client_secret.expose_secret(), "hunter2");
     }
 

@@ -98,8 +98,13 @@ pub fn parse_genesys_event_value(value: serde_json::Value) -> Result<EventIntent
     let topic = detail.topic_name.clone();
     let parts: Vec<&str> = topic.split('.').collect();
     // v2.detail.events.conversation.{id}.{suffix...}
-    let is_conversation = parts.len() >= 6 && parts[..4] == ["v2", "detail", "events", "conversation"];
-    let suffix = if is_conversation { parts[5..].join(".") } else { String::new() };
+    let is_conversation =
+        parts.len() >= 6 && parts[..4] == ["v2", "detail", "events", "conversation"];
+    let suffix = if is_conversation {
+        parts[5..].join(".")
+    } else {
+        String::new()
+    };
     if !is_conversation || !ARCHIVE_TOPIC_SUFFIXES.contains(&suffix.as_str()) {
         return Ok(EventIntent::Ignored { topic });
     }
@@ -149,8 +154,8 @@ pub const TRANSFER_MESSAGE_VERSION: u32 = 1;
 
 impl TransferMessage {
     pub fn parse(body: &str) -> Result<TransferMessage, EventError> {
-        let m: TransferMessage =
-            serde_json::from_str(body).map_err(|e| EventError::Shape(format!("transfer job: {e}")))?;
+        let m: TransferMessage = serde_json::from_str(body)
+            .map_err(|e| EventError::Shape(format!("transfer job: {e}")))?;
         if m.version != TRANSFER_MESSAGE_VERSION {
             return Err(EventError::Shape(format!(
                 "transfer job version {} is not {TRANSFER_MESSAGE_VERSION}",
@@ -180,12 +185,26 @@ mod tests {
     fn conversation_end_topics_ask_for_archiving() {
         for suffix in ARCHIVE_TOPIC_SUFFIXES {
             let topic = format!("v2.detail.events.conversation.abc-1.{suffix}");
-            let intent = parse_genesys_event(&event(&topic, serde_json::json!({"conversationId": "abc-1", "eventTime": 1_795_000_000_000i64}))).unwrap();
-            let EventIntent::Conversation { org, conversation, correlation_id, event_time, .. } = intent else {
+            let intent = parse_genesys_event(&event(
+                &topic,
+                serde_json::json!({"conversationId": "abc-1", "eventTime": 1_795_000_000_000i64}),
+            ))
+            .unwrap();
+            let EventIntent::Conversation {
+                org,
+                conversation,
+                correlation_id,
+                event_time,
+                ..
+            } = intent
+            else {
                 panic!("{suffix} ignored")
             };
             assert_eq!(conversation.as_str(), "abc-1");
-            assert_eq!(org.unwrap().as_str(), "3f6d2a9e-0000-4000-8000-000000004a73");
+            assert_eq!(
+                org.unwrap().as_str(),
+                "3f6d2a9e-0000-4000-8000-000000004a73"
+            );
             assert_eq!(correlation_id.as_deref(), Some("c0ffee"));
             assert_eq!(event_time.unwrap().timestamp_millis(), 1_795_000_000_000);
         }
@@ -193,17 +212,39 @@ mod tests {
 
     #[test]
     fn other_topics_are_ignored_not_failed() {
-        for topic in ["v2.audits.entitytype.UserPresence.entityid.u1", "v2.detail.events.conversation.abc.customer.start", "v2.detail.events.conversation.abc.acw.extra"] {
-            assert!(matches!(parse_genesys_event(&event(topic, serde_json::json!({}))).unwrap(), EventIntent::Ignored { .. }), "{topic}");
+        for topic in [
+            "v2.audits.entitytype.UserPresence.entityid.u1",
+            "v2.detail.events.conversation.abc.customer.start",
+            "v2.detail.events.conversation.abc.acw.extra",
+        ] {
+            assert!(
+                matches!(
+                    parse_genesys_event(&event(topic, serde_json::json!({}))).unwrap(),
+                    EventIntent::Ignored { .. }
+                ),
+                "{topic}"
+            );
         }
     }
 
     #[test]
     fn malformed_events_are_errors() {
-        assert!(matches!(parse_genesys_event("{not json"), Err(EventError::NotJson(_))));
-        assert!(matches!(parse_genesys_event("{\"detail\":{}}"), Err(EventError::Shape(_))));
-        let bad_id = event("v2.detail.events.conversation.x.customer.end", serde_json::json!({"conversationId": "../etc"}));
-        assert!(matches!(parse_genesys_event(&bad_id), Err(EventError::NoConversation(_))));
+        assert!(matches!(
+            parse_genesys_event("{not json"),
+            Err(EventError::NotJson(_))
+        ));
+        assert!(matches!(
+            parse_genesys_event("{\"detail\":{}}"),
+            Err(EventError::Shape(_))
+        ));
+        let bad_id = event(
+            "v2.detail.events.conversation.x.customer.end",
+            serde_json::json!({"conversationId": "../etc"}),
+        );
+        assert!(matches!(
+            parse_genesys_event(&bad_id),
+            Err(EventError::NoConversation(_))
+        ));
     }
 
     #[test]

@@ -14,7 +14,9 @@ use aws_lambda_events::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMe
 use chrono::Utc;
 use tokio::time::Instant;
 
-use crate::events::{parse_genesys_event_value, EventIntent, TransferMessage, TRANSFER_MESSAGE_VERSION};
+use crate::events::{
+    parse_genesys_event_value, EventIntent, TransferMessage, TRANSFER_MESSAGE_VERSION,
+};
 use crate::genesys::models::FileState;
 use crate::ids::{ConversationId, RecordingId};
 use crate::pipeline::{redelivery_delay, ArchiveReport, ArchiveService};
@@ -67,8 +69,13 @@ pub enum HandlerError {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Disposition {
     Done,
-    Retry { delay: Option<Duration>, reason: String },
-    Poison { reason: String },
+    Retry {
+        delay: Option<Duration>,
+        reason: String,
+    },
+    Poison {
+        reason: String,
+    },
 }
 
 /// Counts per batch, logged once per invocation.
@@ -145,7 +152,9 @@ pub async fn archive_on_event(
             serde_json::from_value(payload).map_err(|e| HandlerError::Payload(e.to_string()))?;
         let response = settle_batch(deps, event, |body, count| async move {
             match serde_json::from_str::<serde_json::Value>(&body) {
-                Ok(value) => archive_event_disposition(deps, value, count, deadline, request_id).await,
+                Ok(value) => {
+                    archive_event_disposition(deps, value, count, deadline, request_id).await
+                }
                 Err(e) => Disposition::Poison {
                     reason: format!("event is not JSON: {e}"),
                 },
@@ -171,12 +180,19 @@ pub async fn archive_event_disposition(
 ) -> Disposition {
     let intent = match parse_genesys_event_value(event) {
         Ok(i) => i,
-        Err(e) => return Disposition::Poison { reason: e.to_string() },
+        Err(e) => {
+            return Disposition::Poison {
+                reason: e.to_string(),
+            }
+        }
     };
     let (org, conversation, event_time) = match intent {
         EventIntent::Ignored { topic } => {
             crate::metrics::emit(
-                &[("Function", &deps.service.function), ("Outcome", "ignored_topic")],
+                &[
+                    ("Function", &deps.service.function),
+                    ("Outcome", "ignored_topic"),
+                ],
                 &[crate::metrics::Metric::count("IgnoredEvents", 1.0)],
             );
             tracing::info!(%topic, "topic not archived; acknowledged");
@@ -275,7 +291,10 @@ pub async fn process_conversation(
         }
         let now = Instant::now();
         let remaining = deadline.saturating_duration_since(now);
-        let budget = deps.policy.inline_budget.min(remaining.saturating_sub(Duration::from_secs(5)));
+        let budget = deps
+            .policy
+            .inline_budget
+            .min(remaining.saturating_sub(Duration::from_secs(5)));
         let job = TransferMessage {
             version: TRANSFER_MESSAGE_VERSION,
             org_id: svc.org.clone(),
@@ -290,16 +309,26 @@ pub async fn process_conversation(
             continue;
         }
         match svc
-            .archive(conversation, &recording, Some(f.clone()), Some(now + budget), request_id)
+            .archive(
+                conversation,
+                &recording,
+                Some(f.clone()),
+                Some(now + budget),
+                request_id,
+            )
             .await
         {
-            Ok(ArchiveReport::Archived { write_back_error, .. }) => {
+            Ok(ArchiveReport::Archived {
+                write_back_error, ..
+            }) => {
                 tally.archived += 1;
                 if let Some(e) = write_back_error {
                     retry_reason = Some(format!("write-back failed: {e}"));
                 }
             }
-            Ok(ArchiveReport::AlreadyArchived { write_back_error, .. }) => {
+            Ok(ArchiveReport::AlreadyArchived {
+                write_back_error, ..
+            }) => {
                 tally.already += 1;
                 if let Some(e) = write_back_error {
                     retry_reason = Some(format!("write-back failed: {e}"));
@@ -384,7 +413,11 @@ pub async fn transfer_disposition(
 ) -> Disposition {
     let job = match TransferMessage::parse(body) {
         Ok(j) => j,
-        Err(e) => return Disposition::Poison { reason: e.to_string() },
+        Err(e) => {
+            return Disposition::Poison {
+                reason: e.to_string(),
+            }
+        }
     };
     if job.org_id != deps.service.org {
         return Disposition::Poison {
@@ -393,30 +426,57 @@ pub async fn transfer_disposition(
     }
     let result = deps
         .service
-        .archive(&job.conversation_id, &job.recording_id, None, Some(deadline), request_id)
+        .archive(
+            &job.conversation_id,
+            &job.recording_id,
+            None,
+            Some(deadline),
+            request_id,
+        )
         .await;
     match result {
-        Ok(ArchiveReport::Archived { write_back_error: Some(e), .. })
-        | Ok(ArchiveReport::AlreadyArchived { write_back_error: Some(e), .. }) => Disposition::Retry {
+        Ok(ArchiveReport::Archived {
+            write_back_error: Some(e),
+            ..
+        })
+        | Ok(ArchiveReport::AlreadyArchived {
+            write_back_error: Some(e),
+            ..
+        }) => Disposition::Retry {
             delay: Some(deps.policy.retry_base),
             reason: format!("write-back failed: {e}"),
         },
-        Ok(ArchiveReport::Archived { .. }) | Ok(ArchiveReport::AlreadyArchived { .. }) => Disposition::Done,
-        Ok(ArchiveReport::Suspended { parts_done, parts_total }) => {
+        Ok(ArchiveReport::Archived { .. }) | Ok(ArchiveReport::AlreadyArchived { .. }) => {
+            Disposition::Done
+        }
+        Ok(ArchiveReport::Suspended {
+            parts_done,
+            parts_total,
+        }) => {
             let next = TransferMessage {
                 attempt: job.attempt + 1,
                 ..job
             };
             match deps.queues.enqueue_transfer(&next, Duration::ZERO).await {
                 Ok(()) => {
-                    tracing::info!(parts_done, parts_total, "checkpointed; re-queued to continue");
+                    tracing::info!(
+                        parts_done,
+                        parts_total,
+                        "checkpointed; re-queued to continue"
+                    );
                     Disposition::Done
                 }
                 // The checkpoint is saved; plain redelivery resumes it just as well.
-                Err(e) => Disposition::Retry { delay: None, reason: e.to_string() },
+                Err(e) => Disposition::Retry {
+                    delay: None,
+                    reason: e.to_string(),
+                },
             }
         }
-        Err(TransferError::NotReady { retry_after, reason }) => Disposition::Retry {
+        Err(TransferError::NotReady {
+            retry_after,
+            reason,
+        }) => Disposition::Retry {
             delay: Some(retry_after),
             reason,
         },

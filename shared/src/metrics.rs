@@ -73,7 +73,11 @@ mod tests {
         let line = emf_line(
             &[("Function", "chunk-recording"), ("Outcome", "archived")],
             &[
-                Metric { name: "Bytes", value: 42.0, unit: "Bytes" },
+                Metric {
+                    name: "Bytes",
+                    value: 42.0,
+                    unit: "Bytes",
+                },
                 Metric::count("Retries", 2.0),
             ],
             1_700_000_000_000,

@@ -180,7 +180,10 @@ impl ArchiveService {
                 })
                 .await;
                 metrics::emit(
-                    &[("Function", &self.function), ("Outcome", "already_archived")],
+                    &[
+                        ("Function", &self.function),
+                        ("Outcome", "already_archived"),
+                    ],
                     &[Metric::count("Recordings", 1.0)],
                 );
                 Ok(ArchiveReport::AlreadyArchived {
@@ -235,7 +238,10 @@ impl ArchiveService {
             Err(e) => {
                 tracing::warn!(error = %e, "write-back to Genesys Cloud failed; will retry on redelivery");
                 metrics::emit(
-                    &[("Function", &self.function), ("Outcome", "write_back_failed")],
+                    &[
+                        ("Function", &self.function),
+                        ("Outcome", "write_back_failed"),
+                    ],
                     &[Metric::count("WriteBackFailures", 1.0)],
                 );
                 Some(e.to_string())
@@ -315,7 +321,10 @@ impl ArchiveService {
                 },
                 Metric::count("Retries", manifest.timings.chunk_retries as f64),
                 Metric::count("UrlRefreshes", manifest.timings.url_refreshes as f64),
-                Metric::count("Resumes", manifest.timings.invocations.saturating_sub(1) as f64),
+                Metric::count(
+                    "Resumes",
+                    manifest.timings.invocations.saturating_sub(1) as f64,
+                ),
             ],
         );
         let result = ArchiveResult {
@@ -355,7 +364,11 @@ impl ArchiveService {
     ) {
         let code = error.reason_code();
         metrics::emit(
-            &[("Function", &self.function), ("Outcome", "failed"), ("Reason", code)],
+            &[
+                ("Function", &self.function),
+                ("Outcome", "failed"),
+                ("Reason", code),
+            ],
             &[Metric::count("Failures", 1.0)],
         );
         if error.is_transient() {

@@ -20,7 +20,11 @@ pub struct QueueError {
 
 #[async_trait]
 pub trait Queues: Send + Sync {
-    async fn enqueue_transfer(&self, job: &TransferMessage, delay: Duration) -> Result<(), QueueError>;
+    async fn enqueue_transfer(
+        &self,
+        job: &TransferMessage,
+        delay: Duration,
+    ) -> Result<(), QueueError>;
     /// Makes the received message visible again only after `delay`.
     async fn delay_redelivery(
         &self,
@@ -84,7 +88,11 @@ impl SqsQueues {
 
 #[async_trait]
 impl Queues for SqsQueues {
-    async fn enqueue_transfer(&self, job: &TransferMessage, delay: Duration) -> Result<(), QueueError> {
+    async fn enqueue_transfer(
+        &self,
+        job: &TransferMessage,
+        delay: Duration,
+    ) -> Result<(), QueueError> {
         let url = self.transfer_queue_url.as_ref().ok_or(QueueError {
             operation: "SendMessage",
             reason: "TRANSFER_QUEUE_URL is not configured".into(),

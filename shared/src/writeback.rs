@@ -29,13 +29,12 @@ pub async fn write_back(
     schema_id: Option<&str>,
     manifest: &Manifest,
 ) -> Result<(), GenesysError> {
-    let conversation = ConversationId::parse(&manifest.conversation_id).map_err(|e| {
-        GenesysError::Decode {
+    let conversation =
+        ConversationId::parse(&manifest.conversation_id).map_err(|e| GenesysError::Decode {
             method: "PUT",
             path: "write-back".into(),
             reason: e.to_string(),
-        }
-    })?;
+        })?;
     match mode {
         WriteBack::Disabled => Ok(()),
         WriteBack::ExternalTag => {

@@ -192,8 +192,14 @@ mod tests {
 
     #[test]
     fn refresh_margin_is_ten_percent_capped_at_a_minute() {
-        assert_eq!(refresh_margin(Duration::from_secs(86400)), Duration::from_secs(60));
-        assert_eq!(refresh_margin(Duration::from_secs(300)), Duration::from_secs(30));
+        assert_eq!(
+            refresh_margin(Duration::from_secs(86400)),
+            Duration::from_secs(60)
+        );
+        assert_eq!(
+            refresh_margin(Duration::from_secs(300)),
+            Duration::from_secs(30)
+        );
     }
 
     #[test]

@@ -183,7 +183,11 @@ impl GenesysClient {
     }
 
     fn url(&self, path: &str) -> String {
-        format!("{}{}", self.inner.api_base.as_str().trim_end_matches('/'), path)
+        format!(
+            "{}{}",
+            self.inner.api_base.as_str().trim_end_matches('/'),
+            path
+        )
     }
 
     fn record_rate_limit(&self, headers: &reqwest::header::HeaderMap) {

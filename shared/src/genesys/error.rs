@@ -65,9 +65,8 @@ pub enum GenesysError {
 impl GenesysError {
     pub fn status(&self) -> Option<u16> {
         match self {
-            GenesysError::BadCredentials { status } | GenesysError::TokenEndpoint { status, .. } => {
-                Some(*status)
-            }
+            GenesysError::BadCredentials { status }
+            | GenesysError::TokenEndpoint { status, .. } => Some(*status),
             GenesysError::Api { status, .. } => Some(*status),
             _ => None,
         }

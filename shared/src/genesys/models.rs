@@ -351,11 +351,26 @@ mod tests {
 
     #[test]
     fn details_query_filters_on_recordings() {
-        let start = DateTime::parse_from_rfc3339("2026-11-01T00:00:00Z").unwrap().to_utc();
-        let q = ConversationDetailsQuery::with_recordings(start, start + chrono::Duration::days(1), Paging { page_size: 100, page_number: 1 });
+        let start = DateTime::parse_from_rfc3339("2026-11-01T00:00:00Z")
+            .unwrap()
+            .to_utc();
+        let q = ConversationDetailsQuery::with_recordings(
+            start,
+            start + chrono::Duration::days(1),
+            Paging {
+                page_size: 100,
+                page_number: 1,
+            },
+        );
         let v = serde_json::to_value(&q).unwrap();
-        assert_eq!(v["interval"], "2026-11-01T00:00:00.000Z/2026-11-02T00:00:00.000Z");
-        assert_eq!(v["segmentFilters"][0]["predicates"][0]["dimension"], "recording");
+        assert_eq!(
+            v["interval"],
+            "2026-11-01T00:00:00.000Z/2026-11-02T00:00:00.000Z"
+        );
+        assert_eq!(
+            v["segmentFilters"][0]["predicates"][0]["dimension"],
+            "recording"
+        );
         assert_eq!(v["paging"]["pageSize"], 100);
     }
 }

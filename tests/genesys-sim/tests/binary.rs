@@ -5,7 +5,10 @@ use std::process::{Command, Stdio};
 
 #[test]
 fn help_describes_the_options() {
-    let out = Command::new(env!("CARGO_BIN_EXE_gc-sim")).arg("--help").output().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_gc-sim"))
+        .arg("--help")
+        .output()
+        .unwrap();
     assert!(out.status.success());
     let text = String::from_utf8_lossy(&out.stdout);
     for opt in ["--port", "--conversations", "--client-id", "--ignore-range"] {
@@ -26,7 +29,10 @@ fn serves_a_token_a_user_can_curl() {
     for line in BufReader::new(stdout).lines().take(40) {
         let line = line.unwrap();
         if let Some(i) = line.find("http://127.0.0.1:") {
-            let url: String = line[i..].chars().take_while(|c| !c.is_whitespace()).collect();
+            let url: String = line[i..]
+                .chars()
+                .take_while(|c| !c.is_whitespace())
+                .collect();
             base = Some(url.trim_end_matches('/').to_string());
             break;
         }
@@ -35,7 +41,10 @@ fn serves_a_token_a_user_can_curl() {
     let rt = tokio::runtime::Runtime::new().unwrap();
     let status = rt.block_on(async {
         reqwest::Client::new()
-            .post(format!("{}/oauth/token", base.split("/api").next().unwrap()))
+            .post(format!(
+                "{}/oauth/token",
+                base.split("/api").next().unwrap()
+            ))
             .basic_auth("sim-client", Some("sim-secret"))
             .header("content-type", "application/x-www-form-urlencoded")
             .body("grant_type=client_credentials")

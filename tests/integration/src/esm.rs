@@ -40,7 +40,9 @@ where
                 .attributes()
                 .map(|a| {
                     a.iter()
-                        .map(|(k, v)| (k.as_str().to_string(), serde_json::Value::String(v.clone())))
+                        .map(|(k, v)| {
+                            (k.as_str().to_string(), serde_json::Value::String(v.clone()))
+                        })
                         .collect()
                 })
                 .unwrap_or_default();

@@ -84,7 +84,8 @@ async fn create_queue(sqs: &aws_sdk_sqs::Client, name: &str, max_receive: u32) -
         .attributes(A::VisibilityTimeout, "60")
         .attributes(
             A::RedrivePolicy,
-            serde_json::json!({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": max_receive}).to_string(),
+            serde_json::json!({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": max_receive})
+                .to_string(),
         )
         .send()
         .await?
@@ -115,7 +116,11 @@ impl LocalStack {
         let s3 = moto.s3().await;
         s3.create_bucket().bucket(BUCKET).send().await?;
         let kms = moto.kms().await;
-        let key = kms.create_key().description("gc-archive demo key").send().await?;
+        let key = kms
+            .create_key()
+            .description("gc-archive demo key")
+            .send()
+            .await?;
         let key_arn = key
             .key_metadata()
             .map(|m| m.arn().unwrap_or_default().to_string())
@@ -126,11 +131,16 @@ impl LocalStack {
             .send()
             .await?;
         let sqs = moto.sqs().await;
-        let archive_queue = create_queue(&sqs, "gc-archive-archive", options.max_receive_count).await?;
+        let archive_queue =
+            create_queue(&sqs, "gc-archive-archive", options.max_receive_count).await?;
         let transfer_queue =
             create_queue(&sqs, "gc-archive-transfer", options.max_receive_count).await?;
         let eventbridge = moto.eventbridge().await;
-        eventbridge.create_event_bus().name(EVENT_BUS).send().await?;
+        eventbridge
+            .create_event_bus()
+            .name(EVENT_BUS)
+            .send()
+            .await?;
         let pattern = serde_json::json!({"detail": {"topicName": [
             {"wildcard": "v2.detail.events.conversation.*.customer.end"},
             {"wildcard": "v2.detail.events.conversation.*.user.end"},
@@ -202,7 +212,11 @@ impl LocalStack {
     }
 
     /// A Genesys Cloud conversation-end event, in the real EventBridge envelope.
-    pub fn conversation_event(&self, conversation_id: &str, topic_suffix: &str) -> serde_json::Value {
+    pub fn conversation_event(
+        &self,
+        conversation_id: &str,
+        topic_suffix: &str,
+    ) -> serde_json::Value {
         let org = self.sim.org_id();
         serde_json::json!({
             "topicName": format!("v2.detail.events.conversation.{conversation_id}.{topic_suffix}"),
@@ -225,8 +239,15 @@ impl LocalStack {
 
     /// Publishes conversation-end events through EventBridge (rule → archive queue), with the
     /// partner event source name Genesys Cloud uses.
-    pub async fn publish_conversation_ends(&self, conversation_ids: &[String], topic_suffix: &str) -> Result<()> {
-        let source = format!("aws.partner/genesys.com/cloud/{}/gc-archive", self.sim.org_id());
+    pub async fn publish_conversation_ends(
+        &self,
+        conversation_ids: &[String],
+        topic_suffix: &str,
+    ) -> Result<()> {
+        let source = format!(
+            "aws.partner/genesys.com/cloud/{}/gc-archive",
+            self.sim.org_id()
+        );
         for batch in conversation_ids.chunks(10) {
             let entries: Vec<_> = batch
                 .iter()
@@ -238,7 +259,9 @@ impl LocalStack {
                     aws_sdk_eventbridge::types::PutEventsRequestEntry::builder()
                         .event_bus_name(EVENT_BUS)
                         .source(&source)
-                        .detail_type(format!("v2.detail.events.conversation.{{id}}.{topic_suffix}"))
+                        .detail_type(format!(
+                            "v2.detail.events.conversation.{{id}}.{topic_suffix}"
+                        ))
                         .detail(detail.to_string())
                         .build()
                 })

@@ -28,7 +28,11 @@ async fn list(stack: &LocalStack, prefix: &str) -> Vec<String> {
             .send()
             .await
             .unwrap();
-        keys.extend(out.contents().iter().filter_map(|o| o.key().map(str::to_string)));
+        keys.extend(
+            out.contents()
+                .iter()
+                .filter_map(|o| o.key().map(str::to_string)),
+        );
         match out.next_continuation_token() {
             Some(t) => token = Some(t.to_string()),
             None => return keys,
@@ -72,20 +76,40 @@ async fn drain(stack: &LocalStack, archive: &HandlerDeps, transfer: &HandlerDeps
     let start = Instant::now();
     let mut idle = 0;
     while start.elapsed() < limit {
-        let a = poll_once(&stack.sqs, &stack.archive_queue.url, &stack.archive_queue.arn, 10, |p| async {
-            let d = tokio::time::Instant::now() + Duration::from_secs(120);
-            archive_on_event(archive, p, d, "test-aoe").await.map_err(anyhow::Error::from)
-        })
+        let a = poll_once(
+            &stack.sqs,
+            &stack.archive_queue.url,
+            &stack.archive_queue.arn,
+            10,
+            |p| async {
+                let d = tokio::time::Instant::now() + Duration::from_secs(120);
+                archive_on_event(archive, p, d, "test-aoe")
+                    .await
+                    .map_err(anyhow::Error::from)
+            },
+        )
         .await
         .unwrap();
-        let t = poll_once(&stack.sqs, &stack.transfer_queue.url, &stack.transfer_queue.arn, 1, |p| async {
-            let d = tokio::time::Instant::now() + Duration::from_secs(120);
-            chunk_recording(transfer, p, d, "test-cr").await.map_err(anyhow::Error::from)
-        })
+        let t = poll_once(
+            &stack.sqs,
+            &stack.transfer_queue.url,
+            &stack.transfer_queue.arn,
+            1,
+            |p| async {
+                let d = tokio::time::Instant::now() + Duration::from_secs(120);
+                chunk_recording(transfer, p, d, "test-cr")
+                    .await
+                    .map_err(anyhow::Error::from)
+            },
+        )
         .await
         .unwrap();
-        let (av, ai) = queue_depth(&stack.sqs, &stack.archive_queue.url).await.unwrap();
-        let (tv, ti) = queue_depth(&stack.sqs, &stack.transfer_queue.url).await.unwrap();
+        let (av, ai) = queue_depth(&stack.sqs, &stack.archive_queue.url)
+            .await
+            .unwrap();
+        let (tv, ti) = queue_depth(&stack.sqs, &stack.transfer_queue.url)
+            .await
+            .unwrap();
         if a + t == 0 && av + ai + tv + ti == 0 {
             idle += 1;
             if idle >= 2 {
@@ -149,8 +173,16 @@ async fn fifty_conversations_with_duplicates_late_and_missing_recordings_archive
         let cid = stack.sim.add_conversation(ConversationSpec::default());
         let media = match i % 8 {
             k @ 0..=5 => MediaSource::Real(Codec::ALL[k]),
-            6 => MediaSource::SynthWav { size_bytes: 300_000 + i as u64 * 1000 },
-            _ => MediaSource::SynthWav { size_bytes: if i == 7 || i == 15 { 9 * 1024 * 1024 + 77 } else { 1_500_000 } },
+            6 => MediaSource::SynthWav {
+                size_bytes: 300_000 + i as u64 * 1000,
+            },
+            _ => MediaSource::SynthWav {
+                size_bytes: if i == 7 || i == 15 {
+                    9 * 1024 * 1024 + 77
+                } else {
+                    1_500_000
+                },
+            },
         };
         let mut spec = RecordingSpec::new(media);
         if (20..25).contains(&i) {
@@ -172,12 +204,28 @@ async fn fifty_conversations_with_duplicates_late_and_missing_recordings_archive
     // Each conversation's end event twice, out of order (reversed, then a different topic).
     let mut reversed = conversations.clone();
     reversed.reverse();
-    stack.publish_conversation_ends(&reversed, "customer.end").await.unwrap();
-    stack.publish_conversation_ends(&conversations, "acw").await.unwrap();
+    stack
+        .publish_conversation_ends(&reversed, "customer.end")
+        .await
+        .unwrap();
+    stack
+        .publish_conversation_ends(&conversations, "acw")
+        .await
+        .unwrap();
     // Two poison messages straight onto the queue.
-    let poison = ["{this is not json", r#"{"version":"0","source":"aws.partner/genesys.com/cloud/x/y","detail":{"topicName":"v2.detail.events.conversation.bad/id.customer.end","eventBody":{"conversationId":"bad/id"}}}"#];
+    let poison = [
+        "{this is not json",
+        r#"{"version":"0","source":"aws.partner/genesys.com/cloud/x/y","detail":{"topicName":"v2.detail.events.conversation.bad/id.customer.end","eventBody":{"conversationId":"bad/id"}}}"#,
+    ];
     for p in poison {
-        stack.sqs.send_message().queue_url(&stack.archive_queue.url).message_body(p).send().await.unwrap();
+        stack
+            .sqs
+            .send_message()
+            .queue_url(&stack.archive_queue.url)
+            .message_body(p)
+            .send()
+            .await
+            .unwrap();
     }
 
     let archive = stack.deps("archive-on-event").await.unwrap();
@@ -187,18 +235,29 @@ async fn fifty_conversations_with_duplicates_late_and_missing_recordings_archive
     // Exactly one object and one manifest per available recording, none for the missing one.
     let org = stack.sim.org_id().to_string();
     let keys = list(&stack, &format!("{PREFIX}/{org}/")).await;
-    let manifests: Vec<&String> = keys.iter().filter(|k| k.ends_with(".manifest.json")).collect();
+    let manifests: Vec<&String> = keys
+        .iter()
+        .filter(|k| k.ends_with(".manifest.json"))
+        .collect();
     let objects: Vec<&String> = keys.iter().filter(|k| k.ends_with(".enc")).collect();
     assert_eq!(manifests.len(), available.len(), "{manifests:#?}");
     assert_eq!(objects.len(), available.len());
-    assert_eq!(keys.len(), 2 * available.len(), "unexpected objects: {keys:#?}");
+    assert_eq!(
+        keys.len(),
+        2 * available.len(),
+        "unexpected objects: {keys:#?}"
+    );
 
     let kms = aws_sdk_kms::Client::new(&stack.sdk);
     let keyring = Arc::new(KmsKeyring::new(kms, stack.key_arn.clone()));
     let mut archived_ids = BTreeSet::new();
     for key in manifests {
         let m: Manifest = serde_json::from_slice(&get(&stack, key).await).unwrap();
-        assert!(archived_ids.insert(m.recording_id.clone()), "archived twice: {}", m.recording_id);
+        assert!(
+            archived_ids.insert(m.recording_id.clone()),
+            "archived twice: {}",
+            m.recording_id
+        );
         assert_eq!(available.get(&m.recording_id), Some(&m.conversation_id));
         let ciphertext = get(&stack, &m.object_key).await;
         assert_eq!(ciphertext.len() as u64, m.ciphertext.size);
@@ -206,13 +265,29 @@ async fn fifty_conversations_with_duplicates_late_and_missing_recordings_archive
             .with("orgId", org.as_str())
             .with("conversationId", m.conversation_id.as_str())
             .with("recordingId", m.recording_id.as_str());
-        let (plain, _) = decrypt_bytes(keyring.clone(), DecryptOptions { required_context: required }, &ciphertext).await.unwrap();
+        let (plain, _) = decrypt_bytes(
+            keyring.clone(),
+            DecryptOptions {
+                required_context: required,
+            },
+            &ciphertext,
+        )
+        .await
+        .unwrap();
         let sha = hex::encode(Sha256::digest(&plain));
         assert_eq!(sha, m.plaintext.sha256);
-        assert_eq!(sha, source_sha(&stack, &m.recording_id), "{}", m.recording_id);
+        assert_eq!(
+            sha,
+            source_sha(&stack, &m.recording_id),
+            "{}",
+            m.recording_id
+        );
         // Write-back reached Genesys: the conversation's externalTag names its archive folder.
         let folder = m.object_key.rsplit_once('/').unwrap().0;
-        assert_eq!(stack.sim.external_tag(&m.conversation_id), Some(format!("s3://{BUCKET}/{folder}/")));
+        assert_eq!(
+            stack.sim.external_tag(&m.conversation_id),
+            Some(format!("s3://{BUCKET}/{folder}/"))
+        );
     }
     assert!(!archived_ids.contains(&never_rid));
     assert!(stack.sim.external_tag(&never_cid).is_none());
@@ -220,22 +295,43 @@ async fn fifty_conversations_with_duplicates_late_and_missing_recordings_archive
     // Audit: one "archived" record per recording, the missing one reported as not available.
     let audit = list(&stack, &format!("{PREFIX}/_audit/")).await;
     for rid in available.keys() {
-        let n = audit.iter().filter(|k| k.contains(rid.as_str()) && k.contains("-archived-")).count();
+        let n = audit
+            .iter()
+            .filter(|k| k.contains(rid.as_str()) && k.contains("-archived-"))
+            .count();
         assert_eq!(n, 1, "archived audit records for {rid}");
     }
-    assert!(audit.iter().any(|k| k.contains(never_rid.as_str()) && k.contains("-not_available-")), "{audit:#?}");
+    assert!(
+        audit
+            .iter()
+            .any(|k| k.contains(never_rid.as_str()) && k.contains("-not_available-")),
+        "{audit:#?}"
+    );
 
     // The DLQ holds exactly the poison messages, each with its reason; nothing else failed.
     let mut dead = dlq_bodies(&stack, &stack.archive_queue.dlq_url).await;
     dead.sort();
     let mut expected: Vec<String> = poison.iter().map(|s| s.to_string()).collect();
     expected.sort();
-    assert_eq!(dead.iter().map(|(b, _)| b.clone()).collect::<Vec<_>>(), expected);
-    assert!(dead.iter().all(|(_, r)| r.as_deref().is_some_and(|r| !r.is_empty())));
-    assert!(dlq_bodies(&stack, &stack.transfer_queue.dlq_url).await.is_empty());
+    assert_eq!(
+        dead.iter().map(|(b, _)| b.clone()).collect::<Vec<_>>(),
+        expected
+    );
+    assert!(dead
+        .iter()
+        .all(|(_, r)| r.as_deref().is_some_and(|r| !r.is_empty())));
+    assert!(dlq_bodies(&stack, &stack.transfer_queue.dlq_url)
+        .await
+        .is_empty());
 
     // Nothing partial left: no multipart upload, no checkpoint.
-    let uploads = stack.s3.list_multipart_uploads().bucket(BUCKET).send().await.unwrap();
+    let uploads = stack
+        .s3
+        .list_multipart_uploads()
+        .bucket(BUCKET)
+        .send()
+        .await
+        .unwrap();
     assert!(uploads.uploads().is_empty());
     assert!(list(&stack, &format!("{PREFIX}/_state/")).await.is_empty());
 }
@@ -250,26 +346,57 @@ async fn recordings_that_do_not_fit_inline_are_handed_to_chunk_recording() {
     .await
     .unwrap();
     let cid = stack.sim.add_conversation(ConversationSpec::default());
-    let big = stack.sim.add_recording(&cid, RecordingSpec::new(MediaSource::SynthWav { size_bytes: 11 * 1024 * 1024 }));
-    let small = stack.sim.add_recording(&cid, RecordingSpec::new(MediaSource::Real(Codec::Mp3)));
-    stack.publish_conversation_ends(std::slice::from_ref(&cid), "user.end").await.unwrap();
+    let big = stack.sim.add_recording(
+        &cid,
+        RecordingSpec::new(MediaSource::SynthWav {
+            size_bytes: 11 * 1024 * 1024,
+        }),
+    );
+    let small = stack
+        .sim
+        .add_recording(&cid, RecordingSpec::new(MediaSource::Real(Codec::Mp3)));
+    stack
+        .publish_conversation_ends(std::slice::from_ref(&cid), "user.end")
+        .await
+        .unwrap();
     let archive = stack.deps("archive-on-event").await.unwrap();
     let transfer = stack.deps("chunk-recording").await.unwrap();
 
     // archive-on-event alone only enqueues.
-    poll_once(&stack.sqs, &stack.archive_queue.url, &stack.archive_queue.arn, 10, |p| async {
-        archive_on_event(&archive, p, tokio::time::Instant::now() + Duration::from_secs(60), "t").await.map_err(anyhow::Error::from)
-    })
+    poll_once(
+        &stack.sqs,
+        &stack.archive_queue.url,
+        &stack.archive_queue.arn,
+        10,
+        |p| async {
+            archive_on_event(
+                &archive,
+                p,
+                tokio::time::Instant::now() + Duration::from_secs(60),
+                "t",
+            )
+            .await
+            .map_err(anyhow::Error::from)
+        },
+    )
     .await
     .unwrap();
-    let (waiting, _) = queue_depth(&stack.sqs, &stack.transfer_queue.url).await.unwrap();
+    let (waiting, _) = queue_depth(&stack.sqs, &stack.transfer_queue.url)
+        .await
+        .unwrap();
     assert_eq!(waiting, 2);
-    assert!(list(&stack, &format!("{PREFIX}/{}/", stack.sim.org_id())).await.is_empty());
+    assert!(list(&stack, &format!("{PREFIX}/{}/", stack.sim.org_id()))
+        .await
+        .is_empty());
 
     drain(&stack, &archive, &transfer, Duration::from_secs(60)).await;
     let keys = list(&stack, &format!("{PREFIX}/{}/", stack.sim.org_id())).await;
     for rid in [&big, &small] {
-        assert!(keys.iter().any(|k| k.ends_with(&format!("{rid}.manifest.json"))), "{rid} not archived: {keys:#?}");
+        assert!(
+            keys.iter()
+                .any(|k| k.ends_with(&format!("{rid}.manifest.json"))),
+            "{rid} not archived: {keys:#?}"
+        );
     }
 }
 
@@ -277,7 +404,13 @@ async fn recordings_that_do_not_fit_inline_are_handed_to_chunk_recording() {
 async fn a_direct_eventbridge_invocation_archives_and_reports_pending_as_retry() {
     let stack = LocalStack::start(StackOptions::default()).await.unwrap();
     let cid = stack.sim.add_conversation(ConversationSpec::default());
-    let rid = stack.sim.add_recording(&cid, RecordingSpec { unavailable_polls: 1, ..RecordingSpec::new(MediaSource::Real(Codec::WavUlaw)) });
+    let rid = stack.sim.add_recording(
+        &cid,
+        RecordingSpec {
+            unavailable_polls: 1,
+            ..RecordingSpec::new(MediaSource::Real(Codec::WavUlaw))
+        },
+    );
     let event = serde_json::json!({
         "version": "0", "id": "direct-1", "detail-type": "v2.detail.events.conversation.{id}.customer.end",
         "source": format!("aws.partner/genesys.com/cloud/{}/gc-archive", stack.sim.org_id()),
@@ -288,13 +421,27 @@ async fn a_direct_eventbridge_invocation_archives_and_reports_pending_as_retry()
     let deadline = || tokio::time::Instant::now() + Duration::from_secs(60);
     // First: the recording is still uploading → an error, so Lambda's async retry redelivers.
     let first = archive_on_event(&deps, event.clone(), deadline(), "r1").await;
-    assert!(matches!(first, Err(gc_archive::handlers::HandlerError::RetryLater(_))), "{first:?}");
-    let second = archive_on_event(&deps, event.clone(), deadline(), "r2").await.unwrap();
+    assert!(
+        matches!(
+            first,
+            Err(gc_archive::handlers::HandlerError::RetryLater(_))
+        ),
+        "{first:?}"
+    );
+    let second = archive_on_event(&deps, event.clone(), deadline(), "r2")
+        .await
+        .unwrap();
     assert_eq!(second["status"], "done");
     let keys = list(&stack, &format!("{PREFIX}/{}/", stack.sim.org_id())).await;
-    assert!(keys.iter().any(|k| k.ends_with(&format!("{rid}.wav.enc"))), "{keys:#?}");
+    assert!(
+        keys.iter().any(|k| k.ends_with(&format!("{rid}.wav.enc"))),
+        "{keys:#?}"
+    );
     // An event for another org is refused, not archived.
     let mut foreign = event.clone();
     foreign["source"] = serde_json::json!("aws.partner/genesys.com/cloud/another-org/gc-archive");
-    assert!(matches!(archive_on_event(&deps, foreign, deadline(), "r3").await, Err(gc_archive::handlers::HandlerError::Permanent(_))));
+    assert!(matches!(
+        archive_on_event(&deps, foreign, deadline(), "r3").await,
+        Err(gc_archive::handlers::HandlerError::Permanent(_))
+    ));
 }
