@@ -42,3 +42,29 @@ build: venv
 
 clean-venv:
 	rm -rf $(VENV)
+
+# ---- Benchmarks (bench/, tools/runtime_emulator.py; figures in docs/benchmarks.md) ----
+#   make bench      - crypto-bench, then transfer-bench (discard sink 64 MiB + 1 GiB, moto 256 MiB)
+#   make coldstart  - cargo lambda build x86_64 + arm64 (release, slow), then init time and sizes
+# Benchmarks use the bench-fast profile (opt 3, thin LTO), never release (fat LTO).
+.PHONY: bench-build
+BENCH_BIN := $(or $(CARGO_TARGET_DIR),target)/bench-fast
+BENCH_TRANSFER_ARGS ?= --moto
+LAMBDA_FUNCTIONS := -p archive-on-event -p chunk-recording
+
+bench-build:
+	$(CARGO) build --profile bench-fast -p gc-archive-bench
+
+bench: bench-crypto bench-transfer
+
+bench-crypto: bench-build
+	@command -v openssl >/dev/null || echo "note: openssl is missing (apt-get install openssl); the openssl ratio is skipped"
+	$(BENCH_BIN)/crypto-bench
+
+bench-transfer: venv bench-build
+	$(BENCH_BIN)/transfer-bench $(BENCH_TRANSFER_ARGS)
+
+coldstart: venv bench-build
+	$(CARGO) lambda build --release --x86-64 $(LAMBDA_FUNCTIONS) --lambda-dir target/lambda-x86_64
+	$(CARGO) lambda build --release --arm64 $(LAMBDA_FUNCTIONS) --lambda-dir target/lambda-arm64
+	$(BENCH_BIN)/coldstart --python $(VENV)/bin/python

@@ -57,6 +57,16 @@ enum Command {
         #[arg(long = "context")]
         context: Vec<String>,
     },
+    /// Re-read an archive and check it against its manifest (S3 checksum, size, authenticated
+    /// decryption with the manifest's encryption context, plaintext SHA-256). Exit 1 on any
+    /// problem.
+    Verify {
+        /// s3://bucket/…/{recordingId}.manifest.json
+        #[arg(long)]
+        manifest: String,
+        #[command(flatten)]
+        key: KeyArgs,
+    },
     /// Encrypt a file (or s3://…) into the archive format.
     Encrypt {
         #[arg(long = "in")]
@@ -104,6 +114,29 @@ async fn main() -> Result<()> {
                 serde_json::to_string(info.context.as_map())?
             );
             Ok(())
+        }
+        Command::Verify { manifest, key } => {
+            let sdk = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+            let keyring = crypt::keyring(&key, &sdk).await?;
+            let (bucket, manifest_key) = manifest
+                .strip_prefix("s3://")
+                .and_then(|r| r.split_once('/'))
+                .context("--manifest must be s3://bucket/key")?;
+            let s3 = gc_archive::bootstrap::s3_client(&sdk, &std::env::vars().collect());
+            let report =
+                gc_archive::verify::verify_archive(&s3, bucket, manifest_key, keyring).await?;
+            if report.ok() {
+                println!(
+                    "OK s3://{bucket}/{}: {} bytes, sha256 {}",
+                    report.object_key, report.plaintext_size, report.plaintext_sha256
+                );
+                Ok(())
+            } else {
+                for p in &report.problems {
+                    eprintln!("FAIL s3://{bucket}/{}: {p}", report.object_key);
+                }
+                std::process::exit(1);
+            }
         }
         Command::Encrypt {
             input,

@@ -18,6 +18,7 @@ pub mod queue;
 pub mod retry;
 pub mod store;
 pub mod transfer;
+pub mod verify;
 pub mod writeback;
 
 pub use ids::{ConversationId, OrgId, RecordingId};

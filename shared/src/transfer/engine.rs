@@ -710,7 +710,10 @@ impl Run<'_> {
             plaintext: PlaintextInfo {
                 size: up.total_size,
                 sha256: plaintext_sha256,
-                codec: format!("{:?}", up.codec),
+                codec: serde_json::to_value(up.codec)
+                    .ok()
+                    .and_then(|v| v.as_str().map(str::to_string))
+                    .unwrap_or_default(),
                 declared_content_type: up.content_type.clone(),
                 duration_ms: None,
             },

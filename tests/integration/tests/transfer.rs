@@ -51,19 +51,19 @@ async fn archives_each_codec_byte_identically() {
     let kit = Kit::start().await;
     let settings = kit.settings("worker-a");
     let cases = [
-        (MediaSource::Real(Codec::WavPcm), "wav", "WavPcm"),
-        (MediaSource::Real(Codec::WavUlaw), "wav", "WavUlaw"),
-        (MediaSource::Real(Codec::OggOpus), "opus", "OggOpus"),
-        (MediaSource::Real(Codec::OggVorbis), "ogg", "OggVorbis"),
-        (MediaSource::Real(Codec::Mp3), "mp3", "Mp3"),
-        (MediaSource::Real(Codec::Webm), "webm", "Webm"),
+        (MediaSource::Real(Codec::WavPcm), "wav", "WAV_PCM"),
+        (MediaSource::Real(Codec::WavUlaw), "wav", "WAV_ULAW"),
+        (MediaSource::Real(Codec::OggOpus), "opus", "OGG_OPUS"),
+        (MediaSource::Real(Codec::OggVorbis), "ogg", "OGG_VORBIS"),
+        (MediaSource::Real(Codec::Mp3), "mp3", "MP3"),
+        (MediaSource::Real(Codec::Webm), "webm", "WEBM"),
         // Several MiB, not a multiple of the chunk or the frame: 13 parts, short last frame.
         (
             MediaSource::SynthWav {
                 size_bytes: 3 * MIB + 12_346,
             },
             "wav",
-            "WavPcm",
+            "WAV_PCM",
         ),
     ];
     for (media, ext, codec) in cases {
@@ -103,7 +103,7 @@ async fn archives_at_the_real_5_mib_part_limit_with_a_raw_aes_key() {
     let manifest = kit.archive(&added.job, &settings).await;
     assert_eq!(manifest.ciphertext.parts, 3);
     assert!(manifest.ciphertext.s3_checksum_sha256.ends_with("-3"));
-    kit.verify_archived(&added, &manifest, "wav", "WavPcm")
+    kit.verify_archived(&added, &manifest, "wav", "WAV_PCM")
         .await;
     kit.assert_nothing_left_behind().await;
 }
@@ -197,7 +197,7 @@ async fn resumes_from_the_first_missing_part_after_a_deadline() {
         "counted in the suspended run"
     );
     assert_eq!(manifest.source.chunk_size, SMALL_CHUNK);
-    kit.verify_archived(&added, &manifest, "wav", "WavPcm")
+    kit.verify_archived(&added, &manifest, "wav", "WAV_PCM")
         .await;
     kit.assert_nothing_left_behind().await;
 
@@ -271,7 +271,7 @@ async fn resumes_after_a_crash_once_the_lease_runs_out() {
     // ...then takes the transfer over and finishes it.
     let manifest = archived(kit.run(&added.job, &b).await);
     assert_eq!(manifest.timings.invocations, 2);
-    kit.verify_archived(&added, &manifest, "wav", "WavPcm")
+    kit.verify_archived(&added, &manifest, "wav", "WAV_PCM")
         .await;
     // The crashed worker's detached part uploads may still land; give them a moment, then
     // make sure nothing is left behind.
@@ -331,7 +331,7 @@ async fn an_expired_media_url_mid_transfer_is_refreshed() {
         })
         .count();
     assert_eq!(recording_gets as u32, 1 + manifest.timings.url_refreshes);
-    kit.verify_archived(&added, &manifest, "wav", "WavPcm")
+    kit.verify_archived(&added, &manifest, "wav", "WAV_PCM")
         .await;
     kit.assert_nothing_left_behind().await;
 }
@@ -345,7 +345,7 @@ async fn an_expired_url_fault_is_refreshed_once() {
     let manifest = kit.archive(&added.job, &kit.settings("w")).await;
     assert_eq!(manifest.timings.url_refreshes, 1);
     assert_eq!(manifest.timings.chunk_retries, 1);
-    kit.verify_archived(&added, &manifest, "wav", "WavPcm")
+    kit.verify_archived(&added, &manifest, "wav", "WAV_PCM")
         .await;
     kit.assert_nothing_left_behind().await;
 }
@@ -383,7 +383,7 @@ async fn a_revoked_token_mid_transfer_is_renewed_for_the_url_refresh() {
             .any(|r| r.path.starts_with("/api/v2/") && r.status == 401),
         "the URL refresh first met the revoked token"
     );
-    kit.verify_archived(&added, &manifest, "wav", "WavPcm")
+    kit.verify_archived(&added, &manifest, "wav", "WAV_PCM")
         .await;
     kit.assert_nothing_left_behind().await;
 }
@@ -465,7 +465,7 @@ async fn an_ignored_range_falls_back_to_one_stream() {
     let added = kit.add_recording(synth(MIB + 100));
     let manifest = kit.archive(&added.job, &kit.settings("w")).await;
     assert!(!manifest.source.ranged);
-    kit.verify_archived(&added, &manifest, "wav", "WavPcm")
+    kit.verify_archived(&added, &manifest, "wav", "WAV_PCM")
         .await;
     let media = kit.media_requests(&added.recording_id);
     assert_eq!(media.len(), 1, "one whole-body stream: {media:?}");
@@ -496,7 +496,7 @@ async fn an_ignored_range_resumes_by_skipping_what_was_archived() {
     let manifest = kit.archive(&added.job, &kit.settings("w")).await;
     assert!(!manifest.source.ranged);
     assert_eq!(manifest.timings.invocations, 2);
-    kit.verify_archived(&added, &manifest, "wav", "WavPcm")
+    kit.verify_archived(&added, &manifest, "wav", "WAV_PCM")
         .await;
     kit.assert_nothing_left_behind().await;
 }
@@ -522,7 +522,7 @@ async fn transient_media_faults_are_retried_and_succeed() {
         let manifest = kit.archive(&added.job, &kit.settings("w")).await;
         assert_eq!(manifest.timings.chunk_retries, 1, "{fault:?}");
         assert_eq!(manifest.timings.url_refreshes, 0, "{fault:?}");
-        kit.verify_archived(&added, &manifest, "wav", "WavPcm")
+        kit.verify_archived(&added, &manifest, "wav", "WAV_PCM")
             .await;
         // The same fault on the very first request (the probe) is retried too.
         let added = kit.add_recording(synth(MIB + 3));
@@ -530,7 +530,7 @@ async fn transient_media_faults_are_retried_and_succeed() {
             .inject(media_fault(&added.recording_id, fault.clone(), 0, 1));
         let manifest = kit.archive(&added.job, &kit.settings("w")).await;
         assert_eq!(manifest.timings.chunk_retries, 1, "{fault:?} on the probe");
-        kit.verify_archived(&added, &manifest, "wav", "WavPcm")
+        kit.verify_archived(&added, &manifest, "wav", "WAV_PCM")
             .await;
     }
     kit.assert_nothing_left_behind().await;
@@ -594,7 +594,7 @@ async fn a_fault_that_never_clears_fails_with_the_chunk_range_and_the_next_run_f
             .map(|i| chunk_range(i, SMALL_CHUNK, total))
             .collect::<Vec<_>>()
     );
-    kit.verify_archived(&added, &manifest, "wav", "WavPcm")
+    kit.verify_archived(&added, &manifest, "wav", "WAV_PCM")
         .await;
     kit.assert_nothing_left_behind().await;
 }
@@ -683,7 +683,7 @@ async fn media_still_transcoding_is_not_ready_then_archives() {
     }
     kit.assert_bucket_empty().await;
     let manifest = kit.archive(&added.job, &kit.settings("w")).await;
-    kit.verify_archived(&added, &manifest, "opus", "OggOpus")
+    kit.verify_archived(&added, &manifest, "opus", "OGG_OPUS")
         .await;
     kit.assert_nothing_left_behind().await;
 }
@@ -786,7 +786,7 @@ async fn a_crash_between_completing_the_upload_and_writing_the_manifest_is_finis
         kit.media_requests(&added.recording_id).is_empty(),
         "every part was uploaded: nothing is downloaded again"
     );
-    kit.verify_archived(&added, &manifest, "wav", "WavPcm")
+    kit.verify_archived(&added, &manifest, "wav", "WAV_PCM")
         .await;
     kit.assert_nothing_left_behind().await;
 }
@@ -881,7 +881,7 @@ async fn a_chunk_failing_close_to_the_deadline_suspends_instead_of_failing() {
     kit.sim.clear_faults();
     let manifest = kit.archive(&added.job, &settings).await;
     assert_eq!(manifest.timings.invocations, 2);
-    kit.verify_archived(&added, &manifest, "wav", "WavPcm")
+    kit.verify_archived(&added, &manifest, "wav", "WAV_PCM")
         .await;
     kit.assert_nothing_left_behind().await;
 }
