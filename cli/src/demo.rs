@@ -14,7 +14,7 @@ use anyhow::{bail, Context, Result};
 use clap::Args;
 use gc_archive::crypto::{DecryptOptions, EncryptionContext, KmsKeyring};
 use gc_archive::store::manifest::Manifest;
-use gc_archive_it::esm::{poll_once, queue_depth};
+use gc_archive_it::esm::queue_depth;
 use gc_archive_it::stack::{LocalStack, StackOptions, BUCKET, PREFIX};
 use genesys_sim::{ConversationSpec, MediaSource, RecordingSpec, SeedSpec};
 use sha2::{Digest, Sha256};
@@ -112,61 +112,23 @@ pub async fn run(args: DemoArgs) -> Result<()> {
     );
 
     let started = Instant::now();
-    let deadline_for = || tokio::time::Instant::now() + Duration::from_secs(300);
-    let mut idle_rounds = 0;
     let mut last_line = String::new();
-    loop {
-        if started.elapsed() > Duration::from_secs(args.timeout_secs) {
-            bail!("demo timed out after {} s", args.timeout_secs);
-        }
-        let a = poll_once(
-            &stack.sqs,
-            &stack.archive_queue.url,
-            &stack.archive_queue.arn,
-            10,
-            |payload| async {
-                let id = format!("demo-{}", uuid_like());
-                gc_archive::handlers::archive_on_event(&archive, payload, deadline_for(), &id)
-                    .await
-                    .map_err(anyhow::Error::from)
-            },
-        )
-        .await?;
-        let t = poll_once(
-            &stack.sqs,
-            &stack.transfer_queue.url,
-            &stack.transfer_queue.arn,
-            1,
-            |payload| async {
-                let id = format!("demo-{}", uuid_like());
-                gc_archive::handlers::chunk_recording(&transfer, payload, deadline_for(), &id)
-                    .await
-                    .map_err(anyhow::Error::from)
-            },
-        )
-        .await?;
-        let (av, ai) = queue_depth(&stack.sqs, &stack.archive_queue.url).await?;
-        let (tv, ti) = queue_depth(&stack.sqs, &stack.transfer_queue.url).await?;
-        let archived = count_manifests(&stack).await?;
-        let line = format!(
-            "  progress   {archived}/{recordings} archived | ArchiveQueue {av} waiting, {ai} delayed | TransferQueue {tv} waiting, {ti} in flight"
-        );
-        if line != last_line {
-            println!("{line}");
-            last_line = line;
-        }
-        if a == 0 && t == 0 && av + ai + tv + ti == 0 {
-            idle_rounds += 1;
-            if idle_rounds >= 2 {
-                break;
+    let manifests_prefix = format!("{PREFIX}/{}/", stack.sim.org_id());
+    stack
+        .drain(&archive, &transfer, Duration::from_secs(args.timeout_secs), |q| {
+            let line = format!(
+                "  progress   ArchiveQueue {} waiting, {} delayed | TransferQueue {} waiting, {} in flight",
+                q.archive_waiting, q.archive_delayed, q.transfer_waiting, q.transfer_in_flight
+            );
+            if line != last_line {
+                println!("{line}");
+                last_line = line;
             }
-        } else {
-            idle_rounds = 0;
-        }
-        if a == 0 && t == 0 {
-            tokio::time::sleep(Duration::from_millis(300)).await;
-        }
-    }
+        })
+        .await
+        .context("running the handlers")?;
+    let archived = count_manifests(&stack, &manifests_prefix).await?;
+    println!("  archived   {archived}/{recordings} recordings");
     let elapsed = started.elapsed();
 
     let manifests = load_manifests(&stack).await?;
@@ -182,8 +144,8 @@ pub async fn run(args: DemoArgs) -> Result<()> {
     let mut codecs: Vec<String> = by_codec.iter().map(|(k, v)| format!("{k}×{v}")).collect();
     codecs.sort();
     println!();
-    println!("  ┌──────────────────────────────┬──────────────────────────────┐");
-    let row = |k: &str, v: String| println!("  │ {k:<28} │ {v:<28} │");
+    println!("  ┌────────────────────────────────┬────────────────────────┐");
+    let row = |k: &str, v: String| println!("  │ {k:<30} │ {v:<22} │");
     row("conversations", conversations.len().to_string());
     row(
         "  of which without recordings",
@@ -222,7 +184,7 @@ pub async fn run(args: DemoArgs) -> Result<()> {
             .count()
             .to_string(),
     );
-    println!("  └──────────────────────────────┴──────────────────────────────┘");
+    println!("  └────────────────────────────────┴────────────────────────┘");
     println!("  codecs: {}", codecs.join(", "));
 
     // Decrypt the largest archive with the KMS key and compare with the source.
@@ -230,17 +192,7 @@ pub async fn run(args: DemoArgs) -> Result<()> {
         .iter()
         .max_by_key(|m| m.plaintext.size)
         .context("nothing was archived")?;
-    let obj = stack
-        .s3
-        .get_object()
-        .bucket(BUCKET)
-        .key(&m.object_key)
-        .send()
-        .await?
-        .body
-        .collect()
-        .await?
-        .into_bytes();
+    let obj = stack.get_bytes(&m.object_key).await?;
     let kms = aws_sdk_kms::Client::new(&stack.sdk);
     let keyring = Arc::new(KmsKeyring::new(kms, stack.key_arn.clone()));
     let required = EncryptionContext::new()
@@ -298,73 +250,29 @@ pub async fn run(args: DemoArgs) -> Result<()> {
     Ok(())
 }
 
-fn uuid_like() -> String {
-    format!(
-        "{:x}",
-        chrono::Utc::now().timestamp_nanos_opt().unwrap_or_default()
-    )
-}
-
-async fn list_keys(stack: &LocalStack, prefix: &str) -> Result<Vec<String>> {
-    let mut keys = Vec::new();
-    let mut token = None;
-    loop {
-        let out = stack
-            .s3
-            .list_objects_v2()
-            .bucket(BUCKET)
-            .prefix(prefix)
-            .set_continuation_token(token)
-            .send()
-            .await?;
-        keys.extend(
-            out.contents()
-                .iter()
-                .filter_map(|o| o.key().map(str::to_string)),
-        );
-        match out.next_continuation_token() {
-            Some(t) => token = Some(t.to_string()),
-            None => return Ok(keys),
-        }
-    }
-}
-
 async fn count_prefix(stack: &LocalStack, prefix: &str, contains: &str) -> Result<usize> {
-    Ok(list_keys(stack, prefix)
+    Ok(stack
+        .list_keys(prefix)
         .await?
         .iter()
         .filter(|k| k.contains(contains))
         .count())
 }
 
-async fn count_manifests(stack: &LocalStack) -> Result<usize> {
-    Ok(
-        list_keys(stack, &format!("{PREFIX}/{}/", stack.sim.org_id()))
-            .await?
-            .iter()
-            .filter(|k| k.ends_with(".manifest.json"))
-            .count(),
-    )
+async fn count_manifests(stack: &LocalStack, prefix: &str) -> Result<usize> {
+    count_prefix(stack, prefix, ".manifest.json").await
 }
 
 async fn load_manifests(stack: &LocalStack) -> Result<Vec<Manifest>> {
     let mut out = Vec::new();
-    for key in list_keys(stack, &format!("{PREFIX}/{}/", stack.sim.org_id())).await? {
-        if !key.ends_with(".manifest.json") {
-            continue;
+    for key in stack
+        .list_keys(&format!("{PREFIX}/{}/", stack.sim.org_id()))
+        .await?
+    {
+        if key.ends_with(".manifest.json") {
+            let body = stack.get_bytes(&key).await?;
+            out.push(serde_json::from_slice(&body).with_context(|| format!("manifest {key}"))?);
         }
-        let body = stack
-            .s3
-            .get_object()
-            .bucket(BUCKET)
-            .key(&key)
-            .send()
-            .await?
-            .body
-            .collect()
-            .await?
-            .into_bytes();
-        out.push(serde_json::from_slice(&body).with_context(|| format!("manifest {key}"))?);
     }
     Ok(out)
 }

@@ -19,6 +19,38 @@ pub struct S3Store {
 }
 
 impl S3Store {
+    /// PutObject with its SHA-256, only if absent (`if_match: None` → `If-None-Match: *`) or
+    /// only if the current ETag is `if_match`.
+    async fn put_conditional(
+        &self,
+        key: &ObjectKey,
+        body: Bytes,
+        content_type: &str,
+        if_match: Option<&str>,
+    ) -> Result<Conditional<String>, StoreError> {
+        let digest: [u8; 32] = sha2::Sha256::digest_bytes(&body);
+        let request = self
+            .client
+            .put_object()
+            .bucket(&self.bucket)
+            .key(key.as_str())
+            .content_type(content_type)
+            .checksum_algorithm(ChecksumAlgorithm::Sha256)
+            .checksum_sha256(b64(&digest))
+            .body(ByteStream::from(body));
+        let request = match if_match {
+            Some(etag) => request.if_match(etag),
+            None => request.if_none_match("*"),
+        };
+        match request.send().await {
+            Ok(out) => Ok(Conditional::Written(
+                out.e_tag().unwrap_or_default().to_string(),
+            )),
+            Err(e) if is_precondition_failed(&e) => Ok(Conditional::PreconditionFailed),
+            Err(e) => Err(request_error("PutObject", key, &e)),
+        }
+    }
+
     pub fn new(client: aws_sdk_s3::Client, bucket: impl Into<String>) -> S3Store {
         S3Store {
             client,
@@ -135,26 +167,7 @@ impl ObjectStore for S3Store {
         body: Bytes,
         content_type: &str,
     ) -> Result<Conditional<String>, StoreError> {
-        let digest: [u8; 32] = sha2::Sha256::digest_bytes(&body);
-        match self
-            .client
-            .put_object()
-            .bucket(&self.bucket)
-            .key(key.as_str())
-            .content_type(content_type)
-            .checksum_algorithm(ChecksumAlgorithm::Sha256)
-            .checksum_sha256(b64(&digest))
-            .if_none_match("*")
-            .body(ByteStream::from(body))
-            .send()
-            .await
-        {
-            Ok(out) => Ok(Conditional::Written(
-                out.e_tag().unwrap_or_default().to_string(),
-            )),
-            Err(e) if is_precondition_failed(&e) => Ok(Conditional::PreconditionFailed),
-            Err(e) => Err(request_error("PutObject", key, &e)),
-        }
+        self.put_conditional(key, body, content_type, None).await
     }
 
     async fn put_if_match(
@@ -164,26 +177,8 @@ impl ObjectStore for S3Store {
         content_type: &str,
         etag: &str,
     ) -> Result<Conditional<String>, StoreError> {
-        let digest: [u8; 32] = sha2::Sha256::digest_bytes(&body);
-        match self
-            .client
-            .put_object()
-            .bucket(&self.bucket)
-            .key(key.as_str())
-            .content_type(content_type)
-            .checksum_algorithm(ChecksumAlgorithm::Sha256)
-            .checksum_sha256(b64(&digest))
-            .if_match(etag)
-            .body(ByteStream::from(body))
-            .send()
+        self.put_conditional(key, body, content_type, Some(etag))
             .await
-        {
-            Ok(out) => Ok(Conditional::Written(
-                out.e_tag().unwrap_or_default().to_string(),
-            )),
-            Err(e) if is_precondition_failed(&e) => Ok(Conditional::PreconditionFailed),
-            Err(e) => Err(request_error("PutObject", key, &e)),
-        }
     }
 
     async fn delete(&self, key: &ObjectKey) -> Result<(), StoreError> {

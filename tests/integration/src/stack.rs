@@ -277,3 +277,133 @@ impl LocalStack {
         Ok(())
     }
 }
+
+/// Queue depths after one round of [`LocalStack::drain`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct QueueState {
+    pub archive_waiting: u64,
+    pub archive_delayed: u64,
+    pub transfer_waiting: u64,
+    pub transfer_in_flight: u64,
+}
+
+impl LocalStack {
+    /// Every key under `prefix`.
+    pub async fn list_keys(&self, prefix: &str) -> Result<Vec<String>> {
+        let mut keys = Vec::new();
+        let mut token = None;
+        loop {
+            let out = self
+                .s3
+                .list_objects_v2()
+                .bucket(BUCKET)
+                .prefix(prefix)
+                .set_continuation_token(token)
+                .send()
+                .await?;
+            keys.extend(
+                out.contents()
+                    .iter()
+                    .filter_map(|o| o.key().map(str::to_string)),
+            );
+            match out.next_continuation_token() {
+                Some(t) => token = Some(t.to_string()),
+                None => return Ok(keys),
+            }
+        }
+    }
+
+    /// An object's bytes.
+    pub async fn get_bytes(&self, key: &str) -> Result<bytes::Bytes> {
+        Ok(self
+            .s3
+            .get_object()
+            .bucket(BUCKET)
+            .key(key)
+            .send()
+            .await?
+            .body
+            .collect()
+            .await?
+            .into_bytes())
+    }
+
+    /// Drives both queues through the real handlers, as Lambda's event source mappings would
+    /// (archive queue in batches of 10, transfer queue one message at a time), until both are
+    /// empty for two rounds in a row. Errors if `limit` passes first. `progress` sees the
+    /// queue depths after every round.
+    pub async fn drain(
+        &self,
+        archive: &HandlerDeps,
+        transfer: &HandlerDeps,
+        limit: std::time::Duration,
+        mut progress: impl FnMut(QueueState),
+    ) -> Result<()> {
+        use crate::esm::{poll_once, queue_depth};
+        use std::time::{Duration, Instant};
+        let start = Instant::now();
+        let deadline = || tokio::time::Instant::now() + Duration::from_secs(300);
+        let mut idle = 0;
+        while start.elapsed() < limit {
+            let a = poll_once(
+                &self.sqs,
+                &self.archive_queue.url,
+                &self.archive_queue.arn,
+                10,
+                |p| async {
+                    gc_archive::handlers::archive_on_event(
+                        archive,
+                        p,
+                        deadline(),
+                        "local-archive-on-event",
+                    )
+                    .await
+                    .map_err(anyhow::Error::from)
+                },
+            )
+            .await?;
+            let t = poll_once(
+                &self.sqs,
+                &self.transfer_queue.url,
+                &self.transfer_queue.arn,
+                1,
+                |p| async {
+                    gc_archive::handlers::chunk_recording(
+                        transfer,
+                        p,
+                        deadline(),
+                        "local-chunk-recording",
+                    )
+                    .await
+                    .map_err(anyhow::Error::from)
+                },
+            )
+            .await?;
+            let (archive_waiting, archive_delayed) =
+                queue_depth(&self.sqs, &self.archive_queue.url).await?;
+            let (transfer_waiting, transfer_in_flight) =
+                queue_depth(&self.sqs, &self.transfer_queue.url).await?;
+            let state = QueueState {
+                archive_waiting,
+                archive_delayed,
+                transfer_waiting,
+                transfer_in_flight,
+            };
+            progress(state);
+            if a + t == 0
+                && archive_waiting + archive_delayed + transfer_waiting + transfer_in_flight == 0
+            {
+                idle += 1;
+                if idle >= 2 {
+                    return Ok(());
+                }
+            } else {
+                idle = 0;
+            }
+            if a + t == 0 {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+        anyhow::bail!("queues not drained within {limit:?}")
+    }
+}

@@ -5,10 +5,10 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Read;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use gc_archive::crypto::{decrypt_bytes, DecryptOptions, EncryptionContext, KmsKeyring};
-use gc_archive::handlers::{archive_on_event, chunk_recording, HandlerDeps};
+use gc_archive::handlers::{archive_on_event, HandlerDeps};
 use gc_archive::store::manifest::Manifest;
 use gc_archive_it::esm::{poll_once, queue_depth};
 use gc_archive_it::stack::{LocalStack, StackOptions, BUCKET, PREFIX};
@@ -16,45 +16,11 @@ use genesys_sim::{Codec, ConversationSpec, MediaSource, RecordingSpec};
 use sha2::{Digest, Sha256};
 
 async fn list(stack: &LocalStack, prefix: &str) -> Vec<String> {
-    let mut keys = Vec::new();
-    let mut token = None;
-    loop {
-        let out = stack
-            .s3
-            .list_objects_v2()
-            .bucket(BUCKET)
-            .prefix(prefix)
-            .set_continuation_token(token)
-            .send()
-            .await
-            .unwrap();
-        keys.extend(
-            out.contents()
-                .iter()
-                .filter_map(|o| o.key().map(str::to_string)),
-        );
-        match out.next_continuation_token() {
-            Some(t) => token = Some(t.to_string()),
-            None => return keys,
-        }
-    }
+    stack.list_keys(prefix).await.unwrap()
 }
 
 async fn get(stack: &LocalStack, key: &str) -> Vec<u8> {
-    stack
-        .s3
-        .get_object()
-        .bucket(BUCKET)
-        .key(key)
-        .send()
-        .await
-        .unwrap()
-        .body
-        .collect()
-        .await
-        .unwrap()
-        .into_bytes()
-        .to_vec()
+    stack.get_bytes(key).await.unwrap().to_vec()
 }
 
 fn source_sha(stack: &LocalStack, rid: &str) -> String {
@@ -71,58 +37,8 @@ fn source_sha(stack: &LocalStack, rid: &str) -> String {
     hex::encode(h.finalize())
 }
 
-/// Drives both queues through the handlers until they are empty (or `limit` passes).
 async fn drain(stack: &LocalStack, archive: &HandlerDeps, transfer: &HandlerDeps, limit: Duration) {
-    let start = Instant::now();
-    let mut idle = 0;
-    while start.elapsed() < limit {
-        let a = poll_once(
-            &stack.sqs,
-            &stack.archive_queue.url,
-            &stack.archive_queue.arn,
-            10,
-            |p| async {
-                let d = tokio::time::Instant::now() + Duration::from_secs(120);
-                archive_on_event(archive, p, d, "test-aoe")
-                    .await
-                    .map_err(anyhow::Error::from)
-            },
-        )
-        .await
-        .unwrap();
-        let t = poll_once(
-            &stack.sqs,
-            &stack.transfer_queue.url,
-            &stack.transfer_queue.arn,
-            1,
-            |p| async {
-                let d = tokio::time::Instant::now() + Duration::from_secs(120);
-                chunk_recording(transfer, p, d, "test-cr")
-                    .await
-                    .map_err(anyhow::Error::from)
-            },
-        )
-        .await
-        .unwrap();
-        let (av, ai) = queue_depth(&stack.sqs, &stack.archive_queue.url)
-            .await
-            .unwrap();
-        let (tv, ti) = queue_depth(&stack.sqs, &stack.transfer_queue.url)
-            .await
-            .unwrap();
-        if a + t == 0 && av + ai + tv + ti == 0 {
-            idle += 1;
-            if idle >= 2 {
-                return;
-            }
-        } else {
-            idle = 0;
-        }
-        if a + t == 0 {
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
-    }
-    panic!("queues not drained within {limit:?}");
+    stack.drain(archive, transfer, limit, |_| {}).await.unwrap();
 }
 
 async fn dlq_bodies(stack: &LocalStack, url: &str) -> Vec<(String, Option<String>)> {
