@@ -91,7 +91,11 @@ fn main() -> anyhow::Result<()> {
             .args(["--function-name", f])
             .args(["--event", &args.event])
             .args(["--allow-error", "--json"]);
-        for kv in FUNCTION_ENV.iter().copied().chain(args.env.iter().map(String::as_str)) {
+        for kv in FUNCTION_ENV
+            .iter()
+            .copied()
+            .chain(args.env.iter().map(String::as_str))
+        {
             cmd.args(["--env", kv]);
         }
         let out = cmd
@@ -100,7 +104,10 @@ fn main() -> anyhow::Result<()> {
         let stdout = String::from_utf8_lossy(&out.stdout);
         print!("{stdout}");
         let emu = last_json_line(&stdout)?;
-        ensure!(out.status.success(), "{f}: the emulator reported a failed run");
+        ensure!(
+            out.status.success(),
+            "{f}: the emulator reported a failed run"
+        );
         results.push(json!({
             "function": f,
             "x86_64_bytes": size(&x86),
@@ -121,7 +128,10 @@ fn main() -> anyhow::Result<()> {
         "invoke median ms",
     ]);
     let ms = |v: &Value| v.as_f64().map_or("n/a".to_string(), |x| format!("{x:.2}"));
-    let bytes = |v: &Value| v.as_u64().map_or("not built".to_string(), |x| format!("{x}"));
+    let bytes = |v: &Value| {
+        v.as_u64()
+            .map_or("not built".to_string(), |x| format!("{x}"))
+    };
     let mut all_met = true;
     for r in &results {
         t.row(vec![
@@ -132,7 +142,9 @@ fn main() -> anyhow::Result<()> {
             ms(&r["init_ms"]["median"]),
             ms(&r["invoke_ms"]["median"]),
         ]);
-        let init_ok = r["init_ms"]["median"].as_f64().is_some_and(|x| x <= INIT_TARGET_MS);
+        let init_ok = r["init_ms"]["median"]
+            .as_f64()
+            .is_some_and(|x| x <= INIT_TARGET_MS);
         let size_ok = [&r["x86_64_bytes"], &r["arm64_bytes"]]
             .iter()
             .filter_map(|v| v.as_u64())

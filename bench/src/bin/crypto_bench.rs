@@ -16,8 +16,8 @@ use gc_archive::crypto::{
 };
 use gc_archive::transfer::hash::ResumableSha256;
 use gc_archive_bench::{
-    current_exe, last_json_line, machine, mbps, openssl_aes_gcm_mbps, peak_rss_mib,
-    print_machine, Generator, Table, MIB,
+    current_exe, last_json_line, machine, mbps, openssl_aes_gcm_mbps, peak_rss_mib, print_machine,
+    Generator, Table, MIB,
 };
 use serde_json::json;
 use sha2::Digest as _;
@@ -152,7 +152,10 @@ fn child_json(size_mib: u64, rt: &RoundTrip) -> serde_json::Value {
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    ensure!(args.size_mib > 0 && args.chunk_mib > 0, "sizes must be positive");
+    ensure!(
+        args.size_mib > 0 && args.chunk_mib > 0,
+        "sizes must be positive"
+    );
     ensure!(
         (args.chunk_mib * MIB) % u64::from(args.frame_len) == 0,
         "the frame length must divide the chunk size"
@@ -257,7 +260,11 @@ fn main() -> anyhow::Result<()> {
         None => println!("encrypt / openssl: not measured (openssl missing or failed)"),
     }
     println!();
-    let mut t = Table::new(&["input (child process)", "peak RSS (VmHWM) MiB", "encrypt MB/s"]);
+    let mut t = Table::new(&[
+        "input (child process)",
+        "peak RSS (VmHWM) MiB",
+        "encrypt MB/s",
+    ]);
     for c in &children {
         t.row(vec![
             format!("{} MiB", c["size_mib"]),

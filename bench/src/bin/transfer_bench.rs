@@ -21,7 +21,9 @@ use gc_archive::crypto::{EncryptionContext, FrameEncryptor, Keyring, RawAesKeyri
 use gc_archive::genesys::GenesysClient;
 use gc_archive::retry::RetryPolicy;
 use gc_archive::store::{ArchiveLayout, MemoryStore, ObjectStore, S3Store};
-use gc_archive::transfer::engine::{transfer_recording, TransferDeps, TransferJob, TransferSettings};
+use gc_archive::transfer::engine::{
+    transfer_recording, TransferDeps, TransferJob, TransferSettings,
+};
 use gc_archive::transfer::hash::ResumableSha256;
 use gc_archive::transfer::TransferOutcome;
 use gc_archive::{ConversationId, OrgId, RecordingId};
@@ -208,7 +210,11 @@ struct Added {
 
 fn add_recording(sim: &Simulator, size: u64) -> Added {
     let conversation = sim.add_conversation(ConversationSpec {
-        start: Some(CONVERSATION_START.parse().expect("a valid RFC 3339 constant")),
+        start: Some(
+            CONVERSATION_START
+                .parse()
+                .expect("a valid RFC 3339 constant"),
+        ),
         ..ConversationSpec::default()
     });
     let recording = sim.add_recording(
@@ -278,7 +284,12 @@ struct CryptoOnly {
 /// The per-byte work of the pipeline on the same bytes, in memory, on one thread: each chunk is
 /// read from the simulator's generator (not timed), then hashed, encrypted, and its ciphertext
 /// part hashed (timed).
-async fn crypto_only(sim: &Simulator, rid: &str, chunk: u64, frame_len: u32) -> anyhow::Result<CryptoOnly> {
+async fn crypto_only(
+    sim: &Simulator,
+    rid: &str,
+    chunk: u64,
+    frame_len: u32,
+) -> anyhow::Result<CryptoOnly> {
     let keyring = keyring()?;
     let enc = FrameEncryptor::new(
         keyring.as_ref(),
@@ -295,8 +306,10 @@ async fn crypto_only(sim: &Simulator, rid: &str, chunk: u64, frame_len: u32) -> 
         let mut hasher = ResumableSha256::new();
         let chunk = chunk as usize;
         let mut plain = vec![0u8; chunk];
-        let mut out: Vec<u8> = Vec::with_capacity(chunk + (chunk / frame_len as usize + 2) * 40 + 4096);
-        let (mut t_plain, mut t_enc, mut t_parts) = (Duration::ZERO, Duration::ZERO, Duration::ZERO);
+        let mut out: Vec<u8> =
+            Vec::with_capacity(chunk + (chunk / frame_len as usize + 2) * 40 + 4096);
+        let (mut t_plain, mut t_enc, mut t_parts) =
+            (Duration::ZERO, Duration::ZERO, Duration::ZERO);
         let mut done = 0u64;
         let mut first = true;
         while done < total {
@@ -313,7 +326,9 @@ async fn crypto_only(sim: &Simulator, rid: &str, chunk: u64, frame_len: u32) -> 
                 first = false;
             }
             if last {
-                enc.take().context("encryptor")?.finish(&plain[..n], &mut out)?;
+                enc.take()
+                    .context("encryptor")?
+                    .finish(&plain[..n], &mut out)?;
             } else {
                 enc.as_mut()
                     .context("encryptor")?
@@ -361,14 +376,23 @@ async fn parent(args: Args) -> anyhow::Result<()> {
     let small = add_recording(&sim, args.small_mib * MIB);
     eprintln!("[transfer-bench] discard sink, {} MiB ...", args.small_mib);
     let r_small = run_child(&args, &sim, &small, "discard", None, &env).await?;
-    rows.push((format!("discard sink, {} MiB", args.small_mib), r_small.clone()));
+    rows.push((
+        format!("discard sink, {} MiB", args.small_mib),
+        r_small.clone(),
+    ));
 
     let big = add_recording(&sim, args.size_mib * MIB);
     eprintln!("[transfer-bench] discard sink, {} MiB ...", args.size_mib);
     let r_big = run_child(&args, &sim, &big, "discard", None, &env).await?;
-    rows.push((format!("discard sink, {} MiB", args.size_mib), r_big.clone()));
+    rows.push((
+        format!("discard sink, {} MiB", args.size_mib),
+        r_big.clone(),
+    ));
 
-    eprintln!("[transfer-bench] crypto-only limit, {} MiB in memory ...", args.size_mib);
+    eprintln!(
+        "[transfer-bench] crypto-only limit, {} MiB in memory ...",
+        args.size_mib
+    );
     let co = crypto_only(&sim, &big.recording, chunk, args.frame_len).await?;
     let verified = r_big["plaintext_sha256"].as_str() == Some(co.plaintext_sha256.as_str());
 
@@ -414,7 +438,13 @@ async fn parent(args: Args) -> anyhow::Result<()> {
     let rss_growth = f(&r_big, "peak_rss_mib") - f(&r_small, "peak_rss_mib");
 
     println!();
-    let mut t = Table::new(&["case (child process)", "MB/s", "seconds", "peak RSS MiB", "parts"]);
+    let mut t = Table::new(&[
+        "case (child process)",
+        "MB/s",
+        "seconds",
+        "peak RSS MiB",
+        "parts",
+    ]);
     for (name, r) in &rows {
         t.row(vec![
             name.clone(),
@@ -427,7 +457,12 @@ async fn parent(args: Args) -> anyhow::Result<()> {
     t.print();
     println!();
     let mut t = Table::new(&["crypto-only limit, same bytes, 1 thread", "MB/s", "seconds"]);
-    let one = |d: Duration| vec![format!("{:.0}", mbps(co.bytes, d)), format!("{:.3}", d.as_secs_f64())];
+    let one = |d: Duration| {
+        vec![
+            format!("{:.0}", mbps(co.bytes, d)),
+            format!("{:.3}", d.as_secs_f64()),
+        ]
+    };
     let mut row = |name: &str, d: Duration| {
         let mut v = vec![name.to_string()];
         v.extend(one(d));
@@ -493,6 +528,9 @@ async fn parent(args: Args) -> anyhow::Result<()> {
             "plaintext_verified": verified,
         })
     );
-    ensure!(verified, "the archived plaintext digest differs from the simulator's bytes");
+    ensure!(
+        verified,
+        "the archived plaintext digest differs from the simulator's bytes"
+    );
     Ok(())
 }
