@@ -346,7 +346,7 @@ impl ArchiveConfig {
             MAX_CHUNK / MIB,
             problems,
         );
-        let concurrency = parse_number(env, "ARCHIVE_CONCURRENCY", 4, 1, 16, problems) as usize;
+        let concurrency = parse_number(env, "ARCHIVE_CONCURRENCY", 2, 1, 16, problems) as usize;
         let frame_len =
             parse_number(env, "ARCHIVE_FRAME_LEN", 65536, 4096, 1 << 20, problems) as u32;
         if (chunk_mib * MIB) % frame_len as u64 != 0 {

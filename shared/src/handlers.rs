@@ -65,6 +65,17 @@ pub enum HandlerError {
     Permanent(String),
 }
 
+impl HandlerError {
+    /// The Lambda `errorType`: names the class, so logs and metrics group by it.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            HandlerError::Payload(_) => "gc-archive.InvalidPayload",
+            HandlerError::RetryLater(_) => "gc-archive.RetryLater",
+            HandlerError::Permanent(_) => "gc-archive.Permanent",
+        }
+    }
+}
+
 /// What to do with one message.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Disposition {

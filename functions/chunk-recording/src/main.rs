@@ -4,7 +4,7 @@
 
 use gc_archive::bootstrap::{deadline_from_epoch_ms, handler_deps};
 use gc_archive::handlers::chunk_recording;
-use lambda_runtime::{run, service_fn, Error, LambdaEvent};
+use lambda_runtime::{run, service_fn, Diagnostic, Error, LambdaEvent};
 use serde_json::Value;
 
 #[tokio::main]
@@ -18,7 +18,10 @@ async fn main() -> Result<(), Error> {
         let deadline = deadline_from_epoch_ms(event.context.deadline);
         chunk_recording(deps, event.payload, deadline, &event.context.request_id)
             .await
-            .map_err(Error::from)
+            .map_err(|e| Diagnostic {
+                error_type: e.kind().to_string(),
+                error_message: e.to_string(),
+            })
     }))
     .await
 }

@@ -436,6 +436,14 @@ impl Run<'_> {
                 .await?;
             }
             let last = index + 1 == parts_total;
+            // Make room first: at most `uploads_in_flight` ciphertext parts exist at once,
+            // counting the one about to be made.
+            self.drain(
+                owned,
+                &mut in_flight,
+                self.settings.uploads_in_flight.max(1) - 1,
+            )
+            .await?;
             let (next_cpu, ciphertext, digest) =
                 encrypt_chunk(cpu, plain, last, index == 0).await?;
             cpu = next_cpu;
@@ -465,12 +473,6 @@ impl Run<'_> {
                 encryptor_after: cpu.encryptor.as_ref().map(|e| e.checkpoint()),
                 ciphertext_after,
             });
-            self.drain(
-                owned,
-                &mut in_flight,
-                self.settings.uploads_in_flight.max(1),
-            )
-            .await?;
             index += 1;
             let pct = index * 100 / parts_total;
             if pct >= next_progress && parts_total >= 10 {

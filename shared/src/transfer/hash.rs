@@ -12,6 +12,15 @@ const H0: [u32; 8] = [
     0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a, 0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19,
 ];
 
+/// A 64-byte slice as a block; `GenericArray::clone_from_slice` copies byte by byte, which
+/// halves hashing speed.
+fn block(chunk: &[u8]) -> GenericArray<u8, U64> {
+    let bytes: [u8; 64] = chunk
+        .try_into()
+        .expect("chunks_exact(64) yields 64-byte slices");
+    GenericArray::from(bytes)
+}
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ResumableSha256 {
     state: [u32; 8],
@@ -69,7 +78,7 @@ impl ResumableSha256 {
         let mut blocks: Vec<GenericArray<u8, U64>> = Vec::with_capacity(1024);
         for batch in data[..whole].chunks(64 * 1024) {
             blocks.clear();
-            blocks.extend(batch.chunks_exact(64).map(GenericArray::clone_from_slice));
+            blocks.extend(batch.chunks_exact(64).map(block));
             sha2::compress256(&mut self.state, &blocks);
         }
         self.buffer.extend_from_slice(&data[whole..]);
