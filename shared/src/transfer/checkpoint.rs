@@ -39,6 +39,9 @@ pub struct UploadState {
     pub ciphertext_size: u64,
     pub frame_len: u32,
     pub message_id: String,
+    /// `outputDurationMs` from Genesys, for the manifest.
+    #[serde(default)]
+    pub duration_ms: Option<u64>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -613,6 +613,7 @@ impl Run<'_> {
             ciphertext_size: 0,
             frame_len: encryptor.frame_len(),
             message_id: encryptor.message_id_hex(),
+            duration_ms: source.duration_ms,
         });
         cpu.encryptor = Some(encryptor);
         // Record the upload id before any part exists, so a crash leaves nothing unowned.
@@ -717,7 +718,7 @@ impl Run<'_> {
                     .and_then(|v| v.as_str().map(str::to_string))
                     .unwrap_or_default(),
                 declared_content_type: up.content_type.clone(),
-                duration_ms: None,
+                duration_ms: up.duration_ms,
             },
             ciphertext: CiphertextInfo {
                 size: up.ciphertext_size,

@@ -50,6 +50,8 @@ pub enum TransferError {
         reason: String,
         attempts: u32,
     },
+    #[error("media {range} refused: {reason}")]
+    MediaRejected { range: ByteRange, reason: String },
     #[error("media stream failed at byte {offset}: {reason}")]
     Stream { offset: u64, reason: String },
     #[error("codec mismatch: Genesys declared {declared:?} but the bytes are {sniffed}")]
@@ -90,6 +92,7 @@ impl TransferError {
             TransferError::Unavailable { .. } => "unavailable",
             TransferError::Genesys(_) => "genesys",
             TransferError::Chunk { .. } => "chunk",
+            TransferError::MediaRejected { .. } => "media_rejected",
             TransferError::Stream { .. } => "stream",
             TransferError::CodecMismatch { .. } => "codec_mismatch",
             TransferError::SizeMismatch { .. } => "size_mismatch",

@@ -91,6 +91,8 @@ pub struct MediaSource {
     format_id: String,
     url: Mutex<(SignedUrl, u64)>,
     chunk_retry: RetryPolicy,
+    /// `outputDurationMs` as Genesys reported it with the media.
+    pub duration_ms: Option<u64>,
     pub retries: AtomicU32,
     pub refreshes: AtomicU32,
 }
@@ -107,8 +109,10 @@ impl MediaSource {
         recording: RecordingId,
         format_id: &str,
     ) -> Result<Arc<MediaSource>, TransferError> {
-        let url = Self::fetch_url(&genesys, &conversation, &recording, format_id).await?;
+        let (url, duration_ms) =
+            Self::fetch_url(&genesys, &conversation, &recording, format_id).await?;
         Ok(Arc::new(MediaSource {
+            duration_ms,
             chunk_retry: genesys
                 .retry_policy()
                 .with_max_retries(CHUNK_RETRIES)
@@ -128,7 +132,7 @@ impl MediaSource {
         conversation: &ConversationId,
         recording: &RecordingId,
         format_id: &str,
-    ) -> Result<SignedUrl, TransferError> {
+    ) -> Result<(SignedUrl, Option<u64>), TransferError> {
         let status = match genesys
             .recording_media(conversation, recording, format_id)
             .await
@@ -145,7 +149,7 @@ impl MediaSource {
             MediaStatus::Ready(rec) => {
                 let raw = rec.first_media_uri().unwrap_or_default();
                 url::Url::parse(raw)
-                    .map(SignedUrl)
+                    .map(|u| (SignedUrl(u), rec.output_duration_ms.filter(|d| *d > 0)))
                     .map_err(|e| TransferError::Internal(format!("media URL is not a URL: {e}")))
             }
             MediaStatus::Pending {
@@ -180,7 +184,7 @@ impl MediaSource {
         if guard.1 != seen {
             return Ok(());
         }
-        let fresh = Self::fetch_url(
+        let (fresh, _) = Self::fetch_url(
             &self.genesys,
             &self.conversation,
             &self.recording,
@@ -411,6 +415,11 @@ impl ChunkFailure {
     fn into_transfer(self, range: ByteRange, attempts: u32) -> TransferError {
         match self {
             ChunkFailure::Fatal(t) => t,
+            // The server refused the range for a reason retrying cannot fix (e.g. 404, 410).
+            ChunkFailure::Attempt(a) if !a.transient => TransferError::MediaRejected {
+                range,
+                reason: a.reason,
+            },
             ChunkFailure::Attempt(a) => TransferError::Chunk {
                 range,
                 reason: a.reason,

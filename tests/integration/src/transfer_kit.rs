@@ -424,6 +424,12 @@ impl Kit {
         assert_eq!(manifest.plaintext.size, media.len() as u64);
         assert_eq!(manifest.plaintext.sha256, sha256_hex(&media));
         assert_eq!(manifest.plaintext.codec, codec);
+        // Genesys' outputDurationMs travels into the manifest.
+        assert!(
+            manifest.plaintext.duration_ms.is_some_and(|d| d > 0),
+            "{:?}",
+            manifest.plaintext.duration_ms
+        );
         assert_eq!(manifest.encryption.key_providers, self.key_providers);
         assert_eq!(
             manifest.encryption.encryption_context,

@@ -663,6 +663,35 @@ async fn a_codec_mismatch_is_permanent_and_leaves_nothing_behind() {
 }
 
 #[tokio::test]
+async fn media_the_server_refuses_for_good_is_permanent_and_leaves_nothing_behind() {
+    let kit = Kit::start().await;
+    // Refused on the first request, and mid-transfer (after two chunks were uploaded).
+    for skip in [0, 2] {
+        let added = kit.add_recording(synth(MIB + 5));
+        kit.sim.inject(media_fault(
+            &added.recording_id,
+            Fault::Status {
+                status: 404,
+                retry_after_secs: None,
+            },
+            skip,
+            u32::MAX,
+        ));
+        let settings = TransferSettings {
+            fetch_concurrency: 1,
+            ..kit.settings("w")
+        };
+        let err = kit.run(&added.job, &settings).await.expect_err("must fail");
+        assert!(
+            matches!(&err, TransferError::MediaRejected { reason, .. } if reason.contains("404")),
+            "{err:?}"
+        );
+        assert!(!err.is_transient());
+        kit.assert_bucket_empty().await;
+    }
+}
+
+#[tokio::test]
 async fn media_still_transcoding_is_not_ready_then_archives() {
     let kit = Kit::start().await;
     let added = kit.add_recording(RecordingSpec {
