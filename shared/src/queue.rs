@@ -36,6 +36,21 @@ pub trait Queues: Send + Sync {
     async fn dead_letter(&self, body: &str, reason: &str) -> Result<(), QueueError>;
 }
 
+/// Maps an SQS SDK error to a [`QueueError`] naming the operation (service code and message
+/// only, never the request).
+fn sdk_error<E, R>(
+    operation: &'static str,
+) -> impl FnOnce(aws_sdk_sqs::error::SdkError<E, R>) -> QueueError
+where
+    E: aws_sdk_sqs::error::ProvideErrorMetadata + std::fmt::Debug,
+    R: std::fmt::Debug,
+{
+    move |e| QueueError {
+        operation,
+        reason: crate::config::aws_error_summary(&e),
+    }
+}
+
 pub struct SqsQueues {
     client: aws_sdk_sqs::Client,
     transfer_queue_url: Option<String>,
@@ -76,10 +91,7 @@ impl SqsQueues {
             .queue_owner_aws_account_id(*account)
             .send()
             .await
-            .map_err(|e| QueueError {
-                operation: "GetQueueUrl",
-                reason: crate::config::aws_error_summary(&e),
-            })?;
+            .map_err(sdk_error("GetQueueUrl"))?;
         let url = out.queue_url().unwrap_or_default().to_string();
         self.urls.lock().await.insert(arn.to_string(), url.clone());
         Ok(url)
@@ -109,10 +121,7 @@ impl Queues for SqsQueues {
             .send()
             .await
             .map(|_| ())
-            .map_err(|e| QueueError {
-                operation: "SendMessage",
-                reason: crate::config::aws_error_summary(&e),
-            })
+            .map_err(sdk_error("SendMessage"))
     }
 
     async fn delay_redelivery(
@@ -130,10 +139,7 @@ impl Queues for SqsQueues {
             .send()
             .await
             .map(|_| ())
-            .map_err(|e| QueueError {
-                operation: "ChangeMessageVisibility",
-                reason: crate::config::aws_error_summary(&e),
-            })
+            .map_err(sdk_error("ChangeMessageVisibility"))
     }
 
     async fn dead_letter(&self, body: &str, reason: &str) -> Result<(), QueueError> {
@@ -161,9 +167,6 @@ impl Queues for SqsQueues {
             .send()
             .await
             .map(|_| ())
-            .map_err(|e| QueueError {
-                operation: "SendMessage",
-                reason: crate::config::aws_error_summary(&e),
-            })
+            .map_err(sdk_error("SendMessage"))
     }
 }
