@@ -41,6 +41,8 @@ pub async fn run(args: DemoArgs) -> Result<()> {
         env: vec![
             ("ARCHIVE_RETRY_BASE_SECS".into(), "1".into()),
             ("ARCHIVE_INLINE_BUDGET_SECS".into(), "60".into()),
+            // The two large recordings go to chunk-recording through the TransferQueue.
+            ("ARCHIVE_INLINE_MAX_MIB".into(), "16".into()),
             // Seeded conversations without recordings are settled after 3 s instead of 15 min.
             ("ARCHIVE_EMPTY_HORIZON_SECS".into(), "3".into()),
         ],
@@ -160,6 +162,10 @@ pub async fn run(args: DemoArgs) -> Result<()> {
     row("recordings in Genesys", recordings.to_string());
     row("recordings archived", manifests.len().to_string());
     row(
+        "  via TransferQueue",
+        archived_by(&stack, "chunk-recording").await?.to_string(),
+    );
+    row(
         "bytes archived",
         format!("{:.1} MiB", archived_bytes as f64 / 1048576.0),
     );
@@ -257,6 +263,19 @@ async fn count_prefix(stack: &LocalStack, prefix: &str, contains: &str) -> Resul
         .iter()
         .filter(|k| k.contains(contains))
         .count())
+}
+
+/// Recordings archived by `function`, from the audit records.
+async fn archived_by(stack: &LocalStack, function: &str) -> Result<usize> {
+    let mut n = 0;
+    for key in stack.list_keys(&format!("{PREFIX}/_audit/")).await? {
+        if key.contains("-archived-") {
+            let record: gc_archive::audit::AuditRecord =
+                serde_json::from_slice(&stack.get_bytes(&key).await?)?;
+            n += usize::from(record.function == function);
+        }
+    }
+    Ok(n)
 }
 
 async fn count_manifests(stack: &LocalStack, prefix: &str) -> Result<usize> {

@@ -137,8 +137,18 @@ pub async fn handler_deps(
         notifier.http = Some(genesys.http().clone());
     }
 
-    let settings =
+    let mut settings =
         TransferSettings::from_config(&config.archive, &config.genesys.format_id, function);
+    if function == "archive-on-event" {
+        // Small recordings inline; larger ones go to chunk-recording through the TransferQueue.
+        settings.max_bytes = Some(
+            get(env, "ARCHIVE_INLINE_MAX_MIB")
+                .and_then(|v| v.parse::<u64>().ok())
+                .unwrap_or(64)
+                * 1024
+                * 1024,
+        );
+    }
     let service = ArchiveService {
         org: config.genesys.org_id.clone(),
         genesys,

@@ -174,6 +174,7 @@ async fn child(args: Args, mode: &str) -> anyhow::Result<()> {
         suspend_margin: Duration::ZERO,
         worker_id: "transfer-bench".into(),
         key_providers: vec!["raw-aes:gc-archive-bench/transfer-bench".into()],
+        max_bytes: None,
     };
     let rss_before = peak_rss_mib();
     let t = Instant::now();

@@ -74,6 +74,10 @@ pub struct TransferSettings {
     pub worker_id: String,
     /// Who can decrypt the data key, for the manifest (e.g. `aws-kms:<key arn>`).
     pub key_providers: Vec<String>,
+    /// Recordings larger than this are not started here but returned as
+    /// [`TransferOutcome::Suspended`] with no part done, for the transfer worker to take over
+    /// (archive-on-event archives small recordings inline only). `None`: no limit.
+    pub max_bytes: Option<u64>,
 }
 
 impl TransferSettings {
@@ -96,6 +100,7 @@ impl TransferSettings {
                 crate::config::KeySource::Kms { key_id } => format!("aws-kms:{key_id}"),
                 crate::config::KeySource::RawKeyFile { .. } => "raw-aes:gc-archive".to_string(),
             }],
+            max_bytes: None,
         }
     }
 }
@@ -342,6 +347,17 @@ impl Run<'_> {
         }
         let ranges = plan(total, chunk);
         let parts_total = ranges.len();
+        if let Some(max) = self.settings.max_bytes {
+            if total > max && owned.state.upload.is_none() {
+                tracing::info!(total, max, "too large to archive here; handing over");
+                owned.release(self.store()).await?;
+                return Ok(TransferOutcome::Suspended {
+                    parts_done: 0,
+                    parts_total,
+                    bytes_done: 0,
+                });
+            }
+        }
         tracing::info!(total, parts_total, parts_done, ranged, "transfer starting");
 
         // The chunks still to do, in order, as a stream of verified plaintext.

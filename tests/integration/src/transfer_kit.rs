@@ -188,6 +188,7 @@ impl Kit {
             suspend_margin: Duration::ZERO,
             worker_id: worker_id.to_string(),
             key_providers: self.key_providers.clone(),
+            max_bytes: None,
         }
     }
 

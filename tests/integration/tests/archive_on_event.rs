@@ -74,6 +74,8 @@ async fn fifty_conversations_with_duplicates_late_and_missing_recordings_archive
             ("ARCHIVE_RETRY_BASE_SECS".into(), "1".into()),
             ("ARCHIVE_PENDING_HORIZON_SECS".into(), "5".into()),
             ("ARCHIVE_EMPTY_HORIZON_SECS".into(), "2".into()),
+            // The 9 MiB recordings take the TransferQueue path, the rest are archived inline.
+            ("ARCHIVE_INLINE_MAX_MIB".into(), "4".into()),
         ],
         ..StackOptions::default()
     })
@@ -222,6 +224,23 @@ async fn fifty_conversations_with_duplicates_late_and_missing_recordings_archive
             .iter()
             .any(|k| k.contains(never_rid.as_str()) && k.contains("-not_available-")),
         "{audit:#?}"
+    );
+    // The two 9 MiB recordings went through the TransferQueue to chunk-recording; the rest inline.
+    let mut by_function = BTreeMap::new();
+    for key in audit.iter().filter(|k| k.contains("-archived-")) {
+        let record: gc_archive::audit::AuditRecord =
+            serde_json::from_slice(&get(&stack, key).await).unwrap();
+        *by_function.entry(record.function).or_insert(0) += 1;
+    }
+    assert_eq!(
+        by_function.get("chunk-recording"),
+        Some(&2),
+        "{by_function:?}"
+    );
+    assert_eq!(
+        by_function.get("archive-on-event"),
+        Some(&(available.len() - 2)),
+        "{by_function:?}"
     );
 
     // The DLQ holds exactly the poison messages, each with its reason; nothing else failed.
