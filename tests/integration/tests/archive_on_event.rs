@@ -380,3 +380,75 @@ async fn a_direct_eventbridge_invocation_archives_and_reports_pending_as_retry()
         Err(gc_archive::handlers::HandlerError::Permanent(_))
     ));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chunk_recording_checkpoints_before_its_deadline_and_requeues_itself() {
+    let stack = LocalStack::start(StackOptions::default()).await.unwrap();
+    let cid = stack.sim.add_conversation(ConversationSpec::default());
+    let rid = stack.sim.add_recording(
+        &cid,
+        RecordingSpec::new(MediaSource::SynthWav {
+            size_bytes: 24 * 1024 * 1024,
+        }),
+    );
+    // Slow media: one 8 MiB chunk takes about half a second.
+    stack.sim.inject(genesys_sim::FaultRule {
+        target: genesys_sim::FaultTarget::Media {
+            recording_id: Some(rid.clone()),
+        },
+        fault: genesys_sim::Fault::SlowBody {
+            bytes_per_sec: 16 * 1024 * 1024,
+        },
+        skip: 0,
+        times: u32::MAX,
+    });
+    let transfer = stack.deps("chunk-recording").await.unwrap();
+    let job = serde_json::json!({"version": 1, "orgId": stack.sim.org_id(), "conversationId": cid, "recordingId": rid});
+    // A deadline just past the 30 s suspend margin: the worker must checkpoint and re-queue.
+    let deadline = tokio::time::Instant::now() + Duration::from_millis(30_700);
+    let out = gc_archive::handlers::chunk_recording(&transfer, job, deadline, "first")
+        .await
+        .unwrap();
+    assert_eq!(out["status"], "done");
+    let prefix = format!("{PREFIX}/{}/", stack.sim.org_id());
+    assert!(
+        stack.list_keys(&prefix).await.unwrap().is_empty(),
+        "nothing final before the end"
+    );
+    assert_eq!(
+        stack
+            .list_keys(&format!("{PREFIX}/_state/"))
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+    let (waiting, _) = queue_depth(&stack.sqs, &stack.transfer_queue.url)
+        .await
+        .unwrap();
+    assert_eq!(waiting, 1, "the job was re-queued");
+
+    // The next invocation (from the queue) resumes and finishes.
+    stack.sim.clear_faults();
+    let archive = stack.deps("archive-on-event").await.unwrap();
+    drain(&stack, &archive, &transfer, Duration::from_secs(60)).await;
+    let keys = stack.list_keys(&prefix).await.unwrap();
+    let manifest_key = keys
+        .iter()
+        .find(|k| k.ends_with(".manifest.json"))
+        .expect("archived");
+    let m: Manifest = serde_json::from_slice(&get(&stack, manifest_key).await).unwrap();
+    assert_eq!(m.timings.invocations, 2);
+    assert_eq!(m.plaintext.sha256, source_sha(&stack, &rid));
+    assert!(stack
+        .list_keys(&format!("{PREFIX}/_state/"))
+        .await
+        .unwrap()
+        .is_empty());
+    assert_eq!(
+        queue_depth(&stack.sqs, &stack.transfer_queue.url)
+            .await
+            .unwrap(),
+        (0, 0)
+    );
+}
