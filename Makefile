@@ -38,7 +38,8 @@ test: venv fmt clippy unit lint
 
 # Lambda artifacts for deployment (arm64, provided.al2023), as `sam build` produces them.
 build: venv
-	$(CARGO) lambda build --release --arm64
+	$(CARGO) lambda build --release --arm64 -p archive-on-event -p chunk-recording
+	@ls -l target/lambda/*/bootstrap
 
 clean-venv:
 	rm -rf $(VENV)
