@@ -6,6 +6,7 @@
 
 pub mod esm;
 pub mod moto;
+pub mod runtime_api;
 pub mod stack;
 pub mod transfer_kit;
 pub mod venv;

@@ -198,6 +198,28 @@ impl LocalStack {
         })
     }
 
+    /// The environment a deployed `function` would get (template.yaml), pointed at this
+    /// stack: for running the real bootstrap binary under [`crate::runtime_api`].
+    pub fn lambda_env(&self, function: &str) -> HashMap<String, String> {
+        let mut env = self.env.clone();
+        let dlq = if function == "archive-on-event" {
+            &self.archive_queue.dlq_url
+        } else {
+            &self.transfer_queue.dlq_url
+        };
+        env.insert("DEAD_LETTER_QUEUE_URL".into(), dlq.clone());
+        env.insert("AWS_ENDPOINT_URL".into(), self.moto.endpoint_url());
+        env.insert("AWS_ACCESS_KEY_ID".into(), crate::moto::ACCESS_KEY.into());
+        env.insert(
+            "AWS_SECRET_ACCESS_KEY".into(),
+            crate::moto::SECRET_KEY.into(),
+        );
+        env.insert("AWS_REGION".into(), crate::moto::REGION.into());
+        env.insert("AWS_LAMBDA_LOG_FORMAT".into(), "JSON".into());
+        env.insert("MALLOC_ARENA_MAX".into(), "1".into());
+        env
+    }
+
     /// The handler dependencies of `function` (`archive-on-event` or `chunk-recording`), built
     /// exactly as the Lambda builds them, against this stack.
     pub async fn deps(&self, function: &str) -> Result<HandlerDeps> {
