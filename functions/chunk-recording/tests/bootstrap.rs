@@ -14,7 +14,7 @@ async fn the_bootstrap_archives_a_recording_from_an_sqs_event() {
     let rid = stack
         .sim
         .add_recording(&cid, RecordingSpec::new(MediaSource::Real(Codec::WavUlaw)));
-    let body = serde_json::json!({"version": 1, "orgId": stack.sim.org_id(), "conversationId": cid, "recordingId": rid}).to_string();
+    let body = stack.transfer_job(&cid, &rid).to_string();
     let event = serde_json::json!({"Records": [{
         "messageId": "m-1", "receiptHandle": "r-1", "body": body,
         "attributes": {"ApproximateReceiveCount": "1"}, "messageAttributes": {},

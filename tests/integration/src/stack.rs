@@ -59,34 +59,18 @@ impl Default for StackOptions {
     }
 }
 
-async fn create_queue(sqs: &aws_sdk_sqs::Client, name: &str, max_receive: u32) -> Result<Queue> {
+/// Creates a queue (with `attributes`) and returns its URL and ARN.
+pub async fn create_queue_with(
+    sqs: &aws_sdk_sqs::Client,
+    name: &str,
+    attributes: &[(aws_sdk_sqs::types::QueueAttributeName, String)],
+) -> Result<(String, String)> {
     use aws_sdk_sqs::types::QueueAttributeName as A;
-    let dlq_url = sqs
-        .create_queue()
-        .queue_name(format!("{name}-dlq"))
-        .send()
-        .await?
-        .queue_url()
-        .context("dlq url")?
-        .to_string();
-    let dlq_arn = sqs
-        .get_queue_attributes()
-        .queue_url(&dlq_url)
-        .attribute_names(A::QueueArn)
-        .send()
-        .await?
-        .attributes()
-        .and_then(|a| a.get(&A::QueueArn).cloned())
-        .context("dlq arn")?;
-    let url = sqs
-        .create_queue()
-        .queue_name(name)
-        .attributes(A::VisibilityTimeout, "60")
-        .attributes(
-            A::RedrivePolicy,
-            serde_json::json!({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": max_receive})
-                .to_string(),
-        )
+    let mut request = sqs.create_queue().queue_name(name);
+    for (k, v) in attributes {
+        request = request.attributes(k.clone(), v);
+    }
+    let url = request
         .send()
         .await?
         .queue_url()
@@ -101,6 +85,24 @@ async fn create_queue(sqs: &aws_sdk_sqs::Client, name: &str, max_receive: u32) -
         .attributes()
         .and_then(|a| a.get(&A::QueueArn).cloned())
         .context("queue arn")?;
+    Ok((url, arn))
+}
+
+/// A queue with its dead-letter queue and redrive after `max_receive` receives.
+async fn create_queue(sqs: &aws_sdk_sqs::Client, name: &str, max_receive: u32) -> Result<Queue> {
+    use aws_sdk_sqs::types::QueueAttributeName as A;
+    let (dlq_url, dlq_arn) = create_queue_with(sqs, &format!("{name}-dlq"), &[]).await?;
+    let redrive =
+        serde_json::json!({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": max_receive});
+    let (url, arn) = create_queue_with(
+        sqs,
+        name,
+        &[
+            (A::VisibilityTimeout, "60".to_string()),
+            (A::RedrivePolicy, redrive.to_string()),
+        ],
+    )
+    .await?;
     Ok(Queue { url, arn, dlq_url })
 }
 
@@ -231,6 +233,16 @@ impl LocalStack {
         };
         env.insert("DEAD_LETTER_QUEUE_URL".into(), dlq.clone());
         Ok(gc_archive::bootstrap::handler_deps(function, &env, &self.sdk).await?)
+    }
+
+    /// A TransferQueue job (chunk-recording's message body) for one recording of this org.
+    pub fn transfer_job(&self, conversation_id: &str, recording_id: &str) -> serde_json::Value {
+        serde_json::json!({
+            "version": gc_archive::events::TRANSFER_MESSAGE_VERSION,
+            "orgId": self.sim.org_id(),
+            "conversationId": conversation_id,
+            "recordingId": recording_id,
+        })
     }
 
     /// A Genesys Cloud conversation-end event, in the real EventBridge envelope.

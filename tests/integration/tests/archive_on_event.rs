@@ -403,7 +403,7 @@ async fn chunk_recording_checkpoints_before_its_deadline_and_requeues_itself() {
         times: u32::MAX,
     });
     let transfer = stack.deps("chunk-recording").await.unwrap();
-    let job = serde_json::json!({"version": 1, "orgId": stack.sim.org_id(), "conversationId": cid, "recordingId": rid});
+    let job = stack.transfer_job(&cid, &rid);
     // A deadline just past the 30 s suspend margin: the worker must checkpoint and re-queue.
     let deadline = tokio::time::Instant::now() + Duration::from_millis(30_700);
     let out = gc_archive::handlers::chunk_recording(&transfer, job, deadline, "first")

@@ -56,27 +56,10 @@ async fn archived_recordings_are_announced_by_signed_webhook_and_eventbridge() {
         .await
         .unwrap();
     // Result events: bus → rule on our source → queue we can read.
-    let results = stack
-        .sqs
-        .create_queue()
-        .queue_name("results")
-        .send()
-        .await
-        .unwrap()
-        .queue_url()
-        .unwrap()
-        .to_string();
-    let results_arn = stack
-        .sqs
-        .get_queue_attributes()
-        .queue_url(&results)
-        .attribute_names(aws_sdk_sqs::types::QueueAttributeName::QueueArn)
-        .send()
-        .await
-        .unwrap()
-        .attributes()
-        .unwrap()[&aws_sdk_sqs::types::QueueAttributeName::QueueArn]
-        .clone();
+    let (results, results_arn) =
+        gc_archive_it::stack::create_queue_with(&stack.sqs, "results", &[])
+            .await
+            .unwrap();
     stack
         .eventbridge
         .create_event_bus()
@@ -114,7 +97,7 @@ async fn archived_recordings_are_announced_by_signed_webhook_and_eventbridge() {
         .sim
         .add_recording(&cid, RecordingSpec::new(MediaSource::Real(Codec::Webm)));
     let deps = stack.deps("chunk-recording").await.unwrap();
-    let job = serde_json::json!({"version": 1, "orgId": stack.sim.org_id(), "conversationId": cid, "recordingId": rid});
+    let job = stack.transfer_job(&cid, &rid);
     gc_archive::handlers::chunk_recording(
         &deps,
         job,

@@ -17,7 +17,7 @@ async fn verify_accepts_an_intact_archive_and_reports_a_tampered_one() {
         RecordingSpec::new(MediaSource::Real(Codec::OggVorbis)),
     );
     let deps = stack.deps("chunk-recording").await.unwrap();
-    let job = serde_json::json!({"version": 1, "orgId": stack.sim.org_id(), "conversationId": cid, "recordingId": rid});
+    let job = stack.transfer_job(&cid, &rid);
     gc_archive::handlers::chunk_recording(
         &deps,
         job,
