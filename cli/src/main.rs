@@ -3,6 +3,8 @@
 //! configuration (same environment variables as the Lambdas); `encrypt` / `decrypt` handle
 //! archive objects; `verify` re-reads an archive and checks it against its manifest.
 
+#![forbid(unsafe_code)]
+
 mod crypt;
 mod demo;
 
@@ -85,10 +87,9 @@ enum Command {
 #[tokio::main]
 async fn main() -> Result<()> {
     tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
-        )
+        .with_env_filter(gc_archive::logging::filter(
+            &std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()),
+        ))
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
@@ -155,8 +156,22 @@ async fn main() -> Result<()> {
     }
 }
 
+/// Exit codes of `gc-archive archive`, so scripts can tell the outcomes apart.
+mod exit {
+    /// Everything is archived (or was already).
+    pub const ARCHIVED: i32 = 0;
+    /// Something must wait (transcoding, a batch job, another worker's lease): run again later.
+    pub const TRY_LATER: i32 = 75;
+    /// A recording was refused for good (see the reason); running again does not help.
+    pub const REFUSED: i32 = 65;
+}
+
 async fn archive(conversation: String, recording: Option<String>) -> Result<()> {
+    use gc_archive::config::RecordingMedia;
     use gc_archive::ids::{ConversationId, RecordingId};
+    use gc_archive::pipeline::ArchiveReport;
+    use gc_archive::retry::Retryable;
+    use gc_archive::transfer::TransferError;
     let env = std::env::vars().collect();
     let sdk = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
     let deps = gc_archive::bootstrap::handler_deps("cli", &env, &sdk).await?;
@@ -166,12 +181,51 @@ async fn archive(conversation: String, recording: Option<String>) -> Result<()> 
     match recording {
         Some(r) => {
             let r = RecordingId::parse(r)?;
-            let report = deps
+            let media = deps
                 .service
-                .archive(&conversation, &r, None, Some(deadline), &worker)
+                .genesys
+                .recording_metadata(&conversation)
                 .await
-                .with_context(|| format!("archiving recording {r}"))?;
-            println!("{report:#?}");
+                .ok()
+                .and_then(|all| all.into_iter().find(|m| m.id == r.as_str()))
+                .and_then(|m| RecordingMedia::from_api(m.media.as_deref()))
+                .unwrap_or(RecordingMedia::Audio);
+            match deps
+                .service
+                .archive(&conversation, &r, media, None, Some(deadline), &worker)
+                .await
+            {
+                Ok(ArchiveReport::Archived { manifests }) => {
+                    for m in &manifests {
+                        println!("archived s3://{}/{} ({} bytes, sha256 {})", m.bucket, m.object_key, m.plaintext.size, m.plaintext.sha256);
+                    }
+                }
+                Ok(ArchiveReport::AlreadyArchived { manifest_keys }) => {
+                    for k in &manifest_keys {
+                        println!("already archived: {k}");
+                    }
+                }
+                Ok(ArchiveReport::Suspended { parts_done, parts_total }) => {
+                    eprintln!("suspended after {parts_done}/{parts_total} parts (checkpoint saved): run again to continue");
+                    std::process::exit(exit::TRY_LATER);
+                }
+                Err(TransferError::Busy { until }) => {
+                    eprintln!("busy: another worker owns this transfer until {until}; run again after that");
+                    std::process::exit(exit::TRY_LATER);
+                }
+                Err(e @ TransferError::NotReady { .. }) => {
+                    eprintln!("not ready: {e}; run again later");
+                    std::process::exit(exit::TRY_LATER);
+                }
+                Err(e) if e.is_transient() => {
+                    eprintln!("failed for now ({}): {e}; run again later", e.reason_code());
+                    std::process::exit(exit::TRY_LATER);
+                }
+                Err(e) => {
+                    eprintln!("refused ({}): {e}", e.reason_code());
+                    std::process::exit(exit::REFUSED);
+                }
+            }
         }
         None => {
             let (tally, retry) = gc_archive::handlers::process_conversation(
@@ -186,9 +240,13 @@ async fn archive(conversation: String, recording: Option<String>) -> Result<()> 
             println!("{tally:#?}");
             if let Some(reason) = retry {
                 eprintln!("not finished: {reason}; run again later");
-                std::process::exit(75);
+                std::process::exit(exit::TRY_LATER);
+            }
+            if tally.failed > 0 {
+                eprintln!("{} recording(s) refused: see the reasons above and in the audit records", tally.failed);
+                std::process::exit(exit::REFUSED);
             }
         }
     }
-    Ok(())
+    std::process::exit(exit::ARCHIVED)
 }

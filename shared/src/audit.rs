@@ -40,8 +40,13 @@ pub async fn write(
     layout: &ArchiveLayout,
     record: &AuditRecord,
 ) -> Result<(), StoreError> {
-    let rid =
-        crate::ids::RecordingId::parse(&record.recording_id).map_err(|e| StoreError::Request {
+    // A conversation-level record has no recording id; it is filed under the conversation's.
+    let subject = if record.recording_id.is_empty() {
+        &record.conversation_id
+    } else {
+        &record.recording_id
+    };
+    let rid = crate::ids::RecordingId::parse(subject).map_err(|e| StoreError::Request {
             operation: "PutObject",
             key: "_audit".into(),
             reason: e.to_string(),

@@ -138,7 +138,7 @@ pub async fn handler_deps(
     }
 
     let mut settings =
-        TransferSettings::from_config(&config.archive, &config.genesys.format_id, function);
+        TransferSettings::from_config(&config.archive, &config.genesys.media_format, function);
     if function == "archive-on-event" {
         // Small recordings inline; larger ones go to chunk-recording through the TransferQueue.
         settings.max_bytes = Some(
@@ -156,20 +156,33 @@ pub async fn handler_deps(
         keyring,
         settings,
         write_back: config.archive.write_back,
+        external_tag_policy: config.archive.external_tag_policy,
         custom_attributes_schema_id: config.archive.custom_attributes_schema_id.clone(),
+        media: config.archive.media.clone(),
         notifier,
         function: function.to_string(),
     };
+    let transfer_queue = get(env, "TRANSFER_QUEUE_URL").map(str::to_string);
     let queues = Arc::new(SqsQueues::new(
         aws_sdk_sqs::Client::new(sdk),
-        get(env, "TRANSFER_QUEUE_URL").map(str::to_string),
+        transfer_queue.clone(),
         get(env, "DEAD_LETTER_QUEUE_URL").map(str::to_string),
+        get(env, "SOURCE_QUEUE_URL").map(str::to_string),
     ));
     let policy = EventPolicy {
         retry_base: secs(env, "ARCHIVE_RETRY_BASE_SECS", 30),
         pending_horizon: secs(env, "ARCHIVE_PENDING_HORIZON_SECS", 24 * 3600),
-        inline_budget: secs(env, "ARCHIVE_INLINE_BUDGET_SECS", 120),
+        // The CLI has no Lambda deadline to beat: it archives inline whatever the size.
+        inline_budget: secs(
+            env,
+            "ARCHIVE_INLINE_BUDGET_SECS",
+            if function == "cli" { 6 * 3600 } else { 120 },
+        ),
         empty_horizon: secs(env, "ARCHIVE_EMPTY_HORIZON_SECS", 15 * 60),
+        max_receives: get(env, "MAX_RECEIVE_COUNT")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0),
+        can_hand_off: transfer_queue.is_some(),
     };
     Ok(HandlerDeps {
         service,

@@ -107,10 +107,101 @@ pub struct GenesysConfig {
     pub endpoints: GenesysEndpoints,
     pub credentials: CredentialSource,
     pub org_id: OrgId,
-    /// Media format requested from Genesys; `NONE` asks for the original codec (no transcode).
-    pub format_id: String,
+    /// Which media Genesys is asked for: the original codec (batch download API) or a
+    /// transcoded `formatId`.
+    pub media_format: MediaFormat,
     /// Timeout for one API request (not for media bodies, which have their own idle timeout).
     pub request_timeout: Duration,
+}
+
+/// The audio Genesys Cloud is asked for (genesys-api.md §3.2, §3.4).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MediaFormat {
+    /// The codec the trunk recorded in, no transcoding loss, through the batch download API
+    /// (`POST /api/v2/recording/batchrequests`). The default.
+    Original,
+    /// A transcoded rendition through `GET .../recordings/{rid}?formatId=…` (`WAV`, `OGG_OPUS`, …).
+    Transcoded(String),
+}
+
+impl MediaFormat {
+    /// The `formatId` values Genesys transcodes to (NONE is metadata only and not one of them).
+    pub const TRANSCODED: &'static [&'static str] =
+        &["WAV", "WEBM", "WAV_ULAW", "OGG_VORBIS", "OGG_OPUS", "MP3"];
+
+    /// The name used in configuration and manifests (`ORIGINAL`, `WAV`, …).
+    pub fn name(&self) -> &str {
+        match self {
+            MediaFormat::Original => "ORIGINAL",
+            MediaFormat::Transcoded(f) => f,
+        }
+    }
+
+    /// Parses `GENESYS_MEDIA_FORMAT`; the error says what to use instead.
+    pub fn parse(value: &str) -> Result<MediaFormat, String> {
+        let v = value.trim().to_ascii_uppercase();
+        match v.as_str() {
+            "ORIGINAL" => Ok(MediaFormat::Original),
+            "NONE" => Err("GENESYS_MEDIA_FORMAT=NONE asks Genesys Cloud for metadata only (formatId=NONE returns no media, so nothing would ever be archived); use ORIGINAL (the default: the original codec, no transcoding, through the batch download API) or a transcoded format (WAV, WAV_ULAW, OGG_OPUS, OGG_VORBIS, MP3, WEBM)".into()),
+            f if Self::TRANSCODED.contains(&f) => Ok(MediaFormat::Transcoded(f.to_string())),
+            other => Err(format!(
+                "GENESYS_MEDIA_FORMAT {other:?} is not ORIGINAL or one of {}",
+                Self::TRANSCODED.join(", ")
+            )),
+        }
+    }
+}
+
+/// The kinds of recording Genesys Cloud keeps (`Recording.media`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RecordingMedia {
+    Audio,
+    Screen,
+    Chat,
+    Messaging,
+    Email,
+}
+
+impl RecordingMedia {
+    pub const ALL: [RecordingMedia; 5] = [
+        RecordingMedia::Audio,
+        RecordingMedia::Screen,
+        RecordingMedia::Chat,
+        RecordingMedia::Messaging,
+        RecordingMedia::Email,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RecordingMedia::Audio => "audio",
+            RecordingMedia::Screen => "screen",
+            RecordingMedia::Chat => "chat",
+            RecordingMedia::Messaging => "messaging",
+            RecordingMedia::Email => "email",
+        }
+    }
+
+    /// `Recording.media` → kind; an absent value is audio (the SDK's default use).
+    pub fn from_api(value: Option<&str>) -> Option<RecordingMedia> {
+        let v = value.unwrap_or("audio").trim().to_ascii_lowercase();
+        Self::ALL.into_iter().find(|m| m.as_str() == v)
+    }
+}
+
+impl fmt::Display for RecordingMedia {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What to do when the conversation's `externalTag` holds a value another integration wrote.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExternalTagPolicy {
+    /// Write only when the tag is empty or already ours; otherwise leave it and report.
+    KeepForeign,
+    /// Always write ours.
+    Overwrite,
 }
 
 /// How data keys are protected.
@@ -143,8 +234,11 @@ pub struct ArchiveConfig {
     pub concurrency: usize,
     pub frame_len: u32,
     pub write_back: WriteBack,
+    pub external_tag_policy: ExternalTagPolicy,
     /// Schema id for conversation custom attributes (required with `custom-attributes`).
     pub custom_attributes_schema_id: Option<String>,
+    /// Which recording kinds are archived; the others are acknowledged and counted.
+    pub media: Vec<RecordingMedia>,
 }
 
 pub const MIB: u64 = 1024 * 1024;
@@ -246,24 +340,13 @@ impl GenesysConfig {
             }
         };
 
-        let format_id = get(env, "GENESYS_MEDIA_FORMAT")
-            .unwrap_or("NONE")
-            .to_ascii_uppercase();
-        const FORMATS: &[&str] = &[
-            "NONE",
-            "WAV",
-            "WEBM",
-            "WAV_ULAW",
-            "OGG_VORBIS",
-            "OGG_OPUS",
-            "MP3",
-        ];
-        if !FORMATS.contains(&format_id.as_str()) {
-            problems.push(format!(
-                "GENESYS_MEDIA_FORMAT {format_id:?} is not one of {}",
-                FORMATS.join(", ")
-            ));
-        }
+        let media_format = match MediaFormat::parse(get(env, "GENESYS_MEDIA_FORMAT").unwrap_or("ORIGINAL")) {
+            Ok(f) => Some(f),
+            Err(e) => {
+                problems.push(e);
+                None
+            }
+        };
         let request_timeout =
             parse_number(env, "GENESYS_REQUEST_TIMEOUT_SECS", 30, 1, 900, problems);
 
@@ -271,7 +354,7 @@ impl GenesysConfig {
             endpoints: endpoints?,
             credentials: credentials?,
             org_id: org_id?,
-            format_id,
+            media_format: media_format?,
             request_timeout: Duration::from_secs(request_timeout),
         })
     }
@@ -365,6 +448,34 @@ impl ArchiveConfig {
                 None
             }
         };
+        let external_tag_policy = match get(env, "ARCHIVE_EXTERNAL_TAG").unwrap_or("keep-foreign") {
+            "keep-foreign" => Some(ExternalTagPolicy::KeepForeign),
+            "overwrite" => Some(ExternalTagPolicy::Overwrite),
+            other => {
+                problems.push(format!(
+                    "ARCHIVE_EXTERNAL_TAG {other:?} must be keep-foreign or overwrite"
+                ));
+                None
+            }
+        };
+        let mut media = Vec::new();
+        for item in get(env, "ARCHIVE_MEDIA").unwrap_or("audio").split(',') {
+            let item = item.trim();
+            if item.is_empty() {
+                continue;
+            }
+            match RecordingMedia::ALL.into_iter().find(|m| m.as_str() == item.to_ascii_lowercase()) {
+                Some(m) if !media.contains(&m) => media.push(m),
+                Some(_) => {}
+                None => problems.push(format!(
+                    "ARCHIVE_MEDIA {item:?} is not one of audio, screen, chat, messaging, email"
+                )),
+            }
+        }
+        if media.is_empty() {
+            problems.push("ARCHIVE_MEDIA names no recording kind (e.g. audio or audio,screen)".into());
+        }
+        media.sort();
         let schema = get(env, "ARCHIVE_CUSTOM_ATTRIBUTES_SCHEMA_ID").map(str::to_string);
         if write_back == Some(WriteBack::CustomAttributes) && schema.is_none() {
             problems.push(
@@ -379,7 +490,9 @@ impl ArchiveConfig {
             concurrency,
             frame_len,
             write_back: write_back?,
+            external_tag_policy: external_tag_policy?,
             custom_attributes_schema_id: schema,
+            media,
         })
     }
 }
@@ -532,7 +645,9 @@ mod tests {
     #[test]
     fn minimal_production_config_parses_with_defaults() {
         let c = Config::from_map(&env(&minimal())).unwrap();
-        assert_eq!(c.genesys.format_id, "NONE");
+        assert_eq!(c.genesys.media_format, MediaFormat::Original);
+        assert_eq!(c.archive.media, vec![RecordingMedia::Audio]);
+        assert_eq!(c.archive.external_tag_policy, ExternalTagPolicy::KeepForeign);
         assert_eq!(c.archive.chunk_size, 8 * MIB);
         assert_eq!(c.archive.prefix, "recordings");
         assert_eq!(c.archive.write_back, WriteBack::ExternalTag);
@@ -595,6 +710,33 @@ mod tests {
             parse_credentials_json("id", "{\"client_id\":\"a\",\"client_secret\":\"hunter2\"}")
                 .unwrap();
         assert_eq!(ok.client_secret.expose_secret(), "hunter2");
+    }
+
+    #[test]
+    fn media_format_none_is_refused_with_the_reason_and_the_fix() {
+        let mut e = minimal();
+        e.push(("GENESYS_MEDIA_FORMAT", "none"));
+        let err = Config::from_map(&env(&e)).unwrap_err().to_string();
+        assert!(err.contains("metadata only"), "{err}");
+        assert!(err.contains("ORIGINAL"), "{err}");
+        let mut e = minimal();
+        e.push(("GENESYS_MEDIA_FORMAT", "ogg_opus"));
+        let c = Config::from_map(&env(&e)).unwrap();
+        assert_eq!(c.genesys.media_format, MediaFormat::Transcoded("OGG_OPUS".into()));
+    }
+
+    #[test]
+    fn archive_media_lists_recording_kinds() {
+        let mut e = minimal();
+        e.push(("ARCHIVE_MEDIA", "screen, audio,email"));
+        let c = Config::from_map(&env(&e)).unwrap();
+        assert_eq!(
+            c.archive.media,
+            vec![RecordingMedia::Audio, RecordingMedia::Screen, RecordingMedia::Email]
+        );
+        let mut e = minimal();
+        e.push(("ARCHIVE_MEDIA", "audio,video"));
+        assert!(Config::from_map(&env(&e)).unwrap_err().to_string().contains("\"video\""));
     }
 
     #[test]

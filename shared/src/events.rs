@@ -5,6 +5,7 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use crate::config::RecordingMedia;
 use crate::ids::{ConversationId, OrgId, RecordingId};
 
 /// An EventBridge event as delivered (directly, or as an SQS body).
@@ -142,8 +143,15 @@ pub struct TransferMessage {
     pub recording_id: RecordingId,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub conversation_start: Option<DateTime<Utc>>,
+    /// The recording's kind (`Recording.media`); absent in older messages, which were audio.
+    #[serde(default = "audio")]
+    pub media: RecordingMedia,
     #[serde(default = "one")]
     pub attempt: u32,
+}
+
+fn audio() -> RecordingMedia {
+    RecordingMedia::Audio
 }
 
 fn one() -> u32 {
@@ -255,10 +263,14 @@ mod tests {
             conversation_id: ConversationId::parse("c").unwrap(),
             recording_id: RecordingId::parse("r").unwrap(),
             conversation_start: None,
+            media: RecordingMedia::Email,
             attempt: 2,
         };
         let text = serde_json::to_string(&m).unwrap();
         assert_eq!(TransferMessage::parse(&text).unwrap(), m);
         assert!(TransferMessage::parse(&text.replace("\"version\":1", "\"version\":9")).is_err());
+        let old = TransferMessage::parse(r#"{"version":1,"orgId":"o","conversationId":"c","recordingId":"r"}"#)
+            .unwrap();
+        assert_eq!(old.media, RecordingMedia::Audio);
     }
 }

@@ -3,9 +3,16 @@
 //! deadline and calls [`archive_on_event`] or [`chunk_recording`].
 //!
 //! SQS batches answer with `batchItemFailures` (`ReportBatchItemFailures`): a message that must
-//! be retried is reported (optionally after raising its visibility timeout, which is how a
-//! retry is delayed without sleeping); a message that can never succeed is moved to the
-//! dead-letter queue with its reason and acknowledged; everything else is acknowledged.
+//! be retried is reported (after raising its visibility timeout, which is how a retry is delayed
+//! without sleeping); a message that can never succeed is moved to the dead-letter queue with its
+//! reason and acknowledged; everything else is acknowledged. On the last receive the queue allows
+//! (`MAX_RECEIVE_COUNT`), a message that would be retried is dead-lettered by the handler itself,
+//! so every DLQ message says why it is there.
+//!
+//! Each recording of a conversation has its own outcome: one failing never stops or delays the
+//! others. A recording that fails transiently is handed to the TransferQueue as its own job (its
+//! own retries, its own DLQ entry); one that fails for good is dead-lettered as a transfer job
+//! with its reason, which archive-on-event accepts again after a redrive.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -14,20 +21,23 @@ use aws_lambda_events::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMe
 use chrono::Utc;
 use tokio::time::Instant;
 
+use crate::config::RecordingMedia;
 use crate::events::{
     parse_genesys_event_value, EventIntent, TransferMessage, TRANSFER_MESSAGE_VERSION,
 };
-use crate::genesys::models::FileState;
+use crate::genesys::models::{FileState, RecordingMetadata};
 use crate::ids::{ConversationId, RecordingId};
-use crate::pipeline::{redelivery_delay, ArchiveReport, ArchiveService};
+use crate::pipeline::{
+    redelivery_delay, ArchiveReport, ArchiveService, ConversationFacts, WriteBackOutcome,
+};
 use crate::queue::Queues;
 use crate::retry::Retryable;
 use crate::transfer::TransferError;
 
-/// How patient archive-on-event is with recordings that are not ready.
+/// How patient the handlers are, and what the queues allow.
 #[derive(Debug, Clone, Copy)]
 pub struct EventPolicy {
-    /// First redelivery delay; doubles per receive, capped at 15 minutes.
+    /// First redelivery delay; doubles per receive, capped at [`MAX_REDELIVERY_DELAY`].
     pub retry_base: Duration,
     /// After this long past the event, recordings still not available are reported, not retried.
     pub pending_horizon: Duration,
@@ -36,7 +46,15 @@ pub struct EventPolicy {
     /// A conversation that still lists no recordings this long after it ended has none
     /// (recording was off): acknowledged, not retried into the DLQ.
     pub empty_horizon: Duration,
+    /// The source queue's `maxReceiveCount` (0: unknown). On that receive a message that would
+    /// be retried is dead-lettered by the handler with its reason.
+    pub max_receives: u32,
+    /// Whether a TransferQueue is configured to hand recordings to (the CLI has none).
+    pub can_hand_off: bool,
 }
+
+/// The longest delay one redelivery waits (also the cap of [`redelivery_delay`]).
+pub const MAX_REDELIVERY_DELAY: Duration = Duration::from_secs(900);
 
 impl Default for EventPolicy {
     fn default() -> Self {
@@ -45,8 +63,23 @@ impl Default for EventPolicy {
             pending_horizon: Duration::from_secs(24 * 3600),
             inline_budget: Duration::from_secs(120),
             empty_horizon: Duration::from_secs(15 * 60),
+            max_receives: 0,
+            can_hand_off: true,
         }
     }
+}
+
+/// Receives a message needs so that redeliveries delayed by [`redelivery_delay`] (from `base`,
+/// doubling, capped) cover `horizon`, plus the final receive that reports. The template's
+/// `ArchiveMaxReceiveCount` default is derived from this (a test checks it).
+pub fn receives_to_cover(horizon: Duration, base: Duration) -> u32 {
+    let mut waited = Duration::ZERO;
+    let mut receives = 1;
+    while waited < horizon {
+        waited += redelivery_delay(base, receives);
+        receives += 1;
+    }
+    receives + 1
 }
 
 pub struct HandlerDeps {
@@ -89,13 +122,22 @@ pub enum Disposition {
     },
 }
 
-/// Counts per batch, logged once per invocation.
+/// Counts per conversation, logged once per conversation.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct ConversationTally {
     pub archived: u32,
     pub already: u32,
+    /// Deleted, in error, or still not available after the pending horizon: reported.
     pub unavailable: u32,
+    /// In Genesys Cloud's own archive (fileState ARCHIVED): reported with how to restore.
+    pub archived_in_genesys: u32,
     pub handed_off: u32,
+    /// Kinds not selected by `ARCHIVE_MEDIA` (or unknown): acknowledged, counted.
+    pub skipped_media: u32,
+    /// Failed for good: reported and dead-lettered with the reason.
+    pub failed: u32,
+    /// Waiting for Genesys (uploading, transcoding, batch job running).
+    pub pending: u32,
 }
 
 fn receive_count(m: &SqsMessage) -> u32 {
@@ -118,22 +160,30 @@ where
     for record in event.records {
         let id = record.message_id.clone().unwrap_or_default();
         let body = record.body.clone().unwrap_or_default();
-        let disposition = process(body.clone(), receive_count(&record)).await;
+        let receives = receive_count(&record);
+        let mut disposition = process(body.clone(), receives).await;
+        if let Disposition::Retry { reason, .. } = &disposition {
+            if deps.policy.max_receives > 0 && receives >= deps.policy.max_receives {
+                disposition = Disposition::Poison {
+                    reason: format!("gave up after {receives} receives: {reason}"),
+                };
+            }
+        }
         let failed = match disposition {
             Disposition::Done => false,
             Disposition::Retry { delay, reason } => {
-                tracing::info!(message_id = %id, %reason, "message will be retried");
-                if let (Some(delay), Some(arn), Some(handle)) =
-                    (delay, &record.event_source_arn, &record.receipt_handle)
+                let delay = delay.unwrap_or_else(|| redelivery_delay(deps.policy.retry_base, receives));
+                tracing::info!(message_id = %id, %reason, delay_secs = delay.as_secs(), "message will be retried");
+                if let (Some(arn), Some(handle)) = (&record.event_source_arn, &record.receipt_handle)
                 {
                     if let Err(e) = deps.queues.delay_redelivery(arn, handle, delay).await {
-                        tracing::warn!(error = %e, "could not delay redelivery");
+                        tracing::error!(error = %e, "could not delay redelivery: the message comes back after the queue's whole visibility timeout");
                     }
                 }
                 true
             }
             Disposition::Poison { reason } => {
-                tracing::error!(message_id = %id, %reason, "poison message: moving to the dead-letter queue");
+                tracing::error!(message_id = %id, %reason, "moving the message to the dead-letter queue");
                 // If the DLQ send fails, report failure so SQS's own redrive gets it there.
                 deps.queues.dead_letter(&body, &reason).await.is_err()
             }
@@ -151,7 +201,14 @@ fn is_sqs_batch(payload: &serde_json::Value) -> bool {
     payload.get("Records").is_some_and(|r| r.is_array())
 }
 
-/// archive-on-event: SQS batches of EventBridge events, or one EventBridge event directly.
+/// A transfer job rather than an EventBridge event (a dead-lettered recording redriven to the
+/// archive queue).
+fn is_transfer_message(value: &serde_json::Value) -> bool {
+    value.get("recordingId").is_some() && value.get("detail").is_none()
+}
+
+/// archive-on-event: SQS batches of EventBridge events (or redriven transfer jobs), or one
+/// EventBridge event directly.
 pub async fn archive_on_event(
     deps: &HandlerDeps,
     payload: serde_json::Value,
@@ -163,6 +220,9 @@ pub async fn archive_on_event(
             serde_json::from_value(payload).map_err(|e| HandlerError::Payload(e.to_string()))?;
         let response = settle_batch(deps, event, |body, count| async move {
             match serde_json::from_str::<serde_json::Value>(&body) {
+                Ok(value) if is_transfer_message(&value) => {
+                    transfer_disposition(deps, &body, deadline, request_id).await
+                }
                 Ok(value) => {
                     archive_event_disposition(deps, value, count, deadline, request_id).await
                 }
@@ -245,9 +305,22 @@ pub async fn archive_event_disposition(
     }
 }
 
-/// Archives every available recording of a conversation that ended `age` ago. Returns the
-/// tally and, when some recordings must be waited for (or a write-back must be retried), the
-/// reason to retry.
+/// What happened to one recording of a conversation.
+enum RecordingOutcome {
+    Archived(u32),
+    Already,
+    Unavailable,
+    ArchivedInGenesys,
+    HandedOff,
+    Skipped,
+    Failed,
+    /// Wait for Genesys: the conversation message is retried for it.
+    Pending(String),
+}
+
+/// Archives every available recording of a conversation that ended `age` ago, each on its own,
+/// then writes the archive reference back once. Returns the tally and, when something must be
+/// waited for (or the write-back retried), the reason to retry the conversation's message.
 pub async fn process_conversation(
     deps: &HandlerDeps,
     conversation: &ConversationId,
@@ -256,7 +329,6 @@ pub async fn process_conversation(
     request_id: &str,
 ) -> Result<(ConversationTally, Option<String>), TransferError> {
     let svc = &deps.service;
-    let past_horizon = age > deps.policy.pending_horizon;
     let client = svc.genesys.with_deadline(deadline);
     let metadata = client.recording_metadata(conversation).await?;
     let mut tally = ConversationTally::default();
@@ -267,127 +339,209 @@ pub async fn process_conversation(
         }
         return Ok((tally, Some("conversation has no recordings yet".into())));
     }
-    let mut facts = None;
+    let mut facts: Option<ConversationFacts> = None;
     let mut retry_reason = None;
-    for meta in metadata {
-        let recording = match RecordingId::parse(&meta.id) {
-            Ok(r) => r,
-            Err(e) => {
-                tracing::warn!(error = %e, "skipping a recording with an invalid id");
-                continue;
+    for meta in &metadata {
+        let outcome = process_recording(deps, conversation, meta, age, &mut facts, deadline, request_id)
+            .await?;
+        match outcome {
+            RecordingOutcome::Archived(n) => tally.archived += n,
+            RecordingOutcome::Already => tally.already += 1,
+            RecordingOutcome::Unavailable => tally.unavailable += 1,
+            RecordingOutcome::ArchivedInGenesys => tally.archived_in_genesys += 1,
+            RecordingOutcome::HandedOff => tally.handed_off += 1,
+            RecordingOutcome::Skipped => tally.skipped_media += 1,
+            RecordingOutcome::Failed => tally.failed += 1,
+            RecordingOutcome::Pending(reason) => {
+                tally.pending += 1;
+                retry_reason = Some(reason);
             }
-        };
-        let state = meta.file_state.unwrap_or(FileState::Other);
-        if state.is_pending() {
-            if past_horizon {
-                report_unavailable(svc, conversation, &recording, Some(state), request_id).await;
-                tally.unavailable += 1;
-            } else {
-                retry_reason = Some(format!("recording {recording} is {state:?}"));
-            }
-            continue;
         }
-        if !state.is_downloadable() {
-            report_unavailable(svc, conversation, &recording, Some(state), request_id).await;
-            tally.unavailable += 1;
-            continue;
-        }
-        if facts.is_none() {
-            facts = Some(svc.conversation_facts(conversation, Some(deadline)).await?);
-        }
-        let Some(f) = facts.clone() else { continue };
-        if svc.is_archived(conversation, &recording, f.start).await? {
-            tally.already += 1;
-            continue;
-        }
-        let now = Instant::now();
-        let remaining = deadline.saturating_duration_since(now);
-        let budget = deps
-            .policy
-            .inline_budget
-            .min(remaining.saturating_sub(Duration::from_secs(5)));
-        let job = TransferMessage {
-            version: TRANSFER_MESSAGE_VERSION,
-            org_id: svc.org.clone(),
-            conversation_id: conversation.clone(),
-            recording_id: recording.clone(),
-            conversation_start: Some(f.start),
-            attempt: 1,
-        };
-        if budget < svc.settings.suspend_margin + Duration::from_secs(5) {
-            hand_off(deps, &job).await?;
-            tally.handed_off += 1;
-            continue;
-        }
-        match svc
-            .archive(
-                conversation,
-                &recording,
-                Some(f.clone()),
-                Some(now + budget),
-                request_id,
-            )
-            .await
-        {
-            Ok(ArchiveReport::Archived {
-                write_back_error, ..
-            }) => {
-                tally.archived += 1;
-                if let Some(e) = write_back_error {
-                    retry_reason = Some(format!("write-back failed: {e}"));
+    }
+    if tally.archived + tally.already > 0 {
+        if let Some(f) = &facts {
+            match svc.write_back_conversation(conversation, f.start).await {
+                Ok(WriteBackOutcome::ForeignTagKept { .. }) => {
+                    report_foreign_tag(svc, conversation, request_id).await
                 }
+                Ok(_) => {}
+                Err(e) => retry_reason = Some(e.to_string()),
             }
-            Ok(ArchiveReport::AlreadyArchived {
-                write_back_error, ..
-            }) => {
-                tally.already += 1;
-                if let Some(e) = write_back_error {
-                    retry_reason = Some(format!("write-back failed: {e}"));
-                }
-            }
-            Ok(ArchiveReport::Suspended { .. }) | Err(TransferError::Busy { .. }) => {
-                hand_off(deps, &job).await?;
-                tally.handed_off += 1;
-            }
-            Err(TransferError::NotReady { reason, .. }) => {
-                if past_horizon {
-                    report_unavailable(svc, conversation, &recording, None, request_id).await;
-                    tally.unavailable += 1;
-                } else {
-                    retry_reason = Some(reason);
-                }
-            }
-            Err(e) if e.is_transient() => return Err(e),
-            // Permanent: already audited and notified by the pipeline; other recordings go on.
-            Err(_) => tally.unavailable += 1,
         }
     }
     tracing::info!(%conversation, ?tally, "conversation processed");
     Ok((tally, retry_reason))
 }
 
-async fn hand_off(deps: &HandlerDeps, job: &TransferMessage) -> Result<(), TransferError> {
-    deps.queues
-        .enqueue_transfer(job, Duration::ZERO)
-        .await
-        .map_err(|e| TransferError::Internal(e.to_string()))
+/// One recording: never returns an error for something that concerns only this recording; the
+/// `Err` case is reserved for what stops the whole conversation (its facts cannot be read).
+#[allow(clippy::too_many_arguments)]
+async fn process_recording(
+    deps: &HandlerDeps,
+    conversation: &ConversationId,
+    meta: &RecordingMetadata,
+    age: Duration,
+    facts: &mut Option<ConversationFacts>,
+    deadline: Instant,
+    request_id: &str,
+) -> Result<RecordingOutcome, TransferError> {
+    let svc = &deps.service;
+    let recording = match RecordingId::parse(&meta.id) {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::warn!(error = %e, "skipping a recording with an invalid id");
+            return Ok(RecordingOutcome::Skipped);
+        }
+    };
+    let Some(media) = RecordingMedia::from_api(meta.media.as_deref()) else {
+        tracing::info!(%recording, media = ?meta.media, "recording of an unknown kind; acknowledged");
+        count_skipped(svc, "unknown");
+        return Ok(RecordingOutcome::Skipped);
+    };
+    if !svc.media.contains(&media) {
+        tracing::info!(%recording, %media, "recording kind not selected by ARCHIVE_MEDIA; acknowledged");
+        count_skipped(svc, media.as_str());
+        return Ok(RecordingOutcome::Skipped);
+    }
+    let state = meta.file_state.unwrap_or(FileState::Other);
+    if state.is_pending() {
+        if age > deps.policy.pending_horizon {
+            report(svc, conversation, &recording, TransferError::Unavailable { file_state: Some(state) }, request_id).await;
+            return Ok(RecordingOutcome::Unavailable);
+        }
+        return Ok(RecordingOutcome::Pending(format!("recording {recording} is {state:?}")));
+    }
+    if state == FileState::Archived {
+        report(svc, conversation, &recording, TransferError::ArchivedInGenesys, request_id).await;
+        return Ok(RecordingOutcome::ArchivedInGenesys);
+    }
+    if !state.is_downloadable() {
+        report(svc, conversation, &recording, TransferError::Unavailable { file_state: Some(state) }, request_id).await;
+        return Ok(RecordingOutcome::Unavailable);
+    }
+    let f = match facts {
+        Some(f) => f.clone(),
+        None => {
+            let got = svc.conversation_facts(conversation, Some(deadline)).await?;
+            *facts = Some(got.clone());
+            got
+        }
+    };
+    match svc.is_archived(conversation, &recording, f.start).await {
+        Ok(true) => return Ok(RecordingOutcome::Already),
+        Ok(false) => {}
+        Err(e) => return Ok(hand_off_or_wait(deps, conversation, &recording, media, &f, e).await),
+    }
+    let now = Instant::now();
+    let remaining = deadline.saturating_duration_since(now);
+    let budget = deps
+        .policy
+        .inline_budget
+        .min(remaining.saturating_sub(Duration::from_secs(5)));
+    if budget < svc.settings.suspend_margin + Duration::from_secs(5) {
+        return Ok(hand_off_or_wait(deps, conversation, &recording, media, &f, TransferError::Busy { until: Utc::now() }).await);
+    }
+    let result = svc
+        .archive(conversation, &recording, media, Some(f.clone()), Some(now + budget), request_id)
+        .await;
+    Ok(match result {
+        Ok(ArchiveReport::Archived { manifests }) => RecordingOutcome::Archived(manifests.len() as u32),
+        Ok(ArchiveReport::AlreadyArchived { .. }) => RecordingOutcome::Already,
+        Ok(ArchiveReport::Suspended { .. }) => {
+            hand_off_or_wait(deps, conversation, &recording, media, &f, TransferError::Busy { until: Utc::now() }).await
+        }
+        Err(TransferError::NotReady { reason, .. }) => {
+            if age > deps.policy.pending_horizon {
+                report(svc, conversation, &recording, TransferError::Unavailable { file_state: None }, request_id).await;
+                RecordingOutcome::Unavailable
+            } else {
+                RecordingOutcome::Pending(reason)
+            }
+        }
+        Err(e) if e.is_transient() => hand_off_or_wait(deps, conversation, &recording, media, &f, e).await,
+        // Permanent: the pipeline audited and notified it; the job goes to the DLQ with its
+        // reason, so a redrive (after the cause is fixed) archives it.
+        Err(e) => {
+            let job = transfer_job(svc, conversation, &recording, media, &f);
+            let body = serde_json::to_string(&job).unwrap_or_default();
+            if let Err(dl) = deps.queues.dead_letter(&body, &format!("{}: {e}", e.reason_code())).await {
+                tracing::error!(error = %dl, "could not dead-letter the failed recording; it stays reported in the audit records");
+            }
+            RecordingOutcome::Failed
+        }
+    })
 }
 
-async fn report_unavailable(
+fn transfer_job(
     svc: &ArchiveService,
     conversation: &ConversationId,
     recording: &RecordingId,
-    file_state: Option<FileState>,
+    media: RecordingMedia,
+    facts: &ConversationFacts,
+) -> TransferMessage {
+    TransferMessage {
+        version: TRANSFER_MESSAGE_VERSION,
+        org_id: svc.org.clone(),
+        conversation_id: conversation.clone(),
+        recording_id: recording.clone(),
+        conversation_start: Some(facts.start),
+        media,
+        attempt: 1,
+    }
+}
+
+/// Gives the recording its own TransferQueue job (busy elsewhere, too large or slow for inline,
+/// or failed transiently: retried on its own); without a TransferQueue, or when the hand-off
+/// fails, the conversation message waits for it instead.
+async fn hand_off_or_wait(
+    deps: &HandlerDeps,
+    conversation: &ConversationId,
+    recording: &RecordingId,
+    media: RecordingMedia,
+    facts: &ConversationFacts,
+    why: TransferError,
+) -> RecordingOutcome {
+    if !deps.policy.can_hand_off {
+        return RecordingOutcome::Pending(format!("recording {recording}: {why}"));
+    }
+    let job = transfer_job(&deps.service, conversation, recording, media, facts);
+    let delay = match &why {
+        TransferError::Busy { .. } => Duration::ZERO,
+        e => match e.retry_class() {
+            crate::retry::RetryClass::Transient { retry_after: Some(d) } => d.min(MAX_REDELIVERY_DELAY),
+            _ => deps.policy.retry_base,
+        },
+    };
+    match deps.queues.enqueue_transfer(&job, delay).await {
+        Ok(()) => {
+            tracing::info!(%recording, reason = %why, "handed to chunk-recording");
+            RecordingOutcome::HandedOff
+        }
+        Err(e) => RecordingOutcome::Pending(format!("recording {recording}: hand-off failed: {e}")),
+    }
+}
+
+fn count_skipped(svc: &ArchiveService, media: &str) {
+    crate::metrics::emit(
+        &[("Function", &svc.function), ("Outcome", "skipped_media"), ("Media", media)],
+        &[crate::metrics::Metric::count("SkippedRecordings", 1.0)],
+    );
+}
+
+async fn report(
+    svc: &ArchiveService,
+    conversation: &ConversationId,
+    recording: &RecordingId,
+    error: TransferError,
     worker_id: &str,
 ) {
-    svc.record_failure(
-        conversation,
-        recording,
-        &TransferError::Unavailable { file_state },
-        Instant::now(),
-        worker_id,
-    )
-    .await;
+    svc.record_failure(conversation, recording, &error, Instant::now(), worker_id)
+        .await;
+}
+
+async fn report_foreign_tag(svc: &ArchiveService, conversation: &ConversationId, worker_id: &str) {
+    svc.audit_conversation(conversation, "write_back_skipped", "the conversation's externalTag holds another integration's value; left as it is (set ARCHIVE_EXTERNAL_TAG=overwrite to replace it, or use custom-attributes write-back)", worker_id)
+        .await;
 }
 
 /// chunk-recording: SQS batches of [`TransferMessage`]s (one recording each).
@@ -440,25 +594,33 @@ pub async fn transfer_disposition(
         .archive(
             &job.conversation_id,
             &job.recording_id,
+            job.media,
             None,
             Some(deadline),
             request_id,
         )
         .await;
+    let start = match &result {
+        Ok(ArchiveReport::Archived { manifests }) => manifests.first().map(|m| m.conversation_start),
+        Ok(ArchiveReport::AlreadyArchived { .. }) => job.conversation_start,
+        _ => None,
+    };
     match result {
-        Ok(ArchiveReport::Archived {
-            write_back_error: Some(e),
-            ..
-        })
-        | Ok(ArchiveReport::AlreadyArchived {
-            write_back_error: Some(e),
-            ..
-        }) => Disposition::Retry {
-            delay: Some(deps.policy.retry_base),
-            reason: format!("write-back failed: {e}"),
-        },
         Ok(ArchiveReport::Archived { .. }) | Ok(ArchiveReport::AlreadyArchived { .. }) => {
-            Disposition::Done
+            let Some(start) = start.or(job.conversation_start) else {
+                return Disposition::Done;
+            };
+            match deps.service.write_back_conversation(&job.conversation_id, start).await {
+                Ok(WriteBackOutcome::ForeignTagKept { .. }) => {
+                    report_foreign_tag(&deps.service, &job.conversation_id, request_id).await;
+                    Disposition::Done
+                }
+                Ok(_) => Disposition::Done,
+                Err(e) => Disposition::Retry {
+                    delay: Some(deps.policy.retry_base),
+                    reason: e.to_string(),
+                },
+            }
         }
         Ok(ArchiveReport::Suspended {
             parts_done,
@@ -479,7 +641,7 @@ pub async fn transfer_disposition(
                 }
                 // The checkpoint is saved; plain redelivery resumes it just as well.
                 Err(e) => Disposition::Retry {
-                    delay: None,
+                    delay: Some(Duration::ZERO),
                     reason: e.to_string(),
                 },
             }
@@ -487,6 +649,7 @@ pub async fn transfer_disposition(
         Err(TransferError::NotReady {
             retry_after,
             reason,
+            ..
         }) => Disposition::Retry {
             delay: Some(retry_after),
             reason,
@@ -501,11 +664,30 @@ pub async fn transfer_disposition(
             reason: "another worker owns the transfer".into(),
         },
         Err(e) if e.is_transient() => Disposition::Retry {
-            delay: None,
+            delay: match e.retry_class() {
+                crate::retry::RetryClass::Transient { retry_after: Some(d) } => Some(d),
+                _ => None,
+            },
             reason: e.to_string(),
         },
         Err(e) => Disposition::Poison {
             reason: format!("{}: {e}", e.reason_code()),
         },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_receive_limit_covers_the_pending_horizon() {
+        let n = receives_to_cover(Duration::from_secs(86_400), Duration::from_secs(30));
+        let mut waited = Duration::ZERO;
+        for r in 1..n - 1 {
+            waited += redelivery_delay(Duration::from_secs(30), r);
+        }
+        assert!(waited >= Duration::from_secs(86_400), "{n} receives wait only {waited:?}");
+        assert!(n < 200, "{n}");
     }
 }

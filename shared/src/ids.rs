@@ -34,7 +34,7 @@ macro_rules! id_type {
                     Ok($name(value))
                 } else {
                     let mut shown = value;
-                    shown.truncate(80);
+                    crate::text::truncate_at_char_boundary(&mut shown, 80);
                     Err(InvalidId { kind: $kind, value: shown })
                 }
             }
@@ -82,6 +82,49 @@ id_type!(
     "recording id"
 );
 
+/// A `mediaUris` key, when a recording has several media streams (genesys-api.md §3.3: the keys'
+/// meaning is not documented). It becomes part of object keys, so only safe characters are
+/// kept; anything else is written as hex, so two different keys never collide.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(transparent)]
+pub struct MediaKey(String);
+
+impl MediaKey {
+    pub fn from_api(raw: &str) -> MediaKey {
+        let safe = !raw.is_empty()
+            && raw.len() <= 32
+            && raw.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
+        if safe {
+            MediaKey(raw.to_string())
+        } else {
+            let mut hex = format!("x{}", hex::encode(raw.as_bytes()));
+            crate::text::truncate_at_char_boundary(&mut hex, 64);
+            MediaKey(hex)
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for MediaKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for MediaKey {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        if !s.is_empty() && s.len() <= 64 && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
+            Ok(MediaKey(s))
+        } else {
+            Err(serde::de::Error::custom("invalid media key"))
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -97,6 +140,21 @@ mod tests {
         for bad in ["", "../x", "a/b", "a b", "a?b", &"x".repeat(65)] {
             assert!(RecordingId::parse(bad).is_err(), "{bad:?} accepted");
         }
+    }
+
+    #[test]
+    fn media_keys_are_safe_in_object_keys_and_distinct() {
+        assert_eq!(MediaKey::from_api("S").as_str(), "S");
+        let odd = MediaKey::from_api("a/b");
+        assert!(odd.as_str().bytes().all(|b| b.is_ascii_alphanumeric()));
+        assert_ne!(MediaKey::from_api("a.b"), MediaKey::from_api("a_b"));
+    }
+
+    #[test]
+    fn non_ascii_ids_are_refused_without_a_panic() {
+        let long = "é".repeat(100);
+        let err = RecordingId::parse(long).unwrap_err();
+        assert!(err.value.len() <= 80);
     }
 
     #[test]

@@ -3,6 +3,8 @@
 //! All logic lives here so it can be tested without AWS: handlers parse an event, call one
 //! function from this crate, and map the result. See `DESIGN.md` §2 for the module map.
 
+#![forbid(unsafe_code)]
+
 pub mod audit;
 pub mod bootstrap;
 pub mod config;
@@ -11,14 +13,16 @@ pub mod events;
 pub mod genesys;
 pub mod handlers;
 pub mod ids;
+pub mod logging;
 pub mod metrics;
 pub mod notify;
 pub mod pipeline;
 pub mod queue;
 pub mod retry;
 pub mod store;
+pub mod text;
 pub mod transfer;
 pub mod verify;
 pub mod writeback;
 
-pub use ids::{ConversationId, OrgId, RecordingId};
+pub use ids::{ConversationId, MediaKey, OrgId, RecordingId};

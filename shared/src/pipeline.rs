@@ -1,6 +1,7 @@
 //! `ArchiveService::archive`: the one place that strings the pieces together for one
-//! recording: conversation facts → resumable transfer → write-back → result notification →
-//! audit record → metrics. Handlers and the CLI call this and nothing below it.
+//! recording: conversation facts → resumable transfer (one per media stream) → result
+//! notification → audit record → metrics; and `write_back_conversation`, once per conversation,
+//! naming every archived recording. Handlers and the CLI call these and nothing below them.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -9,10 +10,10 @@ use chrono::{DateTime, Utc};
 use tokio::time::Instant;
 
 use crate::audit::{self, AuditRecord};
-use crate::config::WriteBack;
+use crate::config::{ExternalTagPolicy, RecordingMedia, WriteBack};
 use crate::crypto::Keyring;
 use crate::genesys::GenesysClient;
-use crate::ids::{ConversationId, OrgId, RecordingId};
+use crate::ids::{ConversationId, MediaKey, OrgId, RecordingId};
 use crate::metrics::{self, Metric};
 use crate::notify::{ArchiveResult, Notifier, DETAIL_ARCHIVED, DETAIL_FAILED};
 use crate::retry::Retryable;
@@ -29,7 +30,10 @@ pub struct ArchiveService {
     pub keyring: Arc<dyn Keyring>,
     pub settings: TransferSettings,
     pub write_back: WriteBack,
+    pub external_tag_policy: ExternalTagPolicy,
     pub custom_attributes_schema_id: Option<String>,
+    /// Recording kinds archived; others are acknowledged and counted.
+    pub media: Vec<RecordingMedia>,
     pub notifier: Notifier,
     /// Name used in audit records and metric dimensions.
     pub function: String,
@@ -42,35 +46,28 @@ pub struct ConversationFacts {
     pub participants: Vec<ParticipantInfo>,
 }
 
-/// What happened to one recording.
+/// What happened to one recording (all of its media streams).
 #[derive(Debug, Clone)]
 pub enum ArchiveReport {
-    Archived {
-        manifest: Box<Manifest>,
-        write_back_error: Option<String>,
-    },
-    AlreadyArchived {
-        manifest_key: ObjectKey,
-        write_back_error: Option<String>,
-    },
+    /// At least one stream was archived now; the others (if any) were already.
+    Archived { manifests: Vec<Manifest> },
+    AlreadyArchived { manifest_keys: Vec<ObjectKey> },
     Suspended {
         parts_done: usize,
         parts_total: usize,
     },
 }
 
-impl ArchiveReport {
-    pub fn write_back_error(&self) -> Option<&str> {
-        match self {
-            ArchiveReport::Archived {
-                write_back_error, ..
-            }
-            | ArchiveReport::AlreadyArchived {
-                write_back_error, ..
-            } => write_back_error.as_deref(),
-            ArchiveReport::Suspended { .. } => None,
-        }
-    }
+/// What the conversation-level write-back did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WriteBackOutcome {
+    Written,
+    Unchanged,
+    Disabled,
+    /// Nothing archived yet under the conversation.
+    NothingArchived,
+    /// The `externalTag` holds another integration's value; left as it is (reported).
+    ForeignTagKept { tag: String },
 }
 
 impl ArchiveService {
@@ -106,7 +103,9 @@ impl ArchiveService {
         })
     }
 
-    /// True when the recording already has a manifest (cheap: one HEAD).
+    /// True when the recording already has a manifest (cheap: one HEAD). A recording with
+    /// several media streams has one manifest per stream: this says false for it, and the
+    /// transfer finds each stream's manifest.
     pub async fn is_archived(
         &self,
         conversation: &ConversationId,
@@ -115,22 +114,23 @@ impl ArchiveService {
     ) -> Result<bool, TransferError> {
         let key = self
             .layout()
-            .manifest_key(&self.org, conversation, recording, start);
+            .manifest_key(&self.org, conversation, recording, None, start);
         Ok(self.store.exists(&key).await?)
     }
 
-    /// Archives (or continues archiving) one recording. `facts` may be passed when the caller
-    /// already has them; otherwise they are fetched.
+    /// Archives (or continues archiving) one recording of kind `media`: every one of its media
+    /// streams. `facts` may be passed when the caller already has them.
     pub async fn archive(
         &self,
         conversation: &ConversationId,
         recording: &RecordingId,
+        media: RecordingMedia,
         facts: Option<ConversationFacts>,
         deadline: Option<Instant>,
         worker_id: &str,
     ) -> Result<ArchiveReport, TransferError> {
         let started = Instant::now();
-        let span = tracing::info_span!("archive", conversation_id = %conversation, recording_id = %recording);
+        let span = tracing::info_span!("archive", conversation_id = %conversation, recording_id = %recording, %media);
         let _enter = span.enter();
         let facts = match facts {
             Some(f) => f,
@@ -143,13 +143,64 @@ impl ArchiveService {
                 }
             },
         };
-        let job = TransferJob {
+        let mut job = TransferJob {
             org: self.org.clone(),
             conversation: conversation.clone(),
             recording: recording.clone(),
             conversation_start: facts.start,
             participants: facts.participants,
+            media,
+            media_key: None,
         };
+        let mut keys: Vec<Option<MediaKey>> = vec![None];
+        let mut manifests = Vec::new();
+        let mut already = Vec::new();
+        while let Some(key) = keys.pop() {
+            job.media_key = key;
+            match self.transfer_one(&job, deadline, worker_id, started).await {
+                Ok(TransferOutcome::Archived(m)) => manifests.push(*m),
+                Ok(TransferOutcome::AlreadyArchived { manifest_key }) => {
+                    already.push(manifest_key)
+                }
+                Ok(TransferOutcome::Suspended {
+                    parts_done,
+                    parts_total,
+                    ..
+                }) => {
+                    return Ok(ArchiveReport::Suspended {
+                        parts_done,
+                        parts_total,
+                    })
+                }
+                // Several streams: each becomes its own archive object, named by its key.
+                Err(TransferError::MultipleMedia { keys: found }) if job.media_key.is_none() => {
+                    tracing::info!(streams = found.len(), "recording has several media streams; archiving each");
+                    keys.extend(found.into_iter().rev().map(Some));
+                }
+                Err(e) => {
+                    self.record_failure(conversation, recording, &e, started, worker_id)
+                        .await;
+                    return Err(e);
+                }
+            }
+        }
+        if manifests.is_empty() {
+            Ok(ArchiveReport::AlreadyArchived {
+                manifest_keys: already,
+            })
+        } else {
+            Ok(ArchiveReport::Archived { manifests })
+        }
+    }
+
+    /// One media stream: the transfer, then its audit record, metrics and result events.
+    async fn transfer_one(
+        &self,
+        job: &TransferJob,
+        deadline: Option<Instant>,
+        worker_id: &str,
+        started: Instant,
+    ) -> Result<TransferOutcome, TransferError> {
         let mut settings = self.settings.clone();
         settings.worker_id = worker_id.to_string();
         let deps = TransferDeps {
@@ -157,26 +208,16 @@ impl ArchiveService {
             store: self.store.clone(),
             keyring: self.keyring.clone(),
         };
-        let outcome = transfer_recording(&deps, &job, &settings, deadline).await;
-        match outcome {
-            Ok(TransferOutcome::Archived(manifest)) => {
-                let write_back_error = self.write_back(&manifest).await;
-                self.record_success(&manifest, started, worker_id).await;
-                Ok(ArchiveReport::Archived {
-                    manifest,
-                    write_back_error,
-                })
+        let outcome = transfer_recording(&deps, job, &settings, deadline).await?;
+        match &outcome {
+            TransferOutcome::Archived(manifest) => {
+                self.record_success(manifest, started, worker_id).await;
             }
-            Ok(TransferOutcome::AlreadyArchived { manifest_key }) => {
-                // A redelivered event after a write-back failure lands here: retry the write-back.
-                let write_back_error = match self.read_manifest(&manifest_key).await {
-                    Some(m) => self.write_back(&m).await,
-                    None => None,
-                };
+            TransferOutcome::AlreadyArchived { manifest_key } => {
                 self.audit(AuditRecord {
                     outcome: "already_archived".into(),
                     object_key: Some(manifest_key.to_string()),
-                    ..self.base_record(conversation, recording, started, worker_id)
+                    ..self.base_record(&job.conversation, &job.recording, started, worker_id)
                 })
                 .await;
                 metrics::emit(
@@ -186,55 +227,79 @@ impl ArchiveService {
                     ],
                     &[Metric::count("Recordings", 1.0)],
                 );
-                Ok(ArchiveReport::AlreadyArchived {
-                    manifest_key,
-                    write_back_error,
-                })
             }
-            Ok(TransferOutcome::Suspended {
-                parts_done,
-                parts_total,
-                bytes_done,
-            }) => {
+            TransferOutcome::Suspended { bytes_done, .. } => {
                 self.audit(AuditRecord {
                     outcome: "suspended".into(),
-                    bytes: bytes_done,
-                    ..self.base_record(conversation, recording, started, worker_id)
+                    bytes: *bytes_done,
+                    ..self.base_record(&job.conversation, &job.recording, started, worker_id)
                 })
                 .await;
                 metrics::emit(
                     &[("Function", &self.function), ("Outcome", "suspended")],
                     &[Metric::count("Resumes", 1.0)],
                 );
-                Ok(ArchiveReport::Suspended {
-                    parts_done,
-                    parts_total,
-                })
-            }
-            Err(e) => {
-                self.record_failure(conversation, recording, &e, started, worker_id)
-                    .await;
-                Err(e)
             }
         }
+        Ok(outcome)
     }
 
-    async fn read_manifest(&self, key: &ObjectKey) -> Option<Manifest> {
-        let obj = self.store.get(key).await.ok()??;
-        serde_json::from_slice(&obj.body).ok()
-    }
-
-    /// Writes the archive location back to Genesys; the error text if it failed.
-    async fn write_back(&self, manifest: &Manifest) -> Option<String> {
-        match crate::writeback::write_back(
+    /// Writes the archive reference back to the conversation once, naming every recording
+    /// archived under it so far (read from the manifests in S3, so concurrent workers converge
+    /// on the same value instead of the last one winning).
+    pub async fn write_back_conversation(
+        &self,
+        conversation: &ConversationId,
+        start: DateTime<Utc>,
+    ) -> Result<WriteBackOutcome, crate::writeback::WriteBackError> {
+        if self.write_back == WriteBack::Disabled {
+            return Ok(WriteBackOutcome::Disabled);
+        }
+        let folder = self
+            .layout()
+            .conversation_folder(&self.org, conversation, start);
+        let mut archived = Vec::new();
+        for key in self.store.list(folder.as_str()).await? {
+            if key.as_str().ends_with(".manifest.json") {
+                if let Some(m) = self.read_manifest(&key).await {
+                    archived.push(m);
+                }
+            }
+        }
+        if archived.is_empty() {
+            return Ok(WriteBackOutcome::NothingArchived);
+        }
+        let target = crate::writeback::Target {
+            mode: self.write_back,
+            external_tag_policy: self.external_tag_policy,
+            schema_id: self.custom_attributes_schema_id.as_deref(),
+            ours_prefix: format!(
+                "s3://{}/{}",
+                self.store.bucket(),
+                if self.layout().prefix().is_empty() {
+                    String::new()
+                } else {
+                    format!("{}/", self.layout().prefix())
+                }
+            ),
+        };
+        let outcome = crate::writeback::write_back(
             &self.genesys,
-            self.write_back,
-            self.custom_attributes_schema_id.as_deref(),
-            manifest,
+            &target,
+            conversation,
+            &format!("s3://{}/{}", self.store.bucket(), folder),
+            &archived,
         )
-        .await
-        {
-            Ok(()) => None,
+        .await;
+        match &outcome {
+            Ok(WriteBackOutcome::ForeignTagKept { .. }) => {
+                tracing::warn!("the conversation's externalTag belongs to another integration; left as it is (ARCHIVE_EXTERNAL_TAG=overwrite replaces it)");
+                metrics::emit(
+                    &[("Function", &self.function), ("Outcome", "foreign_tag_kept")],
+                    &[Metric::count("WriteBackSkipped", 1.0)],
+                );
+            }
+            Ok(_) => {}
             Err(e) => {
                 tracing::warn!(error = %e, "write-back to Genesys Cloud failed; will retry on redelivery");
                 metrics::emit(
@@ -244,15 +309,30 @@ impl ArchiveService {
                     ],
                     &[Metric::count("WriteBackFailures", 1.0)],
                 );
-                Some(e.to_string())
             }
         }
+        outcome
+    }
+
+    async fn read_manifest(&self, key: &ObjectKey) -> Option<Manifest> {
+        let obj = self.store.get(key).await.ok()??;
+        serde_json::from_slice(&obj.body).ok()
     }
 
     fn base_record(
         &self,
         conversation: &ConversationId,
         recording: &RecordingId,
+        started: Instant,
+        worker_id: &str,
+    ) -> AuditRecord {
+        self.base_record_for(conversation, recording.as_str(), started, worker_id)
+    }
+
+    fn base_record_for(
+        &self,
+        conversation: &ConversationId,
+        recording: &str,
         started: Instant,
         worker_id: &str,
     ) -> AuditRecord {
@@ -274,6 +354,21 @@ impl ArchiveService {
             worker_id: worker_id.to_string(),
             function: self.function.clone(),
         }
+    }
+
+    /// An audit record about the conversation as a whole (e.g. a write-back left undone).
+    pub async fn audit_conversation(
+        &self,
+        conversation: &ConversationId,
+        outcome: &str,
+        reason: &str,
+        worker_id: &str,
+    ) {
+        let mut record = self.base_record_for(conversation, "", Instant::now(), worker_id);
+        record.outcome = outcome.into();
+        record.reason_code = Some(outcome.into());
+        record.reason = Some(reason.into());
+        self.audit(record).await;
     }
 
     async fn audit(&self, record: AuditRecord) {
@@ -377,10 +472,10 @@ impl ArchiveService {
         }
         tracing::error!(error = %error, reason = code, "recording could not be archived");
         self.audit(AuditRecord {
-            outcome: if matches!(error, TransferError::Unavailable { .. }) {
-                "not_available".into()
-            } else {
-                "failed".into()
+            outcome: match error {
+                TransferError::Unavailable { .. } => "not_available".into(),
+                TransferError::ArchivedInGenesys => "archived_in_genesys".into(),
+                _ => "failed".into(),
             },
             reason_code: Some(code.into()),
             reason: Some(error.to_string()),

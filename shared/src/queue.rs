@@ -2,12 +2,14 @@
 //! enqueue a transfer job, delay a message's redelivery (visibility timeout), and send a poison
 //! message to the dead-letter queue with its reason. Behind a trait so handlers are tested
 //! against moto's SQS or a recording fake.
+//!
+//! Queue URLs come from the environment (the template passes them), never from
+//! `sqs:GetQueueUrl`, which the roles do not grant: a delayed redelivery that needed it would
+//! silently fall back to the whole visibility timeout.
 
-use std::collections::HashMap;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use tokio::sync::Mutex;
 
 use crate::events::TransferMessage;
 
@@ -55,7 +57,8 @@ pub struct SqsQueues {
     client: aws_sdk_sqs::Client,
     transfer_queue_url: Option<String>,
     dead_letter_queue_url: Option<String>,
-    urls: Mutex<HashMap<String, String>>,
+    /// The queue this function consumes (`SOURCE_QUEUE_URL`).
+    source_queue_url: Option<String>,
 }
 
 impl SqsQueues {
@@ -63,38 +66,35 @@ impl SqsQueues {
         client: aws_sdk_sqs::Client,
         transfer_queue_url: Option<String>,
         dead_letter_queue_url: Option<String>,
+        source_queue_url: Option<String>,
     ) -> SqsQueues {
         SqsQueues {
             client,
             transfer_queue_url,
             dead_letter_queue_url,
-            urls: Mutex::new(HashMap::new()),
+            source_queue_url,
         }
     }
 
-    /// `arn:aws:sqs:{region}:{account}:{name}` → queue URL (cached).
-    async fn url_for_arn(&self, arn: &str) -> Result<String, QueueError> {
-        if let Some(u) = self.urls.lock().await.get(arn) {
-            return Ok(u.clone());
-        }
+    /// The URL of the queue a message came from: the configured source queue when its name
+    /// matches the event's `eventSourceARN`, else the URL the ARN names in AWS's own format
+    /// (`https://sqs.{region}.amazonaws.com/{account}/{name}`; the queue name in its path is
+    /// what SQS reads).
+    fn url_for_arn(&self, arn: &str) -> Result<String, QueueError> {
         let parts: Vec<&str> = arn.split(':').collect();
-        let (Some(account), Some(name)) = (parts.get(4), parts.get(5)) else {
+        let (Some(region), Some(account), Some(name)) = (parts.get(3), parts.get(4), parts.get(5))
+        else {
             return Err(QueueError {
-                operation: "GetQueueUrl",
+                operation: "ChangeMessageVisibility",
                 reason: format!("{arn:?} is not an SQS queue ARN"),
             });
         };
-        let out = self
-            .client
-            .get_queue_url()
-            .queue_name(*name)
-            .queue_owner_aws_account_id(*account)
-            .send()
-            .await
-            .map_err(sdk_error("GetQueueUrl"))?;
-        let url = out.queue_url().unwrap_or_default().to_string();
-        self.urls.lock().await.insert(arn.to_string(), url.clone());
-        Ok(url)
+        if let Some(url) = &self.source_queue_url {
+            if url.trim_end_matches('/').rsplit('/').next() == Some(*name) {
+                return Ok(url.clone());
+            }
+        }
+        Ok(format!("https://sqs.{region}.amazonaws.com/{account}/{name}"))
     }
 }
 
@@ -130,7 +130,7 @@ impl Queues for SqsQueues {
         receipt_handle: &str,
         delay: Duration,
     ) -> Result<(), QueueError> {
-        let url = self.url_for_arn(source_arn).await?;
+        let url = self.url_for_arn(source_arn)?;
         self.client
             .change_message_visibility()
             .queue_url(url)
@@ -148,7 +148,7 @@ impl Queues for SqsQueues {
             reason: "DEAD_LETTER_QUEUE_URL is not configured".into(),
         })?;
         let mut reason = reason.to_string();
-        reason.truncate(250);
+        crate::text::truncate_at_char_boundary(&mut reason, 250);
         self.client
             .send_message()
             .queue_url(url)
@@ -168,5 +168,37 @@ impl Queues for SqsQueues {
             .await
             .map(|_| ())
             .map_err(sdk_error("SendMessage"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn queues(source: Option<&str>) -> SqsQueues {
+        let conf = aws_sdk_sqs::Config::builder()
+            .behavior_version(aws_sdk_sqs::config::BehaviorVersion::latest())
+            .region(aws_sdk_sqs::config::Region::new("eu-west-1"))
+            .build();
+        SqsQueues::new(
+            aws_sdk_sqs::Client::from_conf(conf),
+            None,
+            None,
+            source.map(str::to_string),
+        )
+    }
+
+    #[test]
+    fn the_source_queue_url_is_used_without_asking_sqs() {
+        let q = queues(Some("http://127.0.0.1:5000/123456789012/archive"));
+        assert_eq!(
+            q.url_for_arn("arn:aws:sqs:eu-west-1:123456789012:archive").unwrap(),
+            "http://127.0.0.1:5000/123456789012/archive"
+        );
+        assert_eq!(
+            q.url_for_arn("arn:aws:sqs:eu-west-1:123456789012:other").unwrap(),
+            "https://sqs.eu-west-1.amazonaws.com/123456789012/other"
+        );
+        assert!(q.url_for_arn("not-an-arn").is_err());
     }
 }

@@ -1,70 +1,130 @@
-//! Writes where a conversation's recordings were archived back to Genesys Cloud: conversation
-//! custom attributes where the org has a schema for them, otherwise the conversation's
-//! `externalTag`. Idempotent (the same value may be written again), retried, and never fatal to
-//! an archive that already succeeded.
+//! Writes where a conversation's recordings were archived back to Genesys Cloud, once per
+//! conversation: conversation custom attributes where the org has a schema for them, otherwise
+//! the conversation's `externalTag`. The value is derived from every manifest under the
+//! conversation's folder, so it names every archived recording and concurrent writers converge.
+//! Idempotent (an equal value is not written again), retried by redelivery, never fatal to an
+//! archive that already succeeded, and it respects a tag another integration set.
 
 use std::collections::HashMap;
 
-use crate::config::WriteBack;
+use crate::config::{ExternalTagPolicy, WriteBack};
 use crate::genesys::models::{CustomAttributesPatch, CustomAttributesUpdate};
 use crate::genesys::{GenesysClient, GenesysError};
 use crate::ids::ConversationId;
+use crate::pipeline::WriteBackOutcome;
 use crate::store::manifest::Manifest;
+use crate::store::StoreError;
 
-/// The conversation's archive folder: every recording object and manifest of the
-/// conversation lives under it.
-pub fn conversation_location(manifest: &Manifest) -> String {
-    let folder = manifest
-        .object_key
-        .rsplit_once('/')
-        .map(|(dir, _)| dir)
-        .unwrap_or("");
-    format!("s3://{}/{}/", manifest.bucket, folder)
+#[derive(Debug, thiserror::Error)]
+pub enum WriteBackError {
+    #[error("write-back: {0}")]
+    Genesys(#[from] GenesysError),
+    #[error("write-back: listing the archived recordings: {0}")]
+    Store(#[from] StoreError),
+    #[error("write-back: custom attributes version conflict persisted after 3 tries")]
+    Conflict,
 }
 
-/// Writes the location of `manifest`'s archive to its conversation.
+/// Where and how to write.
+#[derive(Debug, Clone)]
+pub struct Target<'a> {
+    pub mode: WriteBack,
+    pub external_tag_policy: ExternalTagPolicy,
+    pub schema_id: Option<&'a str>,
+    /// `s3://{bucket}/{prefix}/`: a tag starting with it was written by us.
+    pub ours_prefix: String,
+}
+
+/// One archived recording, as the custom attribute `archiveRecordings` lists it.
+#[derive(Debug, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Listed<'a> {
+    recording_id: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    media_key: Option<&'a str>,
+    media: &'a str,
+    object_key: &'a str,
+    sha256: &'a str,
+}
+
+/// The custom attribute fields for the conversation (the schema must define them).
+pub fn custom_attribute_fields(
+    location: &str,
+    archived: &[Manifest],
+) -> HashMap<String, serde_json::Value> {
+    let mut sorted: Vec<&Manifest> = archived.iter().collect();
+    sorted.sort_by(|a, b| a.object_key.cmp(&b.object_key));
+    let listed: Vec<Listed> = sorted
+        .iter()
+        .map(|m| Listed {
+            recording_id: &m.recording_id,
+            media_key: m.source.media_key.as_deref(),
+            media: &m.plaintext.media,
+            object_key: &m.object_key,
+            sha256: &m.plaintext.sha256,
+        })
+        .collect();
+    let latest = sorted
+        .iter()
+        .map(|m| m.timings.completed_at)
+        .max()
+        .map(|t| t.to_rfc3339())
+        .unwrap_or_default();
+    let bucket = sorted.first().map(|m| m.bucket.clone()).unwrap_or_default();
+    [
+        ("archiveLocation", location.to_string()),
+        ("archiveBucket", bucket),
+        (
+            "archiveRecordings",
+            serde_json::to_string(&listed).unwrap_or_default(),
+        ),
+        ("archivedAt", latest),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), serde_json::Value::String(v)))
+    .collect()
+}
+
+/// Writes the conversation's archive reference. `location` is its archive folder URL.
 pub async fn write_back(
     genesys: &GenesysClient,
-    mode: WriteBack,
-    schema_id: Option<&str>,
-    manifest: &Manifest,
-) -> Result<(), GenesysError> {
-    let conversation =
-        ConversationId::parse(&manifest.conversation_id).map_err(|e| GenesysError::Decode {
-            method: "PUT",
-            path: "write-back".into(),
-            reason: e.to_string(),
-        })?;
-    match mode {
-        WriteBack::Disabled => Ok(()),
+    target: &Target<'_>,
+    conversation: &ConversationId,
+    location: &str,
+    archived: &[Manifest],
+) -> Result<WriteBackOutcome, WriteBackError> {
+    match target.mode {
+        WriteBack::Disabled => Ok(WriteBackOutcome::Disabled),
         WriteBack::ExternalTag => {
-            let location = conversation_location(manifest);
-            let current = genesys.conversation(&conversation).await?;
-            if current.external_tag.as_deref() == Some(location.as_str()) {
-                return Ok(());
+            let current = genesys.conversation(conversation).await?;
+            let tag = current.external_tag.unwrap_or_default();
+            if tag == location {
+                return Ok(WriteBackOutcome::Unchanged);
             }
-            genesys.put_external_tag(&conversation, &location).await
+            let ours = tag.trim().is_empty() || tag.starts_with(&target.ours_prefix);
+            if !ours && target.external_tag_policy == ExternalTagPolicy::KeepForeign {
+                return Ok(WriteBackOutcome::ForeignTagKept { tag });
+            }
+            genesys.put_external_tag(conversation, location).await?;
+            Ok(WriteBackOutcome::Written)
         }
         WriteBack::CustomAttributes => {
-            let fields: HashMap<String, serde_json::Value> = [
-                ("archiveLocation", conversation_location(manifest)),
-                ("archiveBucket", manifest.bucket.clone()),
-                ("archiveKey", manifest.object_key.clone()),
-                ("archiveSha256", manifest.plaintext.sha256.clone()),
-                ("archivedAt", manifest.timings.completed_at.to_rfc3339()),
-            ]
-            .into_iter()
-            .map(|(k, v)| (k.to_string(), serde_json::Value::String(v)))
-            .collect();
+            let fields = custom_attribute_fields(location, archived);
             // Versioned: re-read and retry when another writer got in between (409).
-            let mut last = None;
             for _ in 0..3 {
-                let existing = genesys.custom_attributes(&conversation).await?;
+                let existing = genesys.custom_attributes(conversation).await?;
                 let result = match existing.first() {
+                    Some(record)
+                        if fields
+                            .iter()
+                            .all(|(k, v)| record.custom_attributes.get(k) == Some(v)) =>
+                    {
+                        return Ok(WriteBackOutcome::Unchanged)
+                    }
                     Some(record) => {
                         genesys
                             .patch_custom_attributes(
-                                &conversation,
+                                conversation,
                                 &CustomAttributesPatch {
                                     id: record.id.clone(),
                                     version: record.version,
@@ -76,10 +136,10 @@ pub async fn write_back(
                     None => {
                         genesys
                             .put_custom_attributes(
-                                &conversation,
+                                conversation,
                                 &CustomAttributesUpdate {
                                     id: None,
-                                    schema_id: schema_id.unwrap_or_default().to_string(),
+                                    schema_id: target.schema_id.unwrap_or_default().to_string(),
                                     version: None,
                                     custom_attributes: fields.clone(),
                                 },
@@ -88,15 +148,12 @@ pub async fn write_back(
                     }
                 };
                 match result {
-                    Err(e) if e.status() == Some(409) => last = Some(e),
-                    other => return other,
+                    Err(e) if e.status() == Some(409) => continue,
+                    Err(e) => return Err(e.into()),
+                    Ok(()) => return Ok(WriteBackOutcome::Written),
                 }
             }
-            Err(last.unwrap_or(GenesysError::Decode {
-                method: "PATCH",
-                path: "customattributes".into(),
-                reason: "version conflict persisted".into(),
-            }))
+            Err(WriteBackError::Conflict)
         }
     }
 }

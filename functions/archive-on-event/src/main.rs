@@ -2,6 +2,8 @@
 //! directly) in; every available recording of the conversation archived, or handed to
 //! chunk-recording. All logic is in `gc_archive::handlers::archive_on_event`.
 
+#![forbid(unsafe_code)]
+
 use gc_archive::bootstrap::{deadline_from_epoch_ms, handler_deps};
 use gc_archive::handlers::archive_on_event;
 use lambda_runtime::{run, service_fn, Diagnostic, Error, LambdaEvent};
@@ -9,7 +11,7 @@ use serde_json::Value;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    lambda_runtime::tracing::init_default_subscriber();
+    gc_archive::logging::init_lambda();
     let env = std::env::vars().collect();
     let sdk = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
     let deps = handler_deps("archive-on-event", &env, &sdk).await?;

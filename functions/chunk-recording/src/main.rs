@@ -2,6 +2,8 @@
 //! checkpoints and re-queues itself before the Lambda deadline. All logic is in
 //! `gc_archive::handlers::chunk_recording`.
 
+#![forbid(unsafe_code)]
+
 use gc_archive::bootstrap::{deadline_from_epoch_ms, handler_deps};
 use gc_archive::handlers::chunk_recording;
 use lambda_runtime::{run, service_fn, Diagnostic, Error, LambdaEvent};
@@ -9,7 +11,7 @@ use serde_json::Value;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    lambda_runtime::tracing::init_default_subscriber();
+    gc_archive::logging::init_lambda();
     let env = std::env::vars().collect();
     let sdk = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
     let deps = handler_deps("chunk-recording", &env, &sdk).await?;

@@ -27,6 +27,35 @@ pub struct RateLimitInfo {
     pub reset: Duration,
 }
 
+/// Which media a recording GET asks for (genesys-api.md §3.1: `formatId` for audio and
+/// screen, `chatFormatId` / `messageFormatId` / `emailFormatId` for the other kinds).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MediaQuery<'a> {
+    /// A transcoded audio rendition (`WAV`, `OGG_OPUS`, …).
+    Audio(&'a str),
+    Screen,
+    /// `chatFormatId=ZIP`
+    Chat,
+    /// `messageFormatId=ZIP`
+    Messaging,
+    /// `emailFormatId=EML`
+    Email,
+}
+
+impl MediaQuery<'_> {
+    fn params(&self) -> Vec<(&str, &str)> {
+        let mut p = match self {
+            MediaQuery::Audio(f) => vec![("formatId", *f)],
+            MediaQuery::Screen => vec![("formatId", "WEBM")],
+            MediaQuery::Chat => vec![("chatFormatId", "ZIP")],
+            MediaQuery::Messaging => vec![("messageFormatId", "ZIP")],
+            MediaQuery::Email => vec![("emailFormatId", "EML")],
+        };
+        p.push(("download", "false"));
+        p
+    }
+}
+
 /// Whether a recording's media can be downloaded now.
 #[derive(Debug, Clone)]
 pub enum MediaStatus {
@@ -309,6 +338,7 @@ impl GenesysClient {
             .map_err(Attempt::into_error)
     }
 
+    /// The reason never quotes the offending value: a Recording body holds signed URLs.
     fn decode<T: DeserializeOwned>(
         method: &'static str,
         path: &str,
@@ -317,7 +347,7 @@ impl GenesysClient {
         serde_json::from_slice(bytes).map_err(|e| GenesysError::Decode {
             method,
             path: path.to_string(),
-            reason: e.to_string(),
+            reason: crate::text::redact_quoted(&e.to_string()),
         })
     }
 
@@ -335,23 +365,17 @@ impl GenesysClient {
         Self::decode("GET", &path, &bytes)
     }
 
-    /// GET `/api/v2/conversations/{id}/recordings/{recordingId}?formatId=…`.
+    /// GET `/api/v2/conversations/{id}/recordings/{recordingId}` for the media `query` names.
     /// 202 (transcoding) and missing `mediaUris` become [`MediaStatus::Pending`].
     pub async fn recording_media(
         &self,
         conversation: &ConversationId,
         recording: &RecordingId,
-        format_id: &str,
+        query: MediaQuery<'_>,
     ) -> Result<MediaStatus, GenesysError> {
         let path = format!("/api/v2/conversations/{conversation}/recordings/{recording}");
         let (status, bytes) = self
-            .call(
-                Method::GET,
-                &path,
-                &[("formatId", format_id), ("download", "false")],
-                None,
-                true,
-            )
+            .call(Method::GET, &path, &query.params(), None, true)
             .await?;
         // A 202 may come with an empty body.
         let rec: Option<Recording> = if bytes.is_empty() {
@@ -371,7 +395,7 @@ impl GenesysClient {
             });
         }
         match rec {
-            Some(r) if r.first_media_uri().is_some() => Ok(MediaStatus::Ready(Box::new(r))),
+            Some(r) if !r.media().is_empty() => Ok(MediaStatus::Ready(Box::new(r))),
             _ if file_state.is_some_and(|s| !s.is_downloadable() && !s.is_pending()) => {
                 Ok(MediaStatus::Unavailable { file_state })
             }
@@ -422,14 +446,61 @@ impl GenesysClient {
         &self,
         conversation: &ConversationId,
     ) -> Result<Vec<CustomAttributes>, GenesysError> {
-        #[derive(serde::Deserialize)]
-        struct Listing {
-            #[serde(default)]
-            results: Vec<CustomAttributes>,
-        }
         let path = format!("/api/v2/conversations/{conversation}/customattributes");
         let (_, bytes) = self.call(Method::GET, &path, &[], None, true).await?;
-        Ok(Self::decode::<Listing>("GET", &path, &bytes)?.results)
+        if bytes.is_empty() {
+            return Ok(Vec::new());
+        }
+        // The SDK's `CustomAttributesListing` is `{results}`; the live shape is not confirmed, so
+        // an `entities` page or a bare array is read the same way.
+        #[derive(serde::Deserialize)]
+        #[serde(untagged)]
+        enum Shape {
+            Results { results: Vec<CustomAttributes> },
+            Entities { entities: Vec<CustomAttributes> },
+            Bare(Vec<CustomAttributes>),
+        }
+        Ok(match Self::decode::<Shape>("GET", &path, &bytes)? {
+            Shape::Results { results } => results,
+            Shape::Entities { entities } => entities,
+            Shape::Bare(list) => list,
+        })
+    }
+
+    /// POST `/api/v2/recording/batchrequests` (≤ 100 items): original-codec media of the named
+    /// recordings. A repeated submission only makes another job, so transient failures retry.
+    pub async fn submit_batch_download(
+        &self,
+        items: Vec<BatchDownloadRequest>,
+    ) -> Result<BatchDownloadJobSubmissionResult, GenesysError> {
+        let path = "/api/v2/recording/batchrequests";
+        let body = BatchDownloadJobSubmission {
+            batch_download_request_list: items,
+        };
+        let (_, bytes) = self
+            .call(Method::POST, path, &[], Self::json_body(&body), true)
+            .await?;
+        Self::decode("POST", path, &bytes)
+    }
+
+    /// GET `/api/v2/recording/batchrequests/{jobId}` (only the submitter may read it).
+    pub async fn batch_download_status(
+        &self,
+        job_id: &str,
+    ) -> Result<BatchDownloadJobStatusResult, GenesysError> {
+        if !job_id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        {
+            return Err(GenesysError::Decode {
+                method: "GET",
+                path: "/api/v2/recording/batchrequests/{jobId}".into(),
+                reason: "job id is not an id".into(),
+            });
+        }
+        let path = format!("/api/v2/recording/batchrequests/{job_id}");
+        let (_, bytes) = self.call(Method::GET, &path, &[], None, true).await?;
+        Self::decode("GET", &path, &bytes)
     }
 
     /// PUT `/api/v2/conversations/{id}/tags` with `{"externalTag": …}`.

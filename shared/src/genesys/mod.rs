@@ -7,7 +7,9 @@ pub mod auth;
 pub mod client;
 pub mod error;
 pub mod models;
+pub mod signed_url;
 
 pub use auth::{AccessToken, TokenProvider};
 pub use client::{GenesysClient, RateLimitInfo};
 pub use error::GenesysError;
+pub use signed_url::SignedUrl;

@@ -7,6 +7,8 @@ use std::collections::{BTreeMap, HashMap};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use super::SignedUrl;
+
 /// `fileState` of a recording.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
@@ -69,12 +71,19 @@ pub struct RecordingMetadata {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct MediaResult {
-    #[serde(default)]
-    pub media_uri: Option<String>,
+    #[serde(default, deserialize_with = "lenient_url")]
+    pub media_uri: Option<SignedUrl>,
+}
+
+/// An absent, null, empty or unusable URL is no URL (the recording is then not ready), not a
+/// decode failure of the whole Recording.
+fn lenient_url<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<SignedUrl>, D::Error> {
+    let raw: Option<String> = Option::deserialize(d)?;
+    Ok(raw.as_deref().and_then(SignedUrl::parse))
 }
 
 /// `Recording` (GET `/api/v2/conversations/{id}/recordings/{recordingId}`).
-#[derive(Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Recording {
     pub id: String,
@@ -103,39 +112,86 @@ pub struct Recording {
     pub self_uri: Option<String>,
 }
 
-impl std::fmt::Debug for Recording {
-    // Signed media URLs carry credentials in their query string: show hosts only.
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let hosts: Vec<String> = self
-            .media_uris
+impl Recording {
+    /// Every usable signed media URL with its `mediaUris` key, in key order (deterministic).
+    /// The keys' meaning is not documented (genesys-api.md §3.3): each one is archived.
+    pub fn media(&self) -> Vec<(&str, &SignedUrl)> {
+        self.media_uris
             .iter()
             .flatten()
-            .filter_map(|(k, v)| {
-                let host = v
-                    .media_uri
-                    .as_deref()
-                    .and_then(|u| url::Url::parse(u).ok())
-                    .and_then(|u| u.host_str().map(str::to_string))?;
-                Some(format!("{k}: {host}/***"))
-            })
-            .collect();
-        f.debug_struct("Recording")
-            .field("id", &self.id)
-            .field("conversation_id", &self.conversation_id)
-            .field("file_state", &self.file_state)
-            .field("media_uris", &hosts)
-            .field("output_size_in_bytes", &self.output_size_in_bytes)
-            .finish_non_exhaustive()
+            .filter_map(|(k, m)| m.media_uri.as_ref().map(|u| (k.as_str(), u)))
+            .collect()
     }
 }
 
-impl Recording {
-    /// The first signed media URL, in key order (deterministic).
-    pub fn first_media_uri(&self) -> Option<&str> {
-        self.media_uris
-            .as_ref()?
-            .values()
-            .find_map(|m| m.media_uri.as_deref().filter(|u| !u.is_empty()))
+/// One item of `BatchDownloadJobSubmission.batchDownloadRequestList`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BatchDownloadRequest {
+    pub conversation_id: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub recording_id: Option<String>,
+}
+
+/// POST `/api/v2/recording/batchrequests` body.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BatchDownloadJobSubmission {
+    pub batch_download_request_list: Vec<BatchDownloadRequest>,
+}
+
+/// `BatchDownloadJobSubmissionResult`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BatchDownloadJobSubmissionResult {
+    pub id: String,
+    #[serde(default)]
+    pub self_uri: Option<String>,
+}
+
+/// `BatchDownloadJobResult`: one recording of a batch job.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BatchDownloadJobResult {
+    #[serde(default)]
+    pub conversation_id: Option<String>,
+    #[serde(default)]
+    pub recording_id: Option<String>,
+    #[serde(default, deserialize_with = "lenient_url")]
+    pub result_url: Option<SignedUrl>,
+    #[serde(default)]
+    pub content_type: Option<String>,
+    #[serde(default)]
+    pub error_msg: Option<String>,
+}
+
+/// `BatchDownloadJobStatusResult` (GET `/api/v2/recording/batchrequests/{jobId}`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BatchDownloadJobStatusResult {
+    #[serde(default)]
+    pub id: Option<String>,
+    #[serde(default)]
+    pub job_id: Option<String>,
+    #[serde(default)]
+    pub expected_result_count: Option<u32>,
+    #[serde(default)]
+    pub result_count: Option<u32>,
+    #[serde(default)]
+    pub error_count: Option<u32>,
+    #[serde(default)]
+    pub status: Option<String>,
+    #[serde(default)]
+    pub results: Vec<BatchDownloadJobResult>,
+}
+
+impl BatchDownloadJobStatusResult {
+    /// Done when every expected result is in (the official tutorial's rule), or the job says so.
+    pub fn is_complete(&self) -> bool {
+        match (self.result_count, self.expected_result_count) {
+            (Some(have), Some(want)) if want > 0 => have >= want,
+            _ => self.status.as_deref() == Some("Completed"),
+        }
     }
 }
 
@@ -317,15 +373,31 @@ mod tests {
 
     #[test]
     fn recording_debug_hides_signed_url_queries() {
-        let json = r#"{"id":"r1","mediaUris":{"S":{"mediaUri":"https://media.example.com/x.wav?X-Amz-Signature=abcdef"}}}"#;
+        let json = r#"{"id":"r1","mediaUris":{"S":{"mediaUri":"https://media.example.com/x.wav?X-Amz-Signature=abcdef"},"T":{"mediaUri":""}}}"#;
         let r: Recording = serde_json::from_str(json).unwrap();
-        let dbg = format!("{r:?}");
-        assert!(!dbg.contains("abcdef"), "{dbg}");
-        assert!(dbg.contains("media.example.com"));
-        assert_eq!(
-            r.first_media_uri(),
-            Some("https://media.example.com/x.wav?X-Amz-Signature=abcdef")
-        );
+        for shown in [format!("{r:?}"), serde_json::to_string(&r).unwrap()] {
+            assert!(!shown.contains("abcdef"), "{shown}");
+            assert!(shown.contains("media.example.com"));
+        }
+        let media = r.media();
+        assert_eq!(media.len(), 1, "the empty URL is no URL");
+        assert_eq!(media[0].0, "S");
+        assert!(media[0].1.expose().as_str().ends_with("abcdef"));
+    }
+
+    #[test]
+    fn batch_status_is_complete_when_every_result_is_in() {
+        let j: BatchDownloadJobStatusResult = serde_json::from_str(
+            r#"{"id":"j","expectedResultCount":2,"resultCount":1,"status":"InProgress","results":[]}"#,
+        )
+        .unwrap();
+        assert!(!j.is_complete());
+        let j: BatchDownloadJobStatusResult = serde_json::from_str(
+            r#"{"id":"j","expectedResultCount":1,"resultCount":1,"results":[{"conversationId":"c","recordingId":"r","resultUrl":"https://m.example/x?sig=1","contentType":"audio/ogg"}]}"#,
+        )
+        .unwrap();
+        assert!(j.is_complete());
+        assert_eq!(j.results[0].result_url.as_ref().unwrap().host(), "m.example");
     }
 
     #[test]

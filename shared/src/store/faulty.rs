@@ -22,6 +22,7 @@ pub enum StoreOp {
     Complete,
     Abort,
     Checksum,
+    List,
 }
 
 struct Rule {
@@ -154,6 +155,11 @@ impl ObjectStore for FaultyStore {
     async fn abort_multipart(&self, key: &ObjectKey, upload_id: &str) -> Result<(), StoreError> {
         self.check(StoreOp::Abort, key)?;
         self.inner.abort_multipart(key, upload_id).await
+    }
+
+    async fn list(&self, prefix: &str) -> Result<Vec<ObjectKey>, StoreError> {
+        self.check(StoreOp::List, &ObjectKey::new(prefix))?;
+        self.inner.list(prefix).await
     }
 
     async fn checksum_sha256(&self, key: &ObjectKey) -> Result<Option<String>, StoreError> {

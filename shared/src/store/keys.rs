@@ -5,7 +5,7 @@
 
 use chrono::{DateTime, Datelike, Timelike, Utc};
 
-use crate::ids::{ConversationId, OrgId, RecordingId};
+use crate::ids::{ConversationId, MediaKey, OrgId, RecordingId};
 
 /// A full S3 object key.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
@@ -26,6 +26,14 @@ impl ObjectKey {
 impl std::fmt::Display for ObjectKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(&self.0)
+    }
+}
+
+/// `{rid}` or, for one of several media streams, `{rid}.{key}` (ids never contain '.').
+fn stem(recording: &RecordingId, media: Option<&MediaKey>) -> String {
+    match media {
+        Some(k) => format!("{recording}.{k}"),
+        None => recording.to_string(),
     }
 }
 
@@ -70,20 +78,35 @@ impl ArchiveLayout {
         )
     }
 
-    /// The encrypted media object.
+    /// The conversation's folder: every archive and manifest of the conversation is under it.
+    pub fn conversation_folder(
+        &self,
+        org: &OrgId,
+        conversation: &ConversationId,
+        start: DateTime<Utc>,
+    ) -> ObjectKey {
+        join(
+            &self.prefix,
+            format!("{}/", self.partition(org, conversation, start)),
+        )
+    }
+
+    /// The encrypted media object. `media` names one stream of a recording that has several.
     pub fn object_key(
         &self,
         org: &OrgId,
         conversation: &ConversationId,
         recording: &RecordingId,
+        media: Option<&MediaKey>,
         start: DateTime<Utc>,
         extension: &str,
     ) -> ObjectKey {
         join(
             &self.prefix,
             format!(
-                "{}/{recording}.{extension}.enc",
-                self.partition(org, conversation, start)
+                "{}/{}.{extension}.enc",
+                self.partition(org, conversation, start),
+                stem(recording, media)
             ),
         )
     }
@@ -94,20 +117,25 @@ impl ArchiveLayout {
         org: &OrgId,
         conversation: &ConversationId,
         recording: &RecordingId,
+        media: Option<&MediaKey>,
         start: DateTime<Utc>,
     ) -> ObjectKey {
         join(
             &self.prefix,
             format!(
-                "{}/{recording}.manifest.json",
-                self.partition(org, conversation, start)
+                "{}/{}.manifest.json",
+                self.partition(org, conversation, start),
+                stem(recording, media)
             ),
         )
     }
 
     /// The resumable transfer's checkpoint.
-    pub fn checkpoint_key(&self, recording: &RecordingId) -> ObjectKey {
-        join(&self.prefix, format!("_state/transfers/{recording}.json"))
+    pub fn checkpoint_key(&self, recording: &RecordingId, media: Option<&MediaKey>) -> ObjectKey {
+        join(
+            &self.prefix,
+            format!("_state/transfers/{}.json", stem(recording, media)),
+        )
     }
 
     /// One audit record per transfer attempt outcome, partitioned by the day it was written.
@@ -151,23 +179,32 @@ mod tests {
             .to_utc();
         let layout = ArchiveLayout::new("/recordings/");
         assert_eq!(
-            layout.object_key(&o, &c, &r, start, "wav").as_str(),
+            layout.object_key(&o, &c, &r, None, start, "wav").as_str(),
             "recordings/org-1/year=2026/month=03/day=04/hour=03/conversation_id=c-1/r-1.wav.enc"
         );
         assert_eq!(
-            layout.manifest_key(&o, &c, &r, start).as_str(),
+            layout.manifest_key(&o, &c, &r, None, start).as_str(),
             "recordings/org-1/year=2026/month=03/day=04/hour=03/conversation_id=c-1/r-1.manifest.json"
         );
         assert_eq!(
-            layout.checkpoint_key(&r).as_str(),
+            layout.checkpoint_key(&r, None).as_str(),
             "recordings/_state/transfers/r-1.json"
+        );
+        let k = MediaKey::from_api("1");
+        assert_eq!(
+            layout.object_key(&o, &c, &r, Some(&k), start, "wav").as_str(),
+            "recordings/org-1/year=2026/month=03/day=04/hour=03/conversation_id=c-1/r-1.1.wav.enc"
+        );
+        assert_eq!(
+            layout.conversation_folder(&o, &c, start).as_str(),
+            "recordings/org-1/year=2026/month=03/day=04/hour=03/conversation_id=c-1/"
         );
     }
 
     #[test]
     fn empty_prefix_has_no_leading_slash() {
         let (o, c, r) = ids();
-        let k = ArchiveLayout::new("").object_key(&o, &c, &r, Utc::now(), "ogg");
+        let k = ArchiveLayout::new("").object_key(&o, &c, &r, None, Utc::now(), "ogg");
         assert!(k.as_str().starts_with("org-1/year="));
     }
 
@@ -183,13 +220,13 @@ mod tests {
             let (o, _, _) = ids();
             let c = ConversationId::parse(cid).unwrap();
             let r = RecordingId::parse(rid).unwrap();
-            for key in [layout.object_key(&o, &c, &r, start, "wav"), layout.manifest_key(&o, &c, &r, start), layout.checkpoint_key(&r)] {
+            for key in [layout.object_key(&o, &c, &r, None, start, "wav"), layout.manifest_key(&o, &c, &r, None, start), layout.checkpoint_key(&r, None)] {
                 for seg in key.as_str().split('/') {
                     prop_assert!(!seg.is_empty() && seg != "." && seg != "..", "{}", key);
                 }
             }
             // Deterministic: the same inputs give the same key (exactly-once relies on it).
-            prop_assert_eq!(layout.object_key(&o, &c, &r, start, "wav"), layout.object_key(&o, &c, &r, start, "wav"));
+            prop_assert_eq!(layout.object_key(&o, &c, &r, None, start, "wav"), layout.object_key(&o, &c, &r, None, start, "wav"));
         }
     }
 }

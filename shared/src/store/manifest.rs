@@ -8,6 +8,10 @@ use serde::{Deserialize, Serialize};
 
 pub const MANIFEST_VERSION: u32 = 1;
 
+fn audio() -> String {
+    "audio".into()
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Manifest {
@@ -35,8 +39,15 @@ pub struct PlaintextInfo {
     pub sha256: String,
     /// Codec sniffed from the media's magic bytes.
     pub codec: String,
-    /// The media type Genesys declared (`Content-Type`).
+    /// The media type Genesys stated (a batch result's `contentType`), else what the media
+    /// host served.
     pub declared_content_type: String,
+    /// The `Content-Type` the media host served (advisory: the sniffed codec decides).
+    #[serde(default)]
+    pub served_content_type: String,
+    /// The recording's kind: audio, screen, chat, messaging or email.
+    #[serde(default = "audio")]
+    pub media: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub duration_ms: Option<u64>,
 }
@@ -72,7 +83,12 @@ pub struct EncryptionInfo {
 pub struct SourceInfo {
     /// Host of the signed media URL (never the query string).
     pub media_host: String,
+    /// What was asked for: `ORIGINAL` (batch download), a transcoded `formatId`, or the export
+    /// form of a non-audio recording.
     pub format_id: String,
+    /// The `mediaUris` key, for one of several media streams of a recording.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub media_key: Option<String>,
     pub ranged: bool,
     pub chunk_size: u64,
 }

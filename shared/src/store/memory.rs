@@ -283,6 +283,18 @@ impl ObjectStore for MemoryStore {
         Ok(())
     }
 
+    async fn list(&self, prefix: &str) -> Result<Vec<ObjectKey>, StoreError> {
+        let mut keys: Vec<ObjectKey> = self
+            .lock()
+            .objects
+            .keys()
+            .filter(|k| k.starts_with(prefix))
+            .map(ObjectKey::new)
+            .collect();
+        keys.sort_by(|a, b| a.as_str().cmp(b.as_str()));
+        Ok(keys)
+    }
+
     async fn checksum_sha256(&self, key: &ObjectKey) -> Result<Option<String>, StoreError> {
         Ok(self
             .lock()

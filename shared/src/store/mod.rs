@@ -147,6 +147,9 @@ pub trait ObjectStore: Send + Sync {
 
     /// The composite SHA-256 S3 holds for `key` (`<b64>` or `<b64>-N`), if any.
     async fn checksum_sha256(&self, key: &ObjectKey) -> Result<Option<String>, StoreError>;
+
+    /// Every key that starts with `prefix` (ListObjectsV2, all pages), in key order.
+    async fn list(&self, prefix: &str) -> Result<Vec<ObjectKey>, StoreError>;
 }
 
 /// The composite checksum S3 computes for a multipart object: SHA-256 over the concatenated

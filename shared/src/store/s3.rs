@@ -329,6 +329,10 @@ impl ObjectStore for S3Store {
         }
     }
 
+    async fn list(&self, prefix: &str) -> Result<Vec<ObjectKey>, StoreError> {
+        self.list_all(prefix).await
+    }
+
     async fn checksum_sha256(&self, key: &ObjectKey) -> Result<Option<String>, StoreError> {
         let out = self
             .client
@@ -343,6 +347,33 @@ impl ObjectStore for S3Store {
             // No object, no checksum: callers decide what a missing object means.
             Err(e) if status(&e) == Some(404) => Ok(None),
             Err(e) => Err(request_error("HeadObject", key, &e)),
+        }
+    }
+}
+
+impl S3Store {
+    async fn list_all(&self, prefix: &str) -> Result<Vec<ObjectKey>, StoreError> {
+        let mut keys = Vec::new();
+        let mut token: Option<String> = None;
+        loop {
+            let out = self
+                .client
+                .list_objects_v2()
+                .bucket(&self.bucket)
+                .prefix(prefix)
+                .set_continuation_token(token.take())
+                .send()
+                .await
+                .map_err(|e| request_error("ListObjectsV2", &ObjectKey::new(prefix), &e))?;
+            keys.extend(
+                out.contents()
+                    .iter()
+                    .filter_map(|o| o.key().map(ObjectKey::new)),
+            );
+            match out.next_continuation_token() {
+                Some(t) if out.is_truncated() == Some(true) => token = Some(t.to_string()),
+                _ => return Ok(keys),
+            }
         }
     }
 }

@@ -26,7 +26,11 @@ pub struct UploadState {
     pub upload_id: String,
     pub total_size: u64,
     pub chunk_size: u64,
+    /// `Content-Type` the media host served (advisory).
     pub content_type: String,
+    /// `contentType` Genesys stated for the media (batch result), if any.
+    #[serde(default)]
+    pub declared_content_type: Option<String>,
     pub codec: Codec,
     pub ranged: bool,
     pub media_host: String,
@@ -57,6 +61,9 @@ pub struct Checkpoint {
     pub invocations: u32,
     pub chunk_retries: u32,
     pub url_refreshes: u32,
+    /// A batch download job submitted for this recording and not finished yet.
+    #[serde(default)]
+    pub batch_job: Option<String>,
     pub upload: Option<UploadState>,
 }
 

@@ -1,5 +1,6 @@
-//! Codec identification: sniffed from magic bytes, and mapped from the declared media type, so a
-//! recording whose bytes are not what Genesys said they are is caught before it is archived.
+//! Codec identification: sniffed from magic bytes, so a recording whose bytes are not what was
+//! asked for is caught before it is archived. A media host's `Content-Type` is advisory only
+//! (the signed URLs are served by storage that may say `binary/octet-stream`): the bytes decide.
 
 use std::fmt;
 
@@ -14,6 +15,12 @@ pub enum Codec {
     OggVorbis,
     Mp3,
     Webm,
+    /// ISO base media (MP4) video: screen recordings.
+    Mp4,
+    /// A ZIP archive: chat and messaging transcripts (`chatFormatId=ZIP`).
+    Zip,
+    /// An RFC 822 message: email recordings (`emailFormatId=EML`).
+    Eml,
 }
 
 /// The family a declared media type names; sniffed codecs must belong to it.
@@ -23,6 +30,9 @@ pub enum Container {
     Ogg,
     Mp3,
     Webm,
+    Mp4,
+    Zip,
+    Eml,
 }
 
 impl Codec {
@@ -32,7 +42,15 @@ impl Codec {
             Codec::OggOpus | Codec::OggVorbis => Container::Ogg,
             Codec::Mp3 => Container::Mp3,
             Codec::Webm => Container::Webm,
+            Codec::Mp4 => Container::Mp4,
+            Codec::Zip => Container::Zip,
+            Codec::Eml => Container::Eml,
         }
+    }
+
+    /// Audio a recording of media `audio` may hold.
+    pub fn is_audio(self) -> bool {
+        !matches!(self, Codec::Mp4 | Codec::Zip | Codec::Eml)
     }
 
     /// File extension used in the archive key.
@@ -43,6 +61,9 @@ impl Codec {
             Codec::OggVorbis => "ogg",
             Codec::Mp3 => "mp3",
             Codec::Webm => "webm",
+            Codec::Mp4 => "mp4",
+            Codec::Zip => "zip",
+            Codec::Eml => "eml",
         }
     }
 
@@ -52,6 +73,9 @@ impl Codec {
             Container::Ogg => "audio/ogg",
             Container::Mp3 => "audio/mpeg",
             Container::Webm => "audio/webm",
+            Container::Mp4 => "video/mp4",
+            Container::Zip => "application/zip",
+            Container::Eml => "message/rfc822",
         }
     }
 
@@ -63,7 +87,8 @@ impl Codec {
             Codec::OggOpus => "OGG_OPUS",
             Codec::OggVorbis => "OGG_VORBIS",
             Codec::Mp3 => "MP3",
-            Codec::Webm => "WEBM",
+            Codec::Webm | Codec::Mp4 => "WEBM",
+            Codec::Zip | Codec::Eml => "NONE",
         }
     }
 }
@@ -78,6 +103,9 @@ impl fmt::Display for Codec {
             Codec::OggVorbis => "Ogg Vorbis",
             Codec::Mp3 => "MP3",
             Codec::Webm => "WebM",
+            Codec::Mp4 => "MP4",
+            Codec::Zip => "ZIP",
+            Codec::Eml => "email (RFC 822)",
         })
     }
 }
@@ -113,6 +141,15 @@ pub fn sniff(head: &[u8]) -> Option<Codec> {
     if head.len() >= 4 && head[0..4] == [0x1A, 0x45, 0xDF, 0xA3] {
         return Some(Codec::Webm);
     }
+    if head.len() >= 4 && head[0..4] == *b"PK\x03\x04" {
+        return Some(Codec::Zip);
+    }
+    if head.len() >= 12 && &head[4..8] == b"ftyp" {
+        return Some(Codec::Mp4);
+    }
+    if looks_like_rfc822(head) {
+        return Some(Codec::Eml);
+    }
     if head.len() >= 3 && &head[0..3] == b"ID3" {
         return Some(Codec::Mp3);
     }
@@ -121,6 +158,40 @@ pub fn sniff(head: &[u8]) -> Option<Codec> {
         return Some(Codec::Mp3);
     }
     None
+}
+
+/// An email message starts with header fields: `Name: value` lines of printable ASCII, and one
+/// of the fields every message or its transport adds.
+fn looks_like_rfc822(head: &[u8]) -> bool {
+    const FIRST: &[&str] = &[
+        "from:", "return-path:", "received:", "date:", "message-id:", "mime-version:",
+        "subject:", "to:", "delivered-to:", "x-",
+    ];
+    let Ok(text) = std::str::from_utf8(&head[..head.len().min(SNIFF_LEN)]) else {
+        return false;
+    };
+    let first = text.lines().next().unwrap_or("").to_ascii_lowercase();
+    FIRST.iter().any(|f| first.starts_with(f))
+        && first.find(':').is_some_and(|i| {
+            first[..i]
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        })
+}
+
+/// Whether a `Content-Type` is an error page rather than media (a proxy's or a storage
+/// service's error answer): such a response is worth another try, not a verdict on the media.
+pub fn is_error_page_type(content_type: &str) -> bool {
+    let base = content_type
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    matches!(
+        base.as_str(),
+        "text/html" | "application/xml" | "text/xml" | "application/json" | "application/problem+json"
+    )
 }
 
 /// The container a `Content-Type` declares (parameters ignored).
@@ -136,6 +207,9 @@ pub fn declared_container(content_type: &str) -> Option<Container> {
         "audio/ogg" | "audio/opus" | "application/ogg" => Some(Container::Ogg),
         "audio/mpeg" | "audio/mp3" | "audio/mpeg3" => Some(Container::Mp3),
         "audio/webm" | "video/webm" => Some(Container::Webm),
+        "video/mp4" | "audio/mp4" => Some(Container::Mp4),
+        "application/zip" | "application/x-zip-compressed" => Some(Container::Zip),
+        "message/rfc822" => Some(Container::Eml),
         _ => None,
     }
 }
@@ -170,6 +244,19 @@ mod tests {
         assert_eq!(sniff(b"ID3\x04\0\0\0\0\0\0"), Some(Codec::Mp3));
         assert_eq!(sniff(&[0xFF, 0xFB, 0x90, 0x00]), Some(Codec::Mp3));
         assert_eq!(sniff(&[0x1A, 0x45, 0xDF, 0xA3, 0x9F]), Some(Codec::Webm));
+    }
+
+    #[test]
+    fn sniffs_the_other_recording_kinds() {
+        assert_eq!(sniff(b"PK\x03\x04\x14\0\0\0"), Some(Codec::Zip));
+        assert_eq!(sniff(b"\0\0\0\x20ftypisom\0\0\x02\0"), Some(Codec::Mp4));
+        assert_eq!(
+            sniff(b"From: agent@example.com\r\nTo: c@example.org\r\n"),
+            Some(Codec::Eml)
+        );
+        assert_eq!(sniff(b"Hello: not quite\r\n"), None);
+        assert!(is_error_page_type("text/html; charset=utf-8"));
+        assert!(!is_error_page_type("binary/octet-stream"));
     }
 
     #[test]

@@ -22,14 +22,15 @@ use tokio::time::Instant;
 use super::checkpoint::{
     claim, Checkpoint, Claim, OwnedCheckpoint, UploadState, CHECKPOINT_VERSION,
 };
-use super::codec::{declared_container, sniff, Codec};
+use super::codec::{sniff, Codec};
 use super::hash::ResumableSha256;
 use super::range::{plan, ByteRange};
-use super::source::{MediaSource, Probe};
+use super::source::{MediaRequest, MediaSource, Probe};
 use super::TransferError;
 use crate::crypto::{EncryptionContext, FrameEncryptor, Keyring};
 use crate::genesys::GenesysClient;
-use crate::ids::{ConversationId, OrgId, RecordingId};
+use crate::config::{MediaFormat, RecordingMedia};
+use crate::ids::{ConversationId, MediaKey, OrgId, RecordingId};
 use crate::retry::Retryable;
 use crate::store::manifest::*;
 use crate::store::{
@@ -46,6 +47,11 @@ pub struct TransferJob {
     /// UTC start of the conversation: decides the key's date partition.
     pub conversation_start: DateTime<Utc>,
     pub participants: Vec<ParticipantInfo>,
+    /// The recording's kind (`Recording.media`).
+    pub media: RecordingMedia,
+    /// One of several media streams of the recording (`mediaUris` key), or `None` for the
+    /// only one.
+    pub media_key: Option<MediaKey>,
 }
 
 impl TransferJob {
@@ -61,7 +67,8 @@ impl TransferJob {
 #[derive(Debug, Clone)]
 pub struct TransferSettings {
     pub layout: ArchiveLayout,
-    pub format_id: String,
+    /// The audio format asked for (the other kinds have one export form each).
+    pub media_format: MediaFormat,
     pub chunk_size: u64,
     pub fetch_concurrency: usize,
     pub uploads_in_flight: usize,
@@ -83,12 +90,12 @@ pub struct TransferSettings {
 impl TransferSettings {
     pub fn from_config(
         archive: &crate::config::ArchiveConfig,
-        format_id: &str,
+        media_format: &MediaFormat,
         worker_id: &str,
     ) -> Self {
         TransferSettings {
             layout: ArchiveLayout::new(&archive.prefix),
-            format_id: format_id.to_string(),
+            media_format: media_format.clone(),
             chunk_size: archive.chunk_size,
             fetch_concurrency: archive.concurrency,
             uploads_in_flight: 2,
@@ -140,9 +147,10 @@ pub async fn transfer_recording(
         &job.org,
         &job.conversation,
         &job.recording,
+        job.media_key.as_ref(),
         job.conversation_start,
     );
-    let checkpoint_key = layout.checkpoint_key(&job.recording);
+    let checkpoint_key = layout.checkpoint_key(&job.recording, job.media_key.as_ref());
     if deps.store.exists(&manifest_key).await? {
         // A crash after the manifest may have left the checkpoint; it is garbage now.
         deps.store.delete(&checkpoint_key).await?;
@@ -162,6 +170,7 @@ pub async fn transfer_recording(
         invocations: 1,
         chunk_retries: 0,
         url_refreshes: 0,
+        batch_job: None,
         upload: None,
     };
     let mut owned = match claim(deps.store.as_ref(), checkpoint_key, fresh, lease).await? {
@@ -200,6 +209,22 @@ pub async fn transfer_recording(
     match result {
         Ok(outcome) => Ok(outcome),
         Err(TransferError::LostOwnership) => Err(TransferError::LostOwnership),
+        Err(TransferError::NotReady {
+            reason,
+            retry_after,
+            batch_job: Some(job_id),
+        }) if owned.state.upload.is_none() => {
+            // Keep the running batch job for the next attempt, and let that attempt in at once.
+            owned.state.batch_job = Some(job_id.clone());
+            if let Err(e) = owned.release(deps.store.as_ref()).await {
+                tracing::warn!(error = %e, "could not record the batch download job");
+            }
+            Err(TransferError::NotReady {
+                reason,
+                retry_after,
+                batch_job: Some(job_id),
+            })
+        }
         Err(e) if e.is_transient() && owned.state.upload.is_none() => {
             // Nothing was uploaded yet (not ready, first chunk failed): a checkpoint without an
             // upload is worth nothing, so leave nothing behind; the retry starts afresh.
@@ -268,6 +293,14 @@ impl Run<'_> {
         self.deps.store.as_ref()
     }
 
+    fn request(&self) -> MediaRequest {
+        MediaRequest::for_recording(
+            self.job.media,
+            &self.settings.media_format,
+            self.job.media_key.clone(),
+        )
+    }
+
     /// Moves this invocation's retry and refresh counts into the checkpoint state (once).
     fn fold_counters(&self, owned: &mut OwnedCheckpoint) {
         if let Some(src) = &self.source {
@@ -295,14 +328,6 @@ impl Run<'_> {
         owned: &mut OwnedCheckpoint,
     ) -> Result<TransferOutcome, TransferError> {
         let started = Instant::now();
-        let source = MediaSource::open(
-            genesys.clone(),
-            self.job.conversation.clone(),
-            self.job.recording.clone(),
-            &self.settings.format_id,
-        )
-        .await?;
-        self.source = Some(source.clone());
         let chunk = owned
             .state
             .upload
@@ -312,10 +337,21 @@ impl Run<'_> {
         let parts_done = owned.state.upload.as_ref().map_or(0, |u| u.parts.len());
         let resume_offset = parts_done as u64 * chunk;
         if let Some(up) = &owned.state.upload {
+            // Every part is uploaded: finishing needs S3 only, not Genesys (the recording may
+            // even be gone there by now).
             if resume_offset >= up.total_size {
                 return self.complete(owned, started).await;
             }
         }
+        let source = MediaSource::open(
+            genesys.clone(),
+            self.job.conversation.clone(),
+            self.job.recording.clone(),
+            self.request(),
+            owned.state.batch_job.clone(),
+        )
+        .await?;
+        self.source = Some(source.clone());
         let probe_range = ByteRange {
             start: resume_offset,
             end: resume_offset + chunk - 1,
@@ -596,11 +632,12 @@ impl Run<'_> {
         ranged: bool,
         source: &MediaSource,
     ) -> Result<(), TransferError> {
-        let codec = check_codec(first, content_type, &self.settings.format_id)?;
+        let codec = check_codec(first, content_type, &self.request())?;
         let key = self.settings.layout.object_key(
             &self.job.org,
             &self.job.conversation,
             &self.job.recording,
+            self.job.media_key.as_ref(),
             self.job.conversation_start,
             codec.extension(),
         );
@@ -620,6 +657,7 @@ impl Run<'_> {
             total_size: total,
             chunk_size: chunk,
             content_type: content_type.to_string(),
+            declared_content_type: source.declared_content_type().await,
             codec,
             ranged,
             media_host: source.host().await,
@@ -629,7 +667,7 @@ impl Run<'_> {
             ciphertext_size: 0,
             frame_len: encryptor.frame_len(),
             message_id: encryptor.message_id_hex(),
-            duration_ms: source.duration_ms,
+            duration_ms: source.duration_ms().await,
         });
         cpu.encryptor = Some(encryptor);
         // Record the upload id before any part exists, so a crash leaves nothing unowned.
@@ -733,7 +771,12 @@ impl Run<'_> {
                     .ok()
                     .and_then(|v| v.as_str().map(str::to_string))
                     .unwrap_or_default(),
-                declared_content_type: up.content_type.clone(),
+                declared_content_type: up
+                    .declared_content_type
+                    .clone()
+                    .unwrap_or_else(|| up.content_type.clone()),
+                served_content_type: up.content_type.clone(),
+                media: self.job.media.as_str().to_string(),
                 duration_ms: up.duration_ms,
             },
             ciphertext: CiphertextInfo {
@@ -752,7 +795,8 @@ impl Run<'_> {
             },
             source: SourceInfo {
                 media_host: up.media_host.clone(),
-                format_id: self.settings.format_id.clone(),
+                format_id: self.request().describe(),
+                media_key: self.job.media_key.as_ref().map(|k| k.to_string()),
                 ranged: up.ranged,
                 chunk_size: up.chunk_size,
             },
@@ -801,31 +845,55 @@ fn decode_digest(b64: &str) -> Result<[u8; 32], TransferError> {
         .ok_or_else(|| TransferError::Internal(format!("part checksum {b64:?} is not a SHA-256")))
 }
 
-/// Sniffs the first chunk and compares it with what Genesys declared.
+/// Sniffs the first chunk and checks it is what was asked for. The media host's
+/// `content_type` is advisory (storage may say `binary/octet-stream`); it only decides whether
+/// bytes that are no known format are an error page worth another try or a verdict.
 pub fn check_codec(
     first: &[u8],
     content_type: &str,
-    format_id: &str,
+    request: &MediaRequest,
 ) -> Result<Codec, TransferError> {
     let sniffed = sniff(first);
-    let declared = declared_container(content_type);
-    match (sniffed, declared) {
-        (Some(codec), Some(container)) if codec.container() == container => {
-            if format_id != "NONE"
-                && codec.format_id() != format_id
-                && !(format_id == "WAV" && codec == Codec::WavOther)
-            {
-                return Err(TransferError::CodecMismatch {
-                    declared: format!("formatId {format_id}"),
-                    sniffed: codec.to_string(),
-                });
+    let (ok, expected) = match (request, sniffed) {
+        (_, None) => (false, request.describe()),
+        (MediaRequest::Original, Some(c)) => (c.is_audio(), "audio in any codec".to_string()),
+        (
+            MediaRequest::Recording {
+                media, format_id, ..
+            },
+            Some(c),
+        ) => match media {
+            RecordingMedia::Audio => {
+                let f = format_id.as_deref().unwrap_or("WEBM");
+                (
+                    c.is_audio() && (c.format_id() == f || (f == "WAV" && c == Codec::WavOther)),
+                    format!("formatId {f}"),
+                )
             }
-            Ok(codec)
-        }
-        (sniffed, _) => Err(TransferError::CodecMismatch {
-            declared: content_type.to_string(),
-            sniffed: sniffed
-                .map_or_else(|| "not a known audio format".to_string(), |c| c.to_string()),
+            RecordingMedia::Screen => (
+                matches!(c, Codec::Webm | Codec::Mp4),
+                "screen video (WebM or MP4)".into(),
+            ),
+            RecordingMedia::Chat | RecordingMedia::Messaging => {
+                (c == Codec::Zip, "a ZIP transcript".into())
+            }
+            RecordingMedia::Email => (c == Codec::Eml, "an RFC 822 email".into()),
+        },
+    };
+    match sniffed {
+        Some(c) if ok => Ok(c),
+        None if super::codec::is_error_page_type(content_type) => Err(TransferError::Chunk {
+            range: ByteRange {
+                start: 0,
+                end: first.len().saturating_sub(1) as u64,
+            },
+            reason: format!("the media host answered with {content_type:?}, not media"),
+            attempts: 1,
+            retry_after: None,
+        }),
+        other => Err(TransferError::CodecMismatch {
+            expected,
+            sniffed: other.map_or_else(|| "not a known media format".to_string(), |c| c.to_string()),
         }),
     }
 }
@@ -970,5 +1038,53 @@ impl<T> std::future::Future for AbortOnDrop<T> {
         cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<Self::Output> {
         std::pin::Pin::new(&mut self.0).poll(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::retry::Retryable;
+
+    const WAV: &[u8] = b"RIFF\0\0\0\0WAVEfmt \x10\0\0\0\x01\0\x01\0\x40\x1f\0\0\x80\x3e\0\0\x02\0\x10\0data";
+    const OGG_OPUS: &[u8] = b"OggS\0\x02\0\0\0\0\0\0\0\0\x01\0\0\0\0\0\0\0\0\0\0\0\x01\x13OpusHead\x01\x01\0\0\0\0\0\0\0\0\0\0\0\0";
+
+    fn transcoded(f: &str) -> MediaRequest {
+        MediaRequest::for_recording(RecordingMedia::Audio, &MediaFormat::Transcoded(f.into()), None)
+    }
+
+    #[test]
+    fn the_original_codec_is_whatever_audio_the_bytes_are() {
+        for ct in ["binary/octet-stream", "audio/mpeg", ""] {
+            assert_eq!(check_codec(WAV, ct, &MediaRequest::Original).unwrap(), Codec::WavPcm);
+            assert_eq!(check_codec(OGG_OPUS, ct, &MediaRequest::Original).unwrap(), Codec::OggOpus);
+        }
+    }
+
+    #[test]
+    fn a_transcoded_format_must_be_what_was_asked_for() {
+        assert_eq!(check_codec(WAV, "binary/octet-stream", &transcoded("WAV")).unwrap(), Codec::WavPcm);
+        let err = check_codec(WAV, "audio/ogg", &transcoded("OGG_OPUS")).unwrap_err();
+        assert!(matches!(err, TransferError::CodecMismatch { .. }), "{err:?}");
+        assert!(!err.is_transient());
+        assert!(err.to_string().contains("formatId OGG_OPUS"), "{err}");
+    }
+
+    #[test]
+    fn an_error_page_is_retried_and_unknown_media_is_refused() {
+        let page = b"<html><body>Service Unavailable</body></html>";
+        let err = check_codec(page, "text/html", &MediaRequest::Original).unwrap_err();
+        assert!(err.is_transient(), "{err:?}");
+        let err = check_codec(b"\0\x01garbage-bytes-of-no-format", "binary/octet-stream", &MediaRequest::Original).unwrap_err();
+        assert!(matches!(err, TransferError::CodecMismatch { .. }) && !err.is_transient(), "{err:?}");
+    }
+
+    #[test]
+    fn the_other_kinds_are_checked_for_their_export_forms() {
+        let chat = MediaRequest::for_recording(RecordingMedia::Chat, &MediaFormat::Original, None);
+        assert_eq!(check_codec(b"PK\x03\x04\x14\0\0\0\0\0", "application/zip", &chat).unwrap(), Codec::Zip);
+        assert!(check_codec(WAV, "audio/wav", &chat).is_err());
+        let email = MediaRequest::for_recording(RecordingMedia::Email, &MediaFormat::Original, None);
+        assert_eq!(check_codec(b"From: a@example.com\r\nTo: b@example.com\r\n\r\nhi", "", &email).unwrap(), Codec::Eml);
     }
 }

@@ -38,9 +38,22 @@ pub enum TransferError {
     NotReady {
         reason: String,
         retry_after: Duration,
+        /// A batch download job still running: the next attempt polls it instead of
+        /// submitting another.
+        batch_job: Option<String>,
     },
+    /// The recording has several media streams (`mediaUris` keys): each is archived as its own
+    /// object, so the caller runs one transfer per key.
+    #[error("recording has {} media streams", keys.len())]
+    MultipleMedia { keys: Vec<crate::ids::MediaKey> },
+    #[error("media stream {key:?} is no longer offered by Genesys Cloud")]
+    MediaKeyGone { key: String },
+    #[error("Genesys Cloud's batch download refused the recording: {reason}")]
+    BatchRefused { reason: String },
     #[error("recording has no downloadable media in Genesys Cloud (fileState {file_state:?})")]
     Unavailable { file_state: Option<FileState> },
+    #[error("the recording is in Genesys Cloud's own archive (fileState ARCHIVED), which serves no media: restore it by moving its archiveDate (PUT /api/v2/conversations/{{conversationId}}/recordings/{{recordingId}}), wait until its fileState is RESTORED, then archive it again (gc-archive archive --conversation … --recording …, or re-publish the conversation's event)")]
+    ArchivedInGenesys,
     /// Boxed: `GenesysError` is large and every transfer function returns this type.
     #[error("Genesys Cloud: {0}")]
     Genesys(Box<GenesysError>),
@@ -49,13 +62,15 @@ pub enum TransferError {
         range: ByteRange,
         reason: String,
         attempts: u32,
+        /// The media host's `Retry-After`, when it sent one.
+        retry_after: Option<Duration>,
     },
     #[error("media {range} refused: {reason}")]
     MediaRejected { range: ByteRange, reason: String },
     #[error("media stream failed at byte {offset}: {reason}")]
     Stream { offset: u64, reason: String },
-    #[error("codec mismatch: Genesys declared {declared:?} but the bytes are {sniffed}")]
-    CodecMismatch { declared: String, sniffed: String },
+    #[error("media is not what was asked for: expected {expected}, the bytes are {sniffed}")]
+    CodecMismatch { expected: String, sniffed: String },
     #[error("media size mismatch: expected {expected} bytes, got {actual}")]
     SizeMismatch { expected: u64, actual: u64 },
     #[error("recording media is empty")]
@@ -89,7 +104,11 @@ impl TransferError {
     pub fn reason_code(&self) -> &'static str {
         match self {
             TransferError::NotReady { .. } => "not_ready",
+            TransferError::MultipleMedia { .. } => "multiple_media",
+            TransferError::MediaKeyGone { .. } => "media_key_gone",
+            TransferError::BatchRefused { .. } => "batch_refused",
             TransferError::Unavailable { .. } => "unavailable",
+            TransferError::ArchivedInGenesys => "archived_in_genesys",
             TransferError::Genesys(_) => "genesys",
             TransferError::Chunk { .. } => "chunk",
             TransferError::MediaRejected { .. } => "media_rejected",
@@ -117,9 +136,10 @@ impl Retryable for TransferError {
             TransferError::Busy { .. } | TransferError::LostOwnership => RetryClass::Transient {
                 retry_after: Some(Duration::from_secs(60)),
             },
-            TransferError::Chunk { .. } | TransferError::Stream { .. } => {
-                RetryClass::Transient { retry_after: None }
-            }
+            TransferError::Chunk { retry_after, .. } => RetryClass::Transient {
+                retry_after: *retry_after,
+            },
+            TransferError::Stream { .. } => RetryClass::Transient { retry_after: None },
             TransferError::Genesys(e) => e.retry_class(),
             TransferError::Store(e) => e.retry_class(),
             _ => RetryClass::Permanent,

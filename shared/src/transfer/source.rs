@@ -1,9 +1,16 @@
-//! The recording's signed media URL and verified reads from it.
+//! Where a recording's bytes come from, and verified reads from there.
 //!
-//! The URL comes from `GET /api/v2/conversations/{cid}/recordings/{rid}`; it is a bearer
-//! credential in itself, so it lives in [`SignedUrl`] (whose `Debug` shows the host only) and
-//! requests to it carry no `Authorization` header. When it expires mid-transfer (403) a fresh
-//! one is requested once per expiry, shared by all concurrent chunk fetches.
+//! * The **original codec** (the default) comes from the batch download API: `POST
+//!   /api/v2/recording/batchrequests` for the one recording, then `GET .../batchrequests/{id}`
+//!   until every result is in (genesys-api.md §3.1, §3.4). The wait is short and bounded; a job
+//!   still running after it becomes [`TransferError::NotReady`] carrying the job id, which the
+//!   checkpoint keeps so the next attempt polls the same job instead of submitting another.
+//! * A **transcoded** audio format, screen video and the chat / messaging / email exports come
+//!   from `GET /api/v2/conversations/{cid}/recordings/{rid}` and its `mediaUris`.
+//!
+//! Either way the URL is a credential ([`SignedUrl`]): requests to it carry no `Authorization`
+//! header, and when it expires mid-transfer a fresh one is located once per expiry, shared by
+//! all concurrent chunk fetches. The media host's `Content-Type` is kept as advisory only.
 
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
@@ -15,24 +22,96 @@ use tokio::sync::Mutex;
 
 use super::range::{parse_content_range, ByteRange};
 use super::TransferError;
-use crate::genesys::client::MediaStatus;
-use crate::genesys::GenesysClient;
-use crate::ids::{ConversationId, RecordingId};
-use crate::retry::{RetryClass, RetryPolicy, Retryable};
+use crate::config::{MediaFormat, RecordingMedia};
+use crate::genesys::client::{MediaQuery, MediaStatus};
+use crate::genesys::models::BatchDownloadRequest;
+use crate::genesys::{GenesysClient, GenesysError, SignedUrl};
+use crate::ids::{ConversationId, MediaKey, RecordingId};
+use crate::retry::{parse_retry_after, RetryClass, RetryPolicy, Retryable};
 
-/// A signed URL. `Debug`/`Display` never show its path or query.
-#[derive(Clone)]
-pub struct SignedUrl(url::Url);
-
-impl SignedUrl {
-    pub fn host(&self) -> String {
-        self.0.host_str().unwrap_or("unknown").to_string()
-    }
+/// What to ask Genesys Cloud for, for one archive object.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MediaRequest {
+    /// Original-codec audio through the batch download API.
+    Original,
+    /// The recording GET (`query`); `key` picks one `mediaUris` entry when there are several.
+    Recording {
+        media: RecordingMedia,
+        format_id: Option<String>,
+        key: Option<MediaKey>,
+    },
 }
 
-impl std::fmt::Debug for SignedUrl {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "SignedUrl({}/***)", self.host())
+impl MediaRequest {
+    /// The request for a recording of kind `media`, given the configured audio format.
+    pub fn for_recording(
+        media: RecordingMedia,
+        format: &MediaFormat,
+        key: Option<MediaKey>,
+    ) -> MediaRequest {
+        match (media, format) {
+            (RecordingMedia::Audio, MediaFormat::Original) if key.is_none() => {
+                MediaRequest::Original
+            }
+            (RecordingMedia::Audio, f) => MediaRequest::Recording {
+                media,
+                format_id: Some(match f {
+                    MediaFormat::Transcoded(id) => id.clone(),
+                    // A multi-stream audio recording named by key: its original is not
+                    // addressable per key, so the stream comes in WAV (lossless).
+                    MediaFormat::Original => "WAV".into(),
+                }),
+                key,
+            },
+            (media, _) => MediaRequest::Recording {
+                media,
+                format_id: None,
+                key,
+            },
+        }
+    }
+
+    /// The name recorded in manifests (`ORIGINAL`, `WAV`, `chat ZIP`, …).
+    pub fn describe(&self) -> String {
+        match self {
+            MediaRequest::Original => "ORIGINAL".into(),
+            MediaRequest::Recording {
+                media: RecordingMedia::Audio,
+                format_id,
+                ..
+            } => format_id.clone().unwrap_or_else(|| "WEBM".into()),
+            MediaRequest::Recording {
+                media: RecordingMedia::Screen,
+                ..
+            } => "screen WEBM".into(),
+            MediaRequest::Recording {
+                media: RecordingMedia::Chat,
+                ..
+            } => "chatFormatId=ZIP".into(),
+            MediaRequest::Recording {
+                media: RecordingMedia::Messaging,
+                ..
+            } => "messageFormatId=ZIP".into(),
+            MediaRequest::Recording {
+                media: RecordingMedia::Email,
+                ..
+            } => "emailFormatId=EML".into(),
+        }
+    }
+
+    fn query(&self) -> MediaQuery<'_> {
+        match self {
+            MediaRequest::Original => MediaQuery::Audio("WAV"),
+            MediaRequest::Recording {
+                media, format_id, ..
+            } => match media {
+                RecordingMedia::Audio => MediaQuery::Audio(format_id.as_deref().unwrap_or("WAV")),
+                RecordingMedia::Screen => MediaQuery::Screen,
+                RecordingMedia::Chat => MediaQuery::Chat,
+                RecordingMedia::Messaging => MediaQuery::Messaging,
+                RecordingMedia::Email => MediaQuery::Email,
+            },
+        }
     }
 }
 
@@ -58,6 +137,7 @@ struct AttemptError {
     reason: String,
     expired: bool,
     transient: bool,
+    retry_after: Option<Duration>,
 }
 
 impl std::fmt::Display for AttemptError {
@@ -69,7 +149,9 @@ impl std::fmt::Display for AttemptError {
 impl Retryable for AttemptError {
     fn retry_class(&self) -> RetryClass {
         if self.transient {
-            RetryClass::Transient { retry_after: None }
+            RetryClass::Transient {
+                retry_after: self.retry_after,
+            }
         } else {
             RetryClass::Permanent
         }
@@ -81,18 +163,26 @@ fn transient(reason: impl Into<String>) -> AttemptError {
         reason: reason.into(),
         expired: false,
         transient: true,
+        retry_after: None,
     }
+}
+
+/// A located media URL and what came with it.
+#[derive(Clone)]
+struct Located {
+    url: SignedUrl,
+    /// `contentType` of a batch result (Genesys' own statement, unlike the media host's header).
+    content_type: Option<String>,
+    duration_ms: Option<u64>,
 }
 
 pub struct MediaSource {
     genesys: GenesysClient,
     conversation: ConversationId,
     recording: RecordingId,
-    format_id: String,
-    url: Mutex<(SignedUrl, u64)>,
+    request: MediaRequest,
+    url: Mutex<(Located, u64)>,
     chunk_retry: RetryPolicy,
-    /// `outputDurationMs` as Genesys reported it with the media.
-    pub duration_ms: Option<u64>,
     pub retries: AtomicU32,
     pub refreshes: AtomicU32,
 }
@@ -100,19 +190,27 @@ pub struct MediaSource {
 /// How often one chunk is retried before the transfer fails with its range and reason.
 pub const CHUNK_RETRIES: usize = 3;
 
+/// Waits between polls of a batch download job inside one attempt (≈ 7.5 s in all, bounded by
+/// the deadline); a job not done by then is retried later by SQS delay, never by sleeping.
+const BATCH_POLL_WAITS_MS: [u64; 4] = [500, 1000, 2000, 4000];
+
+/// When a batch job is still running: look again after this long.
+const BATCH_RETRY_AFTER: Duration = Duration::from_secs(15);
+
 impl MediaSource {
-    /// Asks Genesys for the media. Not ready → [`TransferError::NotReady`]; no media →
-    /// [`TransferError::Unavailable`].
+    /// Locates the media. Not ready → [`TransferError::NotReady`]; no media →
+    /// [`TransferError::Unavailable`]; several streams for an unkeyed request →
+    /// [`TransferError::MultipleMedia`]. `batch_job` is a job submitted by an earlier attempt.
     pub async fn open(
         genesys: GenesysClient,
         conversation: ConversationId,
         recording: RecordingId,
-        format_id: &str,
+        request: MediaRequest,
+        batch_job: Option<String>,
     ) -> Result<Arc<MediaSource>, TransferError> {
-        let (url, duration_ms) =
-            Self::fetch_url(&genesys, &conversation, &recording, format_id).await?;
+        let located =
+            Self::locate(&genesys, &conversation, &recording, &request, batch_job).await?;
         Ok(Arc::new(MediaSource {
-            duration_ms,
             chunk_retry: genesys
                 .retry_policy()
                 .with_max_retries(CHUNK_RETRIES)
@@ -120,37 +218,74 @@ impl MediaSource {
             genesys,
             conversation,
             recording,
-            format_id: format_id.to_string(),
-            url: Mutex::new((url, 0)),
+            request,
+            url: Mutex::new((located, 0)),
             retries: AtomicU32::new(0),
             refreshes: AtomicU32::new(0),
         }))
     }
 
-    async fn fetch_url(
+    async fn locate(
         genesys: &GenesysClient,
         conversation: &ConversationId,
         recording: &RecordingId,
-        format_id: &str,
-    ) -> Result<(SignedUrl, Option<u64>), TransferError> {
+        request: &MediaRequest,
+        batch_job: Option<String>,
+    ) -> Result<Located, TransferError> {
+        match request {
+            MediaRequest::Original => {
+                Self::locate_original(genesys, conversation, recording, batch_job).await
+            }
+            MediaRequest::Recording { key, .. } => {
+                Self::locate_recording(genesys, conversation, recording, request, key.as_ref())
+                    .await
+            }
+        }
+    }
+
+    async fn locate_recording(
+        genesys: &GenesysClient,
+        conversation: &ConversationId,
+        recording: &RecordingId,
+        request: &MediaRequest,
+        key: Option<&MediaKey>,
+    ) -> Result<Located, TransferError> {
         let status = match genesys
-            .recording_media(conversation, recording, format_id)
+            .recording_media(conversation, recording, request.query())
             .await
         {
             Ok(status) => status,
             // The recording GET answers 404 for a recording that is gone (deleted, or never
             // existed): no amount of retrying will produce media.
-            Err(crate::genesys::GenesysError::Api { status: 404, .. }) => {
+            Err(GenesysError::Api { status: 404, .. }) => {
                 return Err(TransferError::Unavailable { file_state: None })
             }
             Err(e) => return Err(e.into()),
         };
         match status {
             MediaStatus::Ready(rec) => {
-                let raw = rec.first_media_uri().unwrap_or_default();
-                url::Url::parse(raw)
-                    .map(|u| (SignedUrl(u), rec.output_duration_ms.filter(|d| *d > 0)))
-                    .map_err(|e| TransferError::Internal(format!("media URL is not a URL: {e}")))
+                let media = rec.media();
+                let chosen = match key {
+                    Some(k) => media
+                        .iter()
+                        .find(|(name, _)| MediaKey::from_api(name) == *k)
+                        .map(|(_, u)| (*u).clone())
+                        .ok_or_else(|| TransferError::MediaKeyGone { key: k.to_string() })?,
+                    None if media.len() > 1 => {
+                        return Err(TransferError::MultipleMedia {
+                            keys: media.iter().map(|(k, _)| MediaKey::from_api(k)).collect(),
+                        })
+                    }
+                    None => media
+                        .first()
+                        .map(|(_, u)| (*u).clone())
+                        .ok_or(TransferError::Unavailable { file_state: None })?,
+                };
+                Ok(Located {
+                    url: chosen,
+                    content_type: None,
+                    duration_ms: rec.output_duration_ms.filter(|d| *d > 0),
+                })
             }
             MediaStatus::Pending {
                 file_state,
@@ -163,6 +298,7 @@ impl MediaSource {
                 retry_after: estimated
                     .unwrap_or(Duration::from_secs(30))
                     .clamp(Duration::from_secs(5), Duration::from_secs(900)),
+                batch_job: None,
             }),
             MediaStatus::Unavailable { file_state } => {
                 Err(TransferError::Unavailable { file_state })
@@ -170,29 +306,117 @@ impl MediaSource {
         }
     }
 
+    /// Submits (or re-polls) the recording's batch download job and waits briefly for it.
+    async fn locate_original(
+        genesys: &GenesysClient,
+        conversation: &ConversationId,
+        recording: &RecordingId,
+        batch_job: Option<String>,
+    ) -> Result<Located, TransferError> {
+        let mut job = batch_job;
+        for attempt in 0..2 {
+            let id = match job.take() {
+                Some(id) => id,
+                None => {
+                    genesys
+                        .submit_batch_download(vec![BatchDownloadRequest {
+                            conversation_id: conversation.to_string(),
+                            recording_id: Some(recording.to_string()),
+                        }])
+                        .await?
+                        .id
+                }
+            };
+            let mut waits = BATCH_POLL_WAITS_MS.iter();
+            loop {
+                let status = match genesys.batch_download_status(&id).await {
+                    Ok(s) => s,
+                    // A job from an earlier attempt that is gone (expired): submit a new one.
+                    Err(GenesysError::Api { status: 404, .. }) if attempt == 0 => break,
+                    Err(e) => return Err(e.into()),
+                };
+                if status.is_complete() {
+                    let result = status
+                        .results
+                        .into_iter()
+                        .find(|r| r.recording_id.as_deref() == Some(recording.as_str()));
+                    let Some(result) = result else {
+                        return Err(TransferError::BatchRefused {
+                            reason: format!("batch job {id} completed without this recording"),
+                        });
+                    };
+                    if let Some(url) = result.result_url {
+                        return Ok(Located {
+                            url,
+                            content_type: result.content_type,
+                            duration_ms: None,
+                        });
+                    }
+                    let mut reason = result
+                        .error_msg
+                        .unwrap_or_else(|| "no resultUrl and no errorMsg".into());
+                    crate::text::truncate_at_char_boundary(&mut reason, 300);
+                    return Err(TransferError::BatchRefused { reason });
+                }
+                let wait = waits.next().map(|ms| Duration::from_millis(*ms));
+                let fits = match (wait, genesys.deadline()) {
+                    (Some(w), Some(d)) => tokio::time::Instant::now() + w * 2 < d,
+                    (Some(_), None) => true,
+                    (None, _) => false,
+                };
+                match wait {
+                    Some(w) if fits => tokio::time::sleep(w).await,
+                    _ => {
+                        return Err(TransferError::NotReady {
+                            reason: format!("batch download job {id} is still in progress"),
+                            retry_after: BATCH_RETRY_AFTER,
+                            batch_job: Some(id),
+                        })
+                    }
+                }
+            }
+        }
+        Err(TransferError::BatchRefused {
+            reason: "batch download jobs keep disappearing".into(),
+        })
+    }
+
     pub async fn host(&self) -> String {
-        self.url.lock().await.0.host()
+        self.url.lock().await.0.url.host()
+    }
+
+    /// The content type Genesys (not the media host) gave for this media, if any.
+    pub async fn declared_content_type(&self) -> Option<String> {
+        self.url.lock().await.0.content_type.clone()
+    }
+
+    pub async fn duration_ms(&self) -> Option<u64> {
+        self.url.lock().await.0.duration_ms
     }
 
     async fn current(&self) -> (SignedUrl, u64) {
-        self.url.lock().await.clone()
+        let guard = self.url.lock().await;
+        (guard.0.url.clone(), guard.1)
     }
 
-    /// Replaces the URL unless another task already did since `seen` was read.
+    /// Replaces the URL unless another task already did since `seen` was read. A fresh URL for
+    /// the original codec is a new batch request (the documented way; an old job's URLs stay
+    /// expired).
     async fn refresh(&self, seen: u64) -> Result<(), TransferError> {
         let mut guard = self.url.lock().await;
         if guard.1 != seen {
             return Ok(());
         }
-        let (fresh, _) = Self::fetch_url(
+        let fresh = Self::locate(
             &self.genesys,
             &self.conversation,
             &self.recording,
-            &self.format_id,
+            &self.request,
+            None,
         )
         .await?;
         self.refreshes.fetch_add(1, Ordering::Relaxed);
-        tracing::info!(host = %fresh.host(), "media URL expired; fetched a fresh one");
+        tracing::info!(host = %fresh.url.host(), "media URL expired; located a fresh one");
         *guard = (fresh, seen + 1);
         Ok(())
     }
@@ -206,25 +430,38 @@ impl MediaSource {
         let resp = self
             .genesys
             .http()
-            .get(url.0.clone())
+            .get(url.expose().clone())
             .header(reqwest::header::RANGE, range.header())
             .send()
             .await
             .map_err(|e| transient(crate::genesys::error::describe_reqwest(e)))?;
         let status = resp.status().as_u16();
+        let retry_after = resp
+            .headers()
+            .get(reqwest::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(parse_retry_after);
         match status {
             200 | 206 => Ok(resp),
-            // S3 presigned URLs answer 403 once expired; 401/400 also mean "re-sign".
-            400 | 401 | 403 => Err(AttemptError {
+            // S3 presigned URLs answer 403 once expired; 400/401/410 are other hosts' ways of
+            // saying the same (the status is not documented for Genesys media hosts).
+            400 | 401 | 403 | 410 => Err(AttemptError {
                 reason: format!("HTTP {status}: signed URL rejected (expired?)"),
                 expired: true,
                 transient: true,
+                retry_after: None,
             }),
-            408 | 429 | 500 | 502 | 503 | 504 => Err(transient(format!("HTTP {status}"))),
+            408 | 429 | 500 | 502 | 503 | 504 => Err(AttemptError {
+                reason: format!("HTTP {status}"),
+                expired: false,
+                transient: true,
+                retry_after,
+            }),
             _ => Err(AttemptError {
                 reason: format!("HTTP {status}"),
                 expired: false,
                 transient: false,
+                retry_after: None,
             }),
         }
     }
@@ -296,13 +533,12 @@ impl MediaSource {
             let (url, generation) = self.current().await;
             let outcome = async {
                 let resp = self.get(&url, first).await?;
-                // The first response decides the content type every later chunk is held to and
-                // that the codec check trusts: an error page or a proxy's answer is not media,
-                // so try again rather than fail the recording as a codec mismatch.
+                // An error page (a proxy's or storage's answer) is not media: try again rather
+                // than judge the recording by it. Any other type is advisory: the bytes decide.
                 let ct = Self::content_type(&resp);
-                if super::codec::declared_container(&ct).is_none() {
+                if super::codec::is_error_page_type(&ct) {
                     return Err(transient(format!(
-                        "HTTP {}: Content-Type {ct:?} is not an audio type",
+                        "HTTP {}: Content-Type {ct:?} is an error page, not media",
                         resp.status().as_u16()
                     )));
                 }
@@ -311,11 +547,11 @@ impl MediaSource {
                         reason: "200 without Content-Length".into(),
                         expired: false,
                         transient: false,
+                        retry_after: None,
                     })?;
-                    let content_type = Self::content_type(&resp);
                     return Ok(Probe::Whole {
                         total,
-                        content_type,
+                        content_type: ct,
                         response: resp,
                     });
                 }
@@ -415,7 +651,7 @@ impl ChunkFailure {
     fn into_transfer(self, range: ByteRange, attempts: u32) -> TransferError {
         match self {
             ChunkFailure::Fatal(t) => t,
-            // The server refused the range for a reason retrying cannot fix (e.g. 404, 410).
+            // The server refused the range for a reason retrying cannot fix (e.g. 404).
             ChunkFailure::Attempt(a) if !a.transient => TransferError::MediaRejected {
                 range,
                 reason: a.reason,
@@ -424,6 +660,7 @@ impl ChunkFailure {
                 range,
                 reason: a.reason,
                 attempts,
+                retry_after: a.retry_after,
             },
         }
     }

@@ -61,7 +61,15 @@ impl Default for KitOptions {
         KitOptions {
             min_part_size: Some(SMALL_CHUNK),
             key: KeyChoice::Kms,
-            sim: SimConfig::default(),
+            // Ranged transfers by default here (the tests of resumes count ranges); the
+            // simulator's own default, Range ignored, is tested explicitly.
+            sim: SimConfig {
+                behaviour: genesys_sim::Behaviour {
+                    range: genesys_sim::RangeSupport::Honoured,
+                    ..Default::default()
+                },
+                ..SimConfig::default()
+            },
         }
     }
 }
@@ -179,7 +187,7 @@ impl Kit {
     pub fn settings(&self, worker_id: &str) -> TransferSettings {
         TransferSettings {
             layout: ArchiveLayout::new(PREFIX),
-            format_id: "NONE".into(),
+            media_format: gc_archive::config::MediaFormat::Original,
             chunk_size: SMALL_CHUNK,
             fetch_concurrency: 3,
             uploads_in_flight: 2,
@@ -206,6 +214,8 @@ impl Kit {
                 recording: RecordingId::parse(rid.clone()).expect("recording id"),
                 conversation_start: CONVERSATION_START.parse().expect("start time"),
                 participants: Vec::new(),
+                media: gc_archive::config::RecordingMedia::Audio,
+                media_key: None,
             },
             recording_id: rid,
             conversation_id: cid,

@@ -10,7 +10,7 @@ use std::collections::{BTreeSet, HashMap};
 use std::time::Duration;
 
 use gc_archive::config::{CredentialSource, GenesysConfig, GenesysCredentials, GenesysEndpoints};
-use gc_archive::genesys::client::{http_client, MediaStatus};
+use gc_archive::genesys::client::{http_client, MediaQuery, MediaStatus};
 use gc_archive::genesys::models::{
     ConversationDetailsQuery, CustomAttributesPatch, CustomAttributesUpdate, FileState, Paging,
 };
@@ -150,7 +150,7 @@ async fn token_is_reused_across_calls() {
     client.conversation(&cid).await.expect("conversation");
     client.recording_metadata(&cid).await.expect("metadata");
     client
-        .recording_media(&cid, &rid, "WAV")
+        .recording_media(&cid, &rid, MediaQuery::Audio("WAV"))
         .await
         .expect("recording");
     client.custom_attributes(&cid).await.expect("attributes");
@@ -466,7 +466,7 @@ async fn server_errors_are_retried_and_client_errors_are_not() {
 
     // 400 for a bad request: one attempt.
     let err = client
-        .recording_media(&cid, &rid, "FLAC")
+        .recording_media(&cid, &rid, MediaQuery::Audio("FLAC"))
         .await
         .expect_err("400");
     assert_eq!(err.status(), Some(400));
@@ -660,7 +660,7 @@ async fn recording_media_is_pending_while_transcoding_then_ready() {
     let mut pending = Vec::new();
     let rec = loop {
         match client
-            .recording_media(&cid, &rid, "WAV")
+            .recording_media(&cid, &rid, MediaQuery::Audio("WAV"))
             .await
             .expect("recording")
         {
@@ -691,7 +691,9 @@ async fn recording_media_is_pending_while_transcoding_then_ready() {
     assert_eq!(rec.id, rid.as_str());
     assert_eq!(rec.file_state, Some(FileState::Available));
     assert_eq!(rec.output_size_in_bytes, sim.media_len(rid.as_str()));
-    let uri = rec.first_media_uri().expect("media URI").to_string();
+    let media = rec.media();
+    assert_eq!(media.len(), 1);
+    let uri = media[0].1.expose().to_string();
     assert_eq!(host_of(&uri), "127.0.0.1", "{uri}");
     let debug = format!("{rec:?}");
     assert!(debug.contains("127.0.0.1"), "{debug}");
@@ -730,7 +732,7 @@ async fn deleted_or_archived_recordings_are_unavailable() {
             _ => FileState::Error,
         };
         match client
-            .recording_media(&cid, &rid, "WAV")
+            .recording_media(&cid, &rid, MediaQuery::Audio("WAV"))
             .await
             .expect("recording")
         {
@@ -751,7 +753,7 @@ async fn deleted_or_archived_recordings_are_unavailable() {
     assert_eq!(meta[0].file_state, Some(FileState::Deleted));
     assert!(meta[0].delete_date.is_some());
     let err = client
-        .recording_media(&cid, &rid, "WAV")
+        .recording_media(&cid, &rid, MediaQuery::Audio("WAV"))
         .await
         .expect_err("deleted recording");
     assert_eq!(err.status(), Some(404), "{err}");

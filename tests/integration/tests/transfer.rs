@@ -557,6 +557,7 @@ async fn a_fault_that_never_clears_fails_with_the_chunk_range_and_the_next_run_f
             range,
             reason,
             attempts,
+            ..
         } => {
             assert_eq!(
                 *range,
@@ -625,41 +626,18 @@ async fn a_first_chunk_that_never_arrives_leaves_nothing_behind() {
 }
 
 #[tokio::test]
-async fn a_codec_mismatch_is_permanent_and_leaves_nothing_behind() {
+async fn a_media_host_content_type_is_advisory_and_the_bytes_decide() {
     let kit = Kit::start().await;
+    // The media host says WAV (or, by the simulator's default, binary/octet-stream); the bytes
+    // are MP3: the original codec is whatever the bytes are.
     let added = kit.add_recording(RecordingSpec {
         declared_codec: Some(Codec::WavPcm),
         ..RecordingSpec::new(MediaSource::Real(Codec::Mp3))
     });
-    let err = kit
-        .run(&added.job, &kit.settings("w"))
-        .await
-        .expect_err("must fail");
-    match &err {
-        TransferError::CodecMismatch { declared, sniffed } => {
-            assert_eq!(declared, "audio/wav");
-            assert_eq!(sniffed, "MP3");
-        }
-        other => panic!("expected CodecMismatch, got {other:?}"),
-    }
-    assert!(!err.is_transient());
-    assert_eq!(err.reason_code(), "codec_mismatch");
-    kit.assert_bucket_empty().await;
-
-    // A mismatch found only on a large recording (after the upload could have started).
-    let added = kit.add_recording(RecordingSpec {
-        declared_codec: Some(Codec::OggOpus),
-        ..synth(MIB)
-    });
-    let err = kit
-        .run(&added.job, &kit.settings("w"))
-        .await
-        .expect_err("must fail");
-    assert!(
-        matches!(err, TransferError::CodecMismatch { .. }),
-        "{err:?}"
-    );
-    kit.assert_bucket_empty().await;
+    let manifest = kit.archive(&added.job, &kit.settings("w")).await;
+    assert_eq!(manifest.plaintext.codec, "MP3");
+    assert_eq!(manifest.source.format_id, "ORIGINAL");
+    kit.verify_archived(&added, &manifest, "mp3", "MP3").await;
 }
 
 #[tokio::test]
