@@ -16,7 +16,15 @@ $(VENV)/.ok: requirements-dev.txt
 	$(VENV)/bin/pip install --disable-pip-version-check -q -r requirements-dev.txt
 	touch $@
 
-venv: $(VENV)/.ok
+# The official Genesys Cloud Python SDK (test oracle) in its own virtualenv: its urllib3
+# requirement conflicts with aws-sam-cli's.
+SDK_VENV := .venv-sdk
+$(SDK_VENV)/.ok: requirements-genesys-sdk.txt
+	python3 -m venv $(SDK_VENV)
+	$(SDK_VENV)/bin/pip install --disable-pip-version-check -q -r requirements-genesys-sdk.txt
+	touch $@
+
+venv: $(VENV)/.ok $(SDK_VENV)/.ok
 
 demo: venv
 	$(CARGO) run -q -p gc-archive-cli -- demo

@@ -30,15 +30,21 @@ pub struct DemoArgs {
     /// Give up after this many seconds.
     #[arg(long, default_value_t = 300)]
     timeout_secs: u64,
+    /// ORIGINAL (batch download API, the original codec) or a transcoded formatId (WAV, …).
+    #[arg(long, env = "GENESYS_MEDIA_FORMAT", default_value = "ORIGINAL")]
+    media_format: String,
 }
 
 pub async fn run(args: DemoArgs) -> Result<()> {
     let t0 = Instant::now();
+    let format = gc_archive::config::MediaFormat::parse(&args.media_format)
+        .map_err(anyhow::Error::msg)?;
     println!(
         "gc-archive demo: Genesys Cloud simulator + moto (S3, SQS, KMS, EventBridge) on loopback"
     );
     let stack = LocalStack::start(StackOptions {
         env: vec![
+            ("GENESYS_MEDIA_FORMAT".into(), format.name().to_string()),
             ("ARCHIVE_RETRY_BASE_SECS".into(), "1".into()),
             ("ARCHIVE_INLINE_BUDGET_SECS".into(), "60".into()),
             // The two large recordings go to chunk-recording through the TransferQueue.
@@ -84,6 +90,25 @@ pub async fn run(args: DemoArgs) -> Result<()> {
         },
     );
     conversations.push(late);
+    // One conversation with every kind of recording: ARCHIVE_MEDIA (default audio) decides
+    // which are archived; the others are acknowledged and counted, never retried.
+    let mixed = stack.sim.add_conversation(ConversationSpec::default());
+    for media in [
+        MediaSource::Real(genesys_sim::Codec::WavPcm),
+        MediaSource::Chat,
+        MediaSource::Email,
+    ] {
+        stack.sim.add_recording(&mixed, RecordingSpec::new(media));
+    }
+    conversations.push(mixed);
+    let audio: Vec<String> = stack
+        .sim
+        .conversations()
+        .iter()
+        .flat_map(|c| c.recordings.iter())
+        .filter(|r| r.media == "audio")
+        .map(|r| r.id.clone())
+        .collect();
     let recordings: usize = stack
         .sim
         .conversations()
@@ -97,9 +122,19 @@ pub async fn run(args: DemoArgs) -> Result<()> {
         .flat_map(|c| c.recordings.iter().map(|r| r.size_bytes))
         .sum();
     println!(
-        "  seeded     {} conversations, {recordings} recordings, {:.1} MiB of audio",
+        "  seeded     {} conversations, {recordings} recordings ({} audio), {:.1} MiB",
         conversations.len(),
+        audio.len(),
         source_bytes as f64 / 1048576.0
+    );
+    println!(
+        "  media      {}",
+        match &format {
+            gc_archive::config::MediaFormat::Original =>
+                "ORIGINAL: the original codec through the batch download API".to_string(),
+            gc_archive::config::MediaFormat::Transcoded(f) =>
+                format!("{f}: transcoded by Genesys, through the recordings endpoint"),
+        }
     );
 
     let archive = stack.deps("archive-on-event").await?;
@@ -130,7 +165,7 @@ pub async fn run(args: DemoArgs) -> Result<()> {
         .await
         .context("running the handlers")?;
     let archived = count_manifests(&stack, &manifests_prefix).await?;
-    println!("  archived   {archived}/{recordings} recordings");
+    println!("  archived   {archived}/{} audio recordings", audio.len());
     let elapsed = started.elapsed();
 
     let manifests = load_manifests(&stack).await?;
@@ -160,7 +195,16 @@ pub async fn run(args: DemoArgs) -> Result<()> {
             .to_string(),
     );
     row("recordings in Genesys", recordings.to_string());
+    row("  audio (ARCHIVE_MEDIA=audio)", audio.len().to_string());
     row("recordings archived", manifests.len().to_string());
+    row(
+        "  via batch download",
+        manifests
+            .iter()
+            .filter(|m| m.source.format_id == "ORIGINAL")
+            .count()
+            .to_string(),
+    );
     row(
         "  via TransferQueue",
         archived_by(&stack, "chunk-recording").await?.to_string(),
@@ -193,61 +237,77 @@ pub async fn run(args: DemoArgs) -> Result<()> {
     println!("  └────────────────────────────────┴────────────────────────┘");
     println!("  codecs: {}", codecs.join(", "));
 
-    // Decrypt the largest archive with the KMS key and compare with the source.
+    // Decrypt every archive with the KMS key and compare it with what Genesys served.
+    let kms = aws_sdk_kms::Client::new(&stack.sdk);
+    let keyring = Arc::new(KmsKeyring::new(kms, stack.key_arn.clone()));
+    let mut identical = 0;
+    for m in &manifests {
+        let obj = stack.get_bytes(&m.object_key).await?;
+        let required = EncryptionContext::new()
+            .with("orgId", m.org_id.as_str())
+            .with("conversationId", m.conversation_id.as_str())
+            .with("recordingId", m.recording_id.as_str());
+        let (plain, _) = gc_archive::crypto::decrypt_bytes(
+            keyring.clone(),
+            DecryptOptions {
+                required_context: required,
+            },
+            &obj,
+        )
+        .await?;
+        let expected = match &format {
+            gc_archive::config::MediaFormat::Original => {
+                let mut source = stack
+                    .sim
+                    .media_reader(&m.recording_id)
+                    .context("source media")?;
+                let mut hasher = Sha256::new();
+                let mut buf = vec![0u8; 1 << 20];
+                loop {
+                    let n = source.read(&mut buf)?;
+                    if n == 0 {
+                        break;
+                    }
+                    hasher.update(&buf[..n]);
+                }
+                hex::encode(hasher.finalize())
+            }
+            gc_archive::config::MediaFormat::Transcoded(f) => hex::encode(Sha256::digest(
+                stack
+                    .sim
+                    .rendition_bytes(&m.recording_id, f)
+                    .context("rendition")?,
+            )),
+        };
+        let plain_sha = hex::encode(Sha256::digest(&plain));
+        if expected != plain_sha || plain_sha != m.plaintext.sha256 {
+            bail!(
+                "s3://{BUCKET}/{}: decrypted archive does not match what Genesys served",
+                m.object_key
+            );
+        }
+        identical += 1;
+    }
     let m = manifests
         .iter()
         .max_by_key(|m| m.plaintext.size)
         .context("nothing was archived")?;
-    let obj = stack.get_bytes(&m.object_key).await?;
-    let kms = aws_sdk_kms::Client::new(&stack.sdk);
-    let keyring = Arc::new(KmsKeyring::new(kms, stack.key_arn.clone()));
-    let required = EncryptionContext::new()
-        .with("orgId", m.org_id.as_str())
-        .with("conversationId", m.conversation_id.as_str())
-        .with("recordingId", m.recording_id.as_str());
-    let (plain, _) = gc_archive::crypto::decrypt_bytes(
-        keyring,
-        DecryptOptions {
-            required_context: required,
-        },
-        &obj,
-    )
-    .await?;
-    let mut source = stack
-        .sim
-        .media_reader(&m.recording_id)
-        .context("source media")?;
-    let mut hasher = Sha256::new();
-    let mut buf = vec![0u8; 1 << 20];
-    loop {
-        let n = source.read(&mut buf)?;
-        if n == 0 {
-            break;
-        }
-        hasher.update(&buf[..n]);
-    }
-    let source_sha = hex::encode(hasher.finalize());
-    let plain_sha = hex::encode(Sha256::digest(&plain));
     println!();
-    println!("  decrypted  s3://{BUCKET}/{}", m.object_key);
+    println!("  decrypted  every archive with the KMS key: {identical}/{} byte-identical to what Genesys served", manifests.len());
+    println!("  largest    s3://{BUCKET}/{}", m.object_key);
     println!(
-        "             {} ciphertext bytes → {} plaintext bytes ({})",
-        obj.len(),
-        plain.len(),
-        m.plaintext.codec
+        "             {} plaintext bytes ({}, {}), sha256 {}",
+        m.plaintext.size, m.plaintext.codec, m.source.format_id, m.plaintext.sha256
     );
-    println!("  sha256     source   {source_sha}");
-    println!("             archive  {plain_sha}");
-    println!("             manifest {}", m.plaintext.sha256);
-    if source_sha != plain_sha || plain_sha != m.plaintext.sha256 {
-        bail!("decrypted archive does not match the source");
-    }
     println!(
-        "  ✔ byte-identical; S3 composite checksum {}",
+        "             S3 composite checksum {}",
         m.ciphertext.s3_checksum_sha256
     );
-    if manifests.len() != recordings {
-        bail!("{} of {recordings} recordings archived", manifests.len());
+    if manifests.len() != audio.len() {
+        bail!("{} of {} audio recordings archived", manifests.len(), audio.len());
+    }
+    if dlq_a + dlq_t > 0 || failures > 0 {
+        bail!("{failures} failures reported, {} dead-lettered messages", dlq_a + dlq_t);
     }
     println!(
         "\ndemo finished in {:.1} s; simulator and moto stopped.",

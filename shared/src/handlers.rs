@@ -221,7 +221,7 @@ pub async fn archive_on_event(
         let response = settle_batch(deps, event, |body, count| async move {
             match serde_json::from_str::<serde_json::Value>(&body) {
                 Ok(value) if is_transfer_message(&value) => {
-                    transfer_disposition(deps, &body, deadline, request_id).await
+                    transfer_disposition(deps, &body, count, deadline, request_id).await
                 }
                 Ok(value) => {
                     archive_event_disposition(deps, value, count, deadline, request_id).await
@@ -554,7 +554,7 @@ pub async fn chunk_recording(
     if !is_sqs_batch(&payload) {
         // A bare job (CLI, `cargo lambda invoke`).
         let body = payload.to_string();
-        return match transfer_disposition(deps, &body, deadline, request_id).await {
+        return match transfer_disposition(deps, &body, 1, deadline, request_id).await {
             Disposition::Done => Ok(serde_json::json!({"status": "done"})),
             Disposition::Retry { reason, .. } => Err(HandlerError::RetryLater(reason)),
             Disposition::Poison { reason } => Err(HandlerError::Permanent(reason)),
@@ -562,20 +562,22 @@ pub async fn chunk_recording(
     }
     let event: SqsEvent =
         serde_json::from_value(payload).map_err(|e| HandlerError::Payload(e.to_string()))?;
-    let response = settle_batch(deps, event, |body, _| async move {
-        transfer_disposition(deps, &body, deadline, request_id).await
+    let response = settle_batch(deps, event, |body, count| async move {
+        transfer_disposition(deps, &body, count, deadline, request_id).await
     })
     .await;
     serde_json::to_value(response).map_err(|e| HandlerError::Payload(e.to_string()))
 }
 
-/// Decides one transfer job.
+/// Decides one transfer job, received `receive_count` times.
 pub async fn transfer_disposition(
     deps: &HandlerDeps,
     body: &str,
+    receive_count: u32,
     deadline: Instant,
     request_id: &str,
 ) -> Disposition {
+    let backoff = redelivery_delay(deps.policy.retry_base, receive_count);
     let job = match TransferMessage::parse(body) {
         Ok(j) => j,
         Err(e) => {
@@ -651,7 +653,7 @@ pub async fn transfer_disposition(
             reason,
             ..
         }) => Disposition::Retry {
-            delay: Some(retry_after),
+            delay: Some(retry_after.max(backoff).min(MAX_REDELIVERY_DELAY)),
             reason,
         },
         Err(TransferError::Busy { until }) => Disposition::Retry {
@@ -665,8 +667,10 @@ pub async fn transfer_disposition(
         },
         Err(e) if e.is_transient() => Disposition::Retry {
             delay: match e.retry_class() {
-                crate::retry::RetryClass::Transient { retry_after: Some(d) } => Some(d),
-                _ => None,
+                crate::retry::RetryClass::Transient {
+                    retry_after: Some(d),
+                } => Some(d.max(backoff).min(MAX_REDELIVERY_DELAY)),
+                _ => Some(backoff),
             },
             reason: e.to_string(),
         },

@@ -160,16 +160,18 @@ impl TokenProvider {
                         },
                     });
                 }
-                let body: TokenResponse = resp.json().await.map_err(|e| GenesysError::Decode {
-                    method: "POST",
-                    path: "/oauth/token".into(),
-                    // serde's message can quote input; the token must not leak into an error.
-                    reason: if e.is_decode() {
-                        "token response is not {access_token, expires_in} JSON".into()
-                    } else {
-                        super::error::describe_reqwest(e)
-                    },
-                })?;
+                // A body cut short is a transport failure (retried), not a bad answer.
+                let bytes = resp
+                    .bytes()
+                    .await
+                    .map_err(|e| GenesysError::transport("POST", "/oauth/token", e))?;
+                let body: TokenResponse =
+                    serde_json::from_slice(&bytes).map_err(|_| GenesysError::Decode {
+                        method: "POST",
+                        path: "/oauth/token".into(),
+                        // serde's message can quote input; the token must not leak into an error.
+                        reason: "token response is not {access_token, expires_in} JSON".into(),
+                    })?;
                 let lifetime = Duration::from_secs(body.expires_in.unwrap_or(300));
                 Ok(AccessToken {
                     value: SecretString::from(body.access_token),

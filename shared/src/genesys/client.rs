@@ -365,6 +365,17 @@ impl GenesysClient {
         Self::decode("GET", &path, &bytes)
     }
 
+    /// GET `/api/v2/conversations/{id}/recordingmetadata/{recordingId}`.
+    pub async fn recording_metadata_one(
+        &self,
+        conversation: &ConversationId,
+        recording: &RecordingId,
+    ) -> Result<RecordingMetadata, GenesysError> {
+        let path = format!("/api/v2/conversations/{conversation}/recordingmetadata/{recording}");
+        let (_, bytes) = self.call(Method::GET, &path, &[], None, true).await?;
+        Self::decode("GET", &path, &bytes)
+    }
+
     /// GET `/api/v2/conversations/{id}/recordings/{recordingId}` for the media `query` names.
     /// 202 (transcoding) and missing `mediaUris` become [`MediaStatus::Pending`].
     pub async fn recording_media(

@@ -89,6 +89,11 @@ pub struct SourceInfo {
     /// The `mediaUris` key, for one of several media streams of a recording.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub media_key: Option<String>,
+    /// Integrity evidence from the source that was checked (`etag-md5 verified`,
+    /// `ogg page crc32 verified (N pages)`, …), or `none`: then only our own hashes vouch
+    /// for the bytes, which prove what we received, not what the source held.
+    #[serde(default)]
+    pub integrity: Vec<String>,
     pub ranged: bool,
     pub chunk_size: u64,
 }

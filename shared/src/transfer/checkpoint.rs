@@ -46,6 +46,9 @@ pub struct UploadState {
     /// `outputDurationMs` from Genesys, for the manifest.
     #[serde(default)]
     pub duration_ms: Option<u64>,
+    /// What the media host stated about the whole object (checked before completion).
+    #[serde(default)]
+    pub source_checksums: super::integrity::SourceChecksums,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -24,6 +24,7 @@ use super::checkpoint::{
 };
 use super::codec::{sniff, Codec};
 use super::hash::ResumableSha256;
+use super::integrity::{OggPageChecker, SourceChecksums};
 use super::range::{plan, ByteRange};
 use super::source::{MediaRequest, MediaSource, Probe};
 use super::TransferError;
@@ -209,6 +210,12 @@ pub async fn transfer_recording(
     match result {
         Ok(outcome) => Ok(outcome),
         Err(TransferError::LostOwnership) => Err(TransferError::LostOwnership),
+        Err(e @ TransferError::SourceIntegrity { .. }) => {
+            // What was uploaded holds bytes the source disowns: start over, from nothing.
+            tracing::warn!(error = %e, "discarding the upload; the next attempt starts over");
+            run.discard(&mut owned).await;
+            Err(e)
+        }
         Err(TransferError::NotReady {
             reason,
             retry_after,
@@ -260,6 +267,74 @@ struct Run<'a> {
 struct Cpu {
     hasher: ResumableSha256,
     encryptor: Option<FrameEncryptor>,
+    /// MD5 of the whole plaintext, when the source stated one (and the stream was seen whole).
+    md5: Option<md5::Md5>,
+    ogg: Option<OggPageChecker>,
+}
+
+fn is_ogg(codec: Codec) -> bool {
+    matches!(codec, Codec::OggOpus | Codec::OggVorbis)
+}
+
+/// Compares what the source stated about the whole object with what arrived, before anything
+/// becomes visible. Returns the evidence the manifest records ("none" when there was none).
+fn verify_source_evidence(
+    owned: &OwnedCheckpoint,
+    cpu: &Cpu,
+    resumed: bool,
+) -> Result<Vec<String>, TransferError> {
+    use base64::Engine as _;
+    use md5::Digest as _;
+    let Some(up) = owned.state.upload.as_ref() else {
+        return Ok(vec!["none".into()]);
+    };
+    let stated = &up.source_checksums;
+    let mut evidence = Vec::new();
+    if let Some(want) = &stated.sha256 {
+        let got = base64::engine::general_purpose::STANDARD.encode(cpu.hasher.clone().finalize());
+        if &got != want {
+            return Err(TransferError::SourceIntegrity {
+                reason: "the SHA-256 the media host stated (x-amz-checksum-sha256) differs".into(),
+            });
+        }
+        evidence.push("x-amz-checksum-sha256 verified".to_string());
+    }
+    if let Some(want) = &stated.md5 {
+        let from = stated.md5_from.as_deref().unwrap_or("md5");
+        match (&cpu.md5, resumed) {
+            (Some(h), false) => {
+                if &hex::encode(h.clone().finalize()) != want {
+                    return Err(TransferError::SourceIntegrity {
+                        reason: format!("the MD5 the media host stated ({from}) differs"),
+                    });
+                }
+                evidence.push(format!("{from} verified"));
+            }
+            _ => evidence.push(format!("{from} not verified (the transfer was resumed)")),
+        }
+    }
+    if let Some(ogg) = &cpu.ogg {
+        evidence.push(format!("ogg page crc32 verified ({} pages)", ogg.pages));
+    }
+    if evidence.is_empty() {
+        evidence.push("none".into());
+    }
+    Ok(evidence)
+}
+
+/// The evidence of a transfer finished from its checkpoint alone (nothing re-read).
+fn unverified_evidence(up: &UploadState) -> Vec<String> {
+    let mut e = Vec::new();
+    if up.source_checksums.sha256.is_some() || up.source_checksums.md5.is_some() {
+        e.push("source checksum not verified (the transfer was resumed)".to_string());
+    }
+    if is_ogg(up.codec) {
+        e.push("ogg page crc32 verified in earlier invocations".to_string());
+    }
+    if e.is_empty() {
+        e.push("none".into());
+    }
+    e
 }
 
 struct InFlight {
@@ -340,7 +415,8 @@ impl Run<'_> {
             // Every part is uploaded: finishing needs S3 only, not Genesys (the recording may
             // even be gone there by now).
             if resume_offset >= up.total_size {
-                return self.complete(owned, started).await;
+                let evidence = unverified_evidence(up);
+                return self.complete(owned, started, evidence).await;
             }
         }
         let source = MediaSource::open(
@@ -357,17 +433,19 @@ impl Run<'_> {
             end: resume_offset + chunk - 1,
         };
         let probe = source.probe(probe_range).await?;
-        let (total, content_type, ranged) = match &probe {
+        let (total, content_type, ranged, probe_checksums) = match &probe {
             Probe::Ranged {
                 total,
                 content_type,
+                checksums,
                 ..
-            } => (*total, content_type.clone(), true),
+            } => (*total, content_type.clone(), true, checksums.clone()),
             Probe::Whole {
                 total,
                 content_type,
+                checksums,
                 ..
-            } => (*total, content_type.clone(), false),
+            } => (*total, content_type.clone(), false, checksums.clone()),
         };
         if total == 0 {
             return Err(TransferError::EmptyMedia);
@@ -435,12 +513,20 @@ impl Run<'_> {
                 encryptor: Some(
                     FrameEncryptor::resume(self.deps.keyring.as_ref(), &up.encryptor).await?,
                 ),
+                // A resumed transfer has not seen the prefix: a whole-object MD5 cannot be
+                // recomputed here (its state is not resumable), Ogg pages are checked from the
+                // next page on.
+                md5: None,
+                ogg: is_ogg(up.codec).then(|| OggPageChecker::starting_at(resume_offset)),
             },
             None => Cpu {
                 hasher: ResumableSha256::new(),
                 encryptor: None,
+                md5: None,
+                ogg: None,
             },
         };
+        let resumed = owned.state.upload.is_some();
         let mut in_flight: VecDeque<InFlight> = VecDeque::new();
         let mut index = parts_done;
         let mut next_progress = 10;
@@ -484,6 +570,7 @@ impl Run<'_> {
                     &content_type,
                     ranged,
                     &source,
+                    &probe_checksums,
                 )
                 .await?;
             }
@@ -545,7 +632,8 @@ impl Run<'_> {
                 actual: hasher_len,
             });
         }
-        self.complete(owned, started).await
+        let evidence = verify_source_evidence(owned, &cpu, resumed)?;
+        self.complete(owned, started, evidence).await
     }
 
     /// Saves the checkpoint with the lease released and reports the suspension. In-flight
@@ -631,6 +719,7 @@ impl Run<'_> {
         content_type: &str,
         ranged: bool,
         source: &MediaSource,
+        checksums: &SourceChecksums,
     ) -> Result<(), TransferError> {
         let codec = check_codec(first, content_type, &self.request())?;
         let key = self.settings.layout.object_key(
@@ -668,8 +757,11 @@ impl Run<'_> {
             frame_len: encryptor.frame_len(),
             message_id: encryptor.message_id_hex(),
             duration_ms: source.duration_ms().await,
+            source_checksums: checksums.clone(),
         });
         cpu.encryptor = Some(encryptor);
+        cpu.md5 = checksums.md5.is_some().then(md5::Md5::default);
+        cpu.ogg = is_ogg(codec).then(|| OggPageChecker::starting_at(0));
         // Record the upload id before any part exists, so a crash leaves nothing unowned.
         owned.save(self.store()).await
     }
@@ -678,6 +770,7 @@ impl Run<'_> {
         &self,
         owned: &mut OwnedCheckpoint,
         started: Instant,
+        integrity: Vec<String>,
     ) -> Result<TransferOutcome, TransferError> {
         let up = owned
             .state
@@ -797,6 +890,7 @@ impl Run<'_> {
                 media_host: up.media_host.clone(),
                 format_id: self.request().describe(),
                 media_key: self.job.media_key.as_ref().map(|k| k.to_string()),
+                integrity,
                 ranged: up.ranged,
                 chunk_size: up.chunk_size,
             },
@@ -909,13 +1003,23 @@ async fn encrypt_chunk(
     let Cpu {
         mut hasher,
         encryptor,
+        mut md5,
+        mut ogg,
     } = cpu;
     let mut encryptor =
         encryptor.ok_or_else(|| TransferError::Internal("encryptor missing".into()))?;
     let for_hash = plain.clone();
     let hash_task = tokio::task::spawn_blocking(move || {
+        use md5::Digest as _;
         hasher.update(&for_hash);
-        hasher
+        if let Some(m) = md5.as_mut() {
+            m.update(&for_hash);
+        }
+        let ogg_ok = match ogg.as_mut() {
+            Some(o) => o.update(&for_hash).map_err(|e| e.to_string()),
+            None => Ok(()),
+        };
+        (hasher, md5, ogg, ogg_ok)
     });
     let enc_task = tokio::task::spawn_blocking(move || {
         let frames = plain.len() / encryptor.frame_len() as usize + 2;
@@ -935,11 +1039,22 @@ async fn encrypt_chunk(
         let digest: [u8; 32] = Sha256::digest(&out).into();
         Ok::<_, TransferError>((next, Bytes::from(out), digest))
     });
-    let (hasher, encrypted) = tokio::join!(hash_task, enc_task);
-    let hasher = hasher.map_err(|e| TransferError::Internal(format!("hash task: {e}")))?;
+    let (hashed, encrypted) = tokio::join!(hash_task, enc_task);
+    let (hasher, md5, ogg, ogg_ok) =
+        hashed.map_err(|e| TransferError::Internal(format!("hash task: {e}")))?;
+    ogg_ok.map_err(|reason| TransferError::SourceIntegrity { reason })?;
     let (encryptor, ciphertext, digest) =
         encrypted.map_err(|e| TransferError::Internal(format!("encrypt task: {e}")))??;
-    Ok((Cpu { hasher, encryptor }, ciphertext, digest))
+    Ok((
+        Cpu {
+            hasher,
+            encryptor,
+            md5,
+            ogg,
+        },
+        ciphertext,
+        digest,
+    ))
 }
 
 /// Splits a whole-body response (server ignored `Range`) into chunk-sized pieces, skipping the

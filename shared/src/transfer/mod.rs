@@ -15,6 +15,7 @@ pub mod checkpoint;
 pub mod codec;
 pub mod engine;
 pub mod hash;
+pub mod integrity;
 pub mod range;
 pub mod source;
 
@@ -71,6 +72,10 @@ pub enum TransferError {
     Stream { offset: u64, reason: String },
     #[error("media is not what was asked for: expected {expected}, the bytes are {sniffed}")]
     CodecMismatch { expected: String, sniffed: String },
+    /// The bytes changed between the source and us (a checksum or Ogg page CRC from the source
+    /// disagrees): what was uploaded is discarded and the transfer starts over.
+    #[error("media failed the source's own integrity check: {reason}")]
+    SourceIntegrity { reason: String },
     #[error("media size mismatch: expected {expected} bytes, got {actual}")]
     SizeMismatch { expected: u64, actual: u64 },
     #[error("recording media is empty")]
@@ -115,6 +120,7 @@ impl TransferError {
             TransferError::Stream { .. } => "stream",
             TransferError::CodecMismatch { .. } => "codec_mismatch",
             TransferError::SizeMismatch { .. } => "size_mismatch",
+            TransferError::SourceIntegrity { .. } => "source_integrity",
             TransferError::EmptyMedia => "empty_media",
             TransferError::Busy { .. } => "busy",
             TransferError::LostOwnership => "lost_ownership",
@@ -139,7 +145,9 @@ impl Retryable for TransferError {
             TransferError::Chunk { retry_after, .. } => RetryClass::Transient {
                 retry_after: *retry_after,
             },
-            TransferError::Stream { .. } => RetryClass::Transient { retry_after: None },
+            TransferError::Stream { .. } | TransferError::SourceIntegrity { .. } => {
+                RetryClass::Transient { retry_after: None }
+            }
             TransferError::Genesys(e) => e.retry_class(),
             TransferError::Store(e) => e.retry_class(),
             _ => RetryClass::Permanent,

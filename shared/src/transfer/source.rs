@@ -20,6 +20,7 @@ use bytes::{Bytes, BytesMut};
 use futures::StreamExt;
 use tokio::sync::Mutex;
 
+use super::integrity::SourceChecksums;
 use super::range::{parse_content_range, ByteRange};
 use super::TransferError;
 use crate::config::{MediaFormat, RecordingMedia};
@@ -122,12 +123,14 @@ pub enum Probe {
         total: u64,
         content_type: String,
         first: Bytes,
+        checksums: SourceChecksums,
     },
     /// 200: the server ignored `Range`; the whole body follows in `response`.
     Whole {
         total: u64,
         content_type: String,
         response: reqwest::Response,
+        checksums: SourceChecksums,
     },
 }
 
@@ -190,9 +193,9 @@ pub struct MediaSource {
 /// How often one chunk is retried before the transfer fails with its range and reason.
 pub const CHUNK_RETRIES: usize = 3;
 
-/// Waits between polls of a batch download job inside one attempt (≈ 7.5 s in all, bounded by
+/// Waits between polls of a batch download job inside one attempt (≈ 7.7 s in all, bounded by
 /// the deadline); a job not done by then is retried later by SQS delay, never by sleeping.
-const BATCH_POLL_WAITS_MS: [u64; 4] = [500, 1000, 2000, 4000];
+const BATCH_POLL_WAITS_MS: [u64; 5] = [200, 500, 1000, 2000, 4000];
 
 /// When a batch job is still running: look again after this long.
 const BATCH_RETRY_AFTER: Duration = Duration::from_secs(15);
@@ -356,7 +359,9 @@ impl MediaSource {
                         .error_msg
                         .unwrap_or_else(|| "no resultUrl and no errorMsg".into());
                     crate::text::truncate_at_char_boundary(&mut reason, 300);
-                    return Err(TransferError::BatchRefused { reason });
+                    return Err(
+                        Self::why_refused(genesys, conversation, recording, reason).await
+                    );
                 }
                 let wait = waits.next().map(|ms| Duration::from_millis(*ms));
                 let fits = match (wait, genesys.deadline()) {
@@ -379,6 +384,36 @@ impl MediaSource {
         Err(TransferError::BatchRefused {
             reason: "batch download jobs keep disappearing".into(),
         })
+    }
+
+    /// A batch result without a URL: the recording's state says whether that is "later"
+    /// (uploading, restoring), Genesys' cold storage, gone, or a refusal in its own words.
+    async fn why_refused(
+        genesys: &GenesysClient,
+        conversation: &ConversationId,
+        recording: &RecordingId,
+        reason: String,
+    ) -> TransferError {
+        use crate::genesys::models::FileState;
+        match genesys
+            .recording_metadata_one(conversation, recording)
+            .await
+            .map(|m| m.file_state)
+        {
+            Ok(Some(s)) if s.is_pending() => TransferError::NotReady {
+                reason: format!("fileState {s:?}: {reason}"),
+                retry_after: Duration::from_secs(30),
+                batch_job: None,
+            },
+            Ok(Some(FileState::Archived)) => TransferError::ArchivedInGenesys,
+            Ok(Some(s)) if !s.is_downloadable() => TransferError::Unavailable {
+                file_state: Some(s),
+            },
+            Err(GenesysError::Api { status: 404, .. }) => {
+                TransferError::Unavailable { file_state: None }
+            }
+            _ => TransferError::BatchRefused { reason },
+        }
     }
 
     pub async fn host(&self) -> String {
@@ -549,18 +584,23 @@ impl MediaSource {
                         transient: false,
                         retry_after: None,
                     })?;
+                    let checksums = SourceChecksums::from_headers(resp.headers(), true);
                     return Ok(Probe::Whole {
                         total,
                         content_type: ct,
                         response: resp,
+                        checksums,
                     });
                 }
-                let (first, total, content_type) =
+                let headers = resp.headers().clone();
+                let (first_bytes, total, content_type) =
                     Self::read_range(resp, first, None, None).await?;
+                let whole = first.start == 0 && first_bytes.len() as u64 == total;
                 Ok(Probe::Ranged {
                     total,
                     content_type,
-                    first,
+                    first: first_bytes,
+                    checksums: SourceChecksums::from_headers(&headers, whole),
                 })
             }
             .await;

@@ -35,3 +35,18 @@ pub fn bin(name: &str) -> PathBuf {
 pub fn python() -> PathBuf {
     bin("python")
 }
+
+/// The interpreter of the Genesys SDK virtualenv (`make venv` creates `.venv-sdk`; override with
+/// `GC_ARCHIVE_SDK_VENV`), which holds the official `purecloudplatformclientv2` package.
+pub fn sdk_python() -> PathBuf {
+    let dir = std::env::var_os("GC_ARCHIVE_SDK_VENV")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace_root().join(".venv-sdk"));
+    let path = dir.join("bin").join("python");
+    assert!(
+        path.exists(),
+        "{} is missing: run `make venv` (or `make test`, which creates it) first",
+        path.display()
+    );
+    path
+}

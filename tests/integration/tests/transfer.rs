@@ -33,6 +33,18 @@ fn media_fault(rid: &str, fault: Fault, skip: u32, times: u32) -> FaultRule {
 }
 
 /// `bytes=a-b` of chunk `i` of a `total`-byte recording.
+/// Returns once the transfer has started reading media (the URL is then in use), so a test can
+/// expire it mid-transfer whatever time locating it took (a batch job takes a few polls).
+async fn first_media_request(kit: &Kit, recording_id: &str) {
+    for _ in 0..1000 {
+        if !kit.media_requests(recording_id).is_empty() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    panic!("the transfer never requested media");
+}
+
 fn chunk_range(i: u64, chunk: u64, total: u64) -> String {
     format!("bytes={}-{}", i * chunk, ((i + 1) * chunk).min(total) - 1)
 }
@@ -70,7 +82,7 @@ async fn archives_each_codec_byte_identically() {
         let added = kit.add_recording(RecordingSpec::new(media));
         let manifest = kit.archive(&added.job, &settings).await;
         kit.verify_archived(&added, &manifest, ext, codec).await;
-        assert_eq!(manifest.source.format_id, "NONE");
+        assert_eq!(manifest.source.format_id, "ORIGINAL");
         assert!(manifest.source.ranged, "the simulator serves ranges");
         assert_eq!(manifest.source.media_host, "127.0.0.1");
         assert_eq!(manifest.timings.invocations, 1);
@@ -306,7 +318,7 @@ async fn an_expired_media_url_mid_transfer_is_refreshed() {
         ..kit.settings("w")
     };
     let (outcome, ()) = tokio::join!(kit.run(&added.job, &settings), async {
-        tokio::time::sleep(Duration::from_millis(250)).await;
+        first_media_request(&kit, &added.recording_id).await;
         kit.sim.expire_media_urls();
     });
     let manifest = archived(outcome);
@@ -321,16 +333,14 @@ async fn an_expired_media_url_mid_transfer_is_refreshed() {
         .filter(|r| r.status == 403)
         .count();
     assert!(expired >= 1, "some chunk met the expired URL");
-    let recording_gets = kit
+    // The original codec is located by a batch download request; a fresh URL is a new one.
+    let batch_submissions = kit
         .sim
         .requests()
         .iter()
-        .filter(|r| {
-            r.path
-                .ends_with(&format!("/recordings/{}", added.recording_id))
-        })
+        .filter(|r| r.method == "POST" && r.path == "/api/v2/recording/batchrequests")
         .count();
-    assert_eq!(recording_gets as u32, 1 + manifest.timings.url_refreshes);
+    assert_eq!(batch_submissions as u32, 1 + manifest.timings.url_refreshes);
     kit.verify_archived(&added, &manifest, "wav", "WAV_PCM")
         .await;
     kit.assert_nothing_left_behind().await;
@@ -368,7 +378,7 @@ async fn a_revoked_token_mid_transfer_is_renewed_for_the_url_refresh() {
         ..kit.settings("w")
     };
     let (outcome, ()) = tokio::join!(kit.run(&added.job, &settings), async {
-        tokio::time::sleep(Duration::from_millis(250)).await;
+        first_media_request(&kit, &added.recording_id).await;
         kit.sim.revoke_tokens();
         kit.sim.expire_media_urls();
     });
@@ -674,9 +684,14 @@ async fn media_still_transcoding_is_not_ready_then_archives() {
     let kit = Kit::start().await;
     let added = kit.add_recording(RecordingSpec {
         transcoding_polls: 1,
-        ..RecordingSpec::new(MediaSource::Real(Codec::OggOpus))
+        ..synth(MIB + 3)
     });
-    match kit.run(&added.job, &kit.settings("w")).await {
+    // Transcoding is what a formatId asks for (the original codec needs none).
+    let settings = TransferSettings {
+        media_format: gc_archive::config::MediaFormat::Transcoded("WAV".into()),
+        ..kit.settings("w")
+    };
+    match kit.run(&added.job, &settings).await {
         Err(e @ TransferError::NotReady { .. }) => {
             assert!(e.is_transient());
             let TransferError::NotReady { retry_after, .. } = e else {
@@ -689,8 +704,9 @@ async fn media_still_transcoding_is_not_ready_then_archives() {
         other => panic!("expected NotReady, got {other:?}"),
     }
     kit.assert_bucket_empty().await;
-    let manifest = kit.archive(&added.job, &kit.settings("w")).await;
-    kit.verify_archived(&added, &manifest, "opus", "OGG_OPUS")
+    let manifest = kit.archive(&added.job, &settings).await;
+    assert_eq!(manifest.source.format_id, "WAV");
+    kit.verify_archived(&added, &manifest, "wav", "WAV_PCM")
         .await;
     kit.assert_nothing_left_behind().await;
 }
@@ -713,9 +729,13 @@ async fn media_that_never_becomes_available_is_not_ready_and_deleted_media_is_un
         });
         let r = kit.run(&gone.job, &kit.settings("w")).await;
         match r {
-            Err(e @ TransferError::Unavailable { .. }) => {
+            Err(e @ TransferError::Unavailable { .. }) if state != FileState::Archived => {
                 assert!(!e.is_transient());
                 assert_eq!(e.reason_code(), "unavailable");
+            }
+            Err(e @ TransferError::ArchivedInGenesys) if state == FileState::Archived => {
+                assert!(!e.is_transient());
+                assert!(e.to_string().contains("restore"), "{e}");
             }
             other => panic!("{state:?}: expected Unavailable, got {other:?}"),
         }
