@@ -16,8 +16,8 @@ $(VENV)/.ok: requirements-dev.txt
 	$(VENV)/bin/pip install --disable-pip-version-check -q -r requirements-dev.txt
 	touch $@
 
-# The official Genesys Cloud Python SDK (test oracle) in its own virtualenv: its urllib3
-# requirement conflicts with aws-sam-cli's.
+# The official Genesys Cloud Python SDK (test oracle) in its own virtualenv: it needs
+# watchdog>=6, aws-sam-cli pins watchdog 4.
 SDK_VENV := .venv-sdk
 $(SDK_VENV)/.ok: requirements-genesys-sdk.txt
 	python3 -m venv $(SDK_VENV)

@@ -1,13 +1,47 @@
 //! Genesys Cloud Platform API simulator with fault injection.
 //!
-//! Speaks the real API shapes used by gc-archive (see `/work/shared/genesys-api.md`):
-//! OAuth client credentials, conversations, recording metadata, recordings with signed media
-//! URLs, custom attributes, external tags and the analytics conversation detail query.
+//! Speaks the real API shapes used by gc-archive (see `/work/shared/genesys-api.md`; response
+//! shapes are checked against the official Python SDK's models by the `sdk_conformance` test
+//! in `tests/integration`): OAuth client credentials, conversations, recording metadata,
+//! recordings with signed media URLs, batch downloads, custom attributes, external tags and the
+//! analytics conversation detail query.
 //! Faults are injected with [`Simulator::inject`] or `POST /__sim/faults`.
 //!
-//! Simulator limits (deliberate): no transcoding — a recording is only served as `formatId=NONE`
-//! (or absent — the real API would default to WEBM) or its own (declared) codec's format id;
-//! `mediaFormats` must contain that format id; anything else is 400 `bad.request`.
+//! Where the documentation says how the API behaves, the simulator does that. Where
+//! `genesys-api.md` marks a behaviour UNCONFIRMED, [`Behaviour`] has a switch whose default is
+//! the most conservative choice for a client, so clients can be tested both ways.
+//!
+//! Recordings (`GET /api/v2/conversations/{cid}/recordings/{rid}`):
+//! * `formatId` (`WAV`, `WEBM`, `WAV_ULAW`, `OGG_VORBIS`, `OGG_OPUS`, `MP3`; default `WEBM`) or
+//!   `mediaFormats` (repeated or comma-separated, overrides `formatId`, first entry served)
+//!   selects a rendition in that codec, whatever the recording's own codec: the committed real
+//!   sample of that codec (the same speech), or for synthesized WAVs the PCM bytes themselves
+//!   (`WAV`) and a μ-law WAV encoded from the same samples (`WAV_ULAW`). Each issued URL of an
+//!   Ogg rendition is a fresh encode (new stream serial, page CRCs recomputed) unless
+//!   [`TranscodeSerial::Stable`]. `mediaUris` has the key `"S"`, or `"0"`/`"1"` with
+//!   [`MediaUriKeys::PerChannel`].
+//! * `formatId=NONE` is metadata only (no `mediaUris`), as documented;
+//!   [`NoneFormat::ServesOriginal`] brings back a URL of the original bytes.
+//! * Chat and messaging recordings serve a ZIP with `transcript.json` (`chatFormatId` /
+//!   `messageFormatId` `ZIP`, default; `NONE` = no media), email an RFC 822 message
+//!   (`emailFormatId` `EML`), screen recordings a WebM.
+//! * 202 while uploading, restoring or transcoding: empty body, or the Recording JSON with
+//!   [`AcceptedBody::RecordingJson`]. ARCHIVED recordings have no media; a `PUT` of the
+//!   recording with a future (or null) `archiveDate` restores it (RESTORING for two polls,
+//!   then RESTORED with `restoreExpirationTime`).
+//!
+//! Batch downloads: `POST /api/v2/recording/batchrequests` (1–100 requests; no `recordingId`
+//! = every recording of the conversation) → `{id, selfUri}`; `GET .../batchrequests/{id}`
+//! (only the submitting OAuth client; others get 404) answers `InProgress`
+//! [`SimConfig::batch_polls`] times, then `Completed` with one result per recording: a
+//! `resultUrl` of the original bytes (no transcode, [`Simulator::media_bytes`]) and its
+//! `contentType`, or an `errorMsg` for archived, deleted, errored, uploading and non-audio
+//! recordings and unknown conversations.
+//!
+//! Signed media URLs need no token. By default they ignore `Range` ([`RangeSupport`]), answer
+//! `Content-Type: binary/octet-stream` ([`MediaContentType`]), an opaque `ETag`
+//! ([`Behaviour::media_checksums`] for MD5 ETag + `x-amz-checksum-sha256`) and 403
+//! "Request has expired" once expired or invalidated ([`ExpiredUrl`]).
 //!
 //! Admin HTTP API (no auth, not in the request log), serde default (externally tagged) JSON:
 //! * `POST /__sim/faults` body [`FaultRule`], e.g.
@@ -24,8 +58,11 @@
 //! the first rule with budget left applies. API faults are evaluated before token checks;
 //! media faults after the URL signature/expiry checks.
 
+mod digest;
+mod docs;
 mod media;
 mod model;
+mod render;
 mod server;
 mod state;
 
@@ -38,10 +75,10 @@ use std::time::Duration;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
-pub use media::{real_sample, REAL_SAMPLE_DURATION_MS};
+pub use media::{real_sample, REAL_SAMPLE_DURATION_MS, ULAW_HEADER_LEN};
 pub use model::*;
 
-use state::{lock, Shared};
+use state::{lock, Key, Shared, Variant};
 
 /// A running simulator. Dropping it aborts the server task.
 pub struct Simulator {
@@ -138,20 +175,79 @@ impl Simulator {
         self.shared.seed(spec)
     }
 
-    /// Whole media content (fine for real samples and small synthesized WAVs).
+    /// Whole original (source) content: what a batch download `resultUrl` serves (fine for
+    /// real samples, documents and small synthesized WAVs).
     pub fn media_bytes(&self, recording_id: &str) -> Option<Vec<u8>> {
         let mut v = Vec::new();
         self.media_reader(recording_id)?.read_to_end(&mut v).ok()?;
         Some(v)
     }
 
-    /// Streaming reader over the exact bytes the media URL serves.
+    /// Streaming reader over the original (source) bytes.
     pub fn media_reader(&self, recording_id: &str) -> Option<Box<dyn Read + Send>> {
         self.shared.content(recording_id).map(|c| c.reader())
     }
 
+    /// Length of the original (source) bytes.
     pub fn media_len(&self, recording_id: &str) -> Option<u64> {
         self.shared.content(recording_id).map(|c| c.len())
+    }
+
+    /// Bytes of the latest issued encode of the `format_id` rendition (key `"S"`, or `"0"`
+    /// with [`MediaUriKeys::PerChannel`]): what the last media URL handed out for that format
+    /// serves. Before any URL was issued: the stable encode. For chat, messaging, email and
+    /// screen recordings any format id other than `NONE` gives the document (ZIP, EML, WebM).
+    /// `None` for an unknown recording or format id.
+    pub fn rendition_bytes(&self, recording_id: &str, format_id: &str) -> Option<Vec<u8>> {
+        let key = match self.shared.cfg.behaviour.media_uri_keys {
+            MediaUriKeys::Single => "S",
+            MediaUriKeys::PerChannel => "0",
+        };
+        self.media_key_bytes(recording_id, format_id, key)
+    }
+
+    /// Like [`Simulator::rendition_bytes`] for one `mediaUris` key (`"S"`, `"0"` or `"1"`).
+    pub fn media_key_bytes(
+        &self,
+        recording_id: &str,
+        format_id: &str,
+        key: &str,
+    ) -> Option<Vec<u8>> {
+        let key = Key::parse(key)?;
+        let st = lock(&self.shared.store);
+        let r = st.recs.get(recording_id)?;
+        let format = match Codec::from_format_id(format_id) {
+            Some(f) => f,
+            None if !r.source.is_audio()
+                && ["ZIP", "EML"]
+                    .iter()
+                    .any(|f| f.eq_ignore_ascii_case(format_id)) =>
+            {
+                Codec::Webm
+            }
+            None => return None,
+        };
+        let encode = r.latest_encode(format, self.shared.cfg.behaviour.transcode_serial);
+        let content = r.variant_content(Variant::Rendition {
+            format,
+            key,
+            encode,
+        });
+        drop(st);
+        Some(content.to_vec())
+    }
+
+    /// How many media URLs the recordings endpoint has handed out for the `format_id`
+    /// rendition of a recording (each one a fresh encode under [`TranscodeSerial::PerEncode`]).
+    pub fn encodes_issued(&self, recording_id: &str, format_id: &str) -> u32 {
+        let Some(format) = Codec::from_format_id(format_id) else {
+            return 0;
+        };
+        lock(&self.shared.store)
+            .recs
+            .get(recording_id)
+            .and_then(|r| r.encodes.get(&format).copied())
+            .unwrap_or(0)
     }
 
     pub fn inject(&self, rule: FaultRule) {
@@ -175,11 +271,14 @@ impl Simulator {
         lock(&self.shared.tokens).clear();
     }
 
-    /// Invalidate every media URL handed out so far (they answer 403 "Request has expired").
+    /// Invalidate every media URL handed out so far, batch `resultUrl`s included (they answer
+    /// "Request has expired" with the status of [`Behaviour::expired_url`]).
     pub fn expire_media_urls(&self) {
         self.shared.media_gen.fetch_add(1, Ordering::SeqCst);
     }
 
+    /// Runtime override of [`Behaviour::range`]: `true` = [`RangeSupport::Ignored`],
+    /// `false` = [`RangeSupport::Honoured`].
     pub fn set_ignore_range(&self, ignore: bool) {
         self.shared.ignore_range.store(ignore, Ordering::SeqCst);
     }

@@ -1,4 +1,5 @@
-//! Media content: committed real audio files and synthesized WAVs of any size.
+//! Media content: committed real audio files, synthesized WAVs of any size (PCM, and a μ-law
+//! rendition of the same samples), all streamed in chunks without a whole-file buffer.
 
 use std::io::Read;
 use std::sync::Arc;
@@ -6,13 +7,17 @@ use std::sync::Arc;
 use bytes::{Bytes, BytesMut};
 
 use crate::model::{Codec, MediaSource};
+use crate::render::linear_to_ulaw;
+
+/// Samples converted per step when encoding μ-law on the fly.
+const CHUNK_SAMPLES: usize = 32 * 1024;
 
 static PCM16_WAV: &[u8] = include_bytes!("../media/sample-pcm16.wav");
 static ULAW_WAV: &[u8] = include_bytes!("../media/sample-ulaw.wav");
 static OPUS_OGG: &[u8] = include_bytes!("../media/sample-opus.ogg");
 static VORBIS_OGG: &[u8] = include_bytes!("../media/sample-vorbis.ogg");
 static MP3: &[u8] = include_bytes!("../media/sample.mp3");
-static OPUS_WEBM: &[u8] = include_bytes!("../media/sample-opus.webm");
+pub(crate) static OPUS_WEBM: &[u8] = include_bytes!("../media/sample-opus.webm");
 
 /// The committed real sample for a codec.
 pub fn real_sample(codec: Codec) -> &'static [u8] {
@@ -44,7 +49,12 @@ pub struct Content {
 enum ContentInner {
     Static(Bytes),
     Synth(Arc<Synth>),
+    /// μ-law WAV encoded on the fly from the synth's PCM samples.
+    Ulaw(Arc<Synth>, Arc<[u8; ULAW_HEADER_LEN as usize]>),
 }
+
+/// Header length of a μ-law WAV rendition: RIFF/WAVE, an 18-byte `fmt ` (tag 7), `fact`, `data`.
+pub const ULAW_HEADER_LEN: u64 = 58;
 
 struct Synth {
     header: [u8; 44],
@@ -54,13 +64,56 @@ struct Synth {
 }
 
 impl Content {
+    /// Content of an audio source or the screen recording (documents are built by `docs`).
     pub fn new(src: MediaSource, recording_id: &str) -> Content {
         match src {
             MediaSource::Real(c) => Content::from_static(Bytes::from_static(real_sample(c))),
             MediaSource::SynthWav { size_bytes } => Content {
                 inner: ContentInner::Synth(Arc::new(Synth::new(seed_of(recording_id), size_bytes))),
             },
+            MediaSource::Screen => Content::from_static(Bytes::from_static(OPUS_WEBM)),
+            MediaSource::Chat | MediaSource::Messaging | MediaSource::Email => {
+                Content::from_static(Bytes::new())
+            }
         }
+    }
+
+    /// The μ-law WAV (8 kHz mono, format tag 7) of a synthesized PCM WAV's samples; `None`
+    /// for other content.
+    pub fn to_ulaw(&self) -> Option<Content> {
+        let ContentInner::Synth(s) = &self.inner else {
+            return None;
+        };
+        let samples = s.data_len / 2;
+        let data = u32::try_from(samples).unwrap_or(u32::MAX);
+        let riff = u32::try_from(ULAW_HEADER_LEN - 8 + samples).unwrap_or(u32::MAX);
+        let mut h = [0u8; ULAW_HEADER_LEN as usize];
+        h[0..4].copy_from_slice(b"RIFF");
+        h[4..8].copy_from_slice(&riff.to_le_bytes());
+        h[8..12].copy_from_slice(b"WAVE");
+        h[12..16].copy_from_slice(b"fmt ");
+        h[16..20].copy_from_slice(&18u32.to_le_bytes());
+        h[20..22].copy_from_slice(&7u16.to_le_bytes()); // μ-law
+        h[22..24].copy_from_slice(&1u16.to_le_bytes()); // mono
+        h[24..28].copy_from_slice(&SYNTH_SAMPLE_RATE.to_le_bytes());
+        h[28..32].copy_from_slice(&SYNTH_SAMPLE_RATE.to_le_bytes()); // 1 byte per sample
+        h[32..34].copy_from_slice(&1u16.to_le_bytes());
+        h[34..36].copy_from_slice(&8u16.to_le_bytes());
+        h[36..38].copy_from_slice(&0u16.to_le_bytes()); // cbSize
+        h[38..42].copy_from_slice(b"fact");
+        h[42..46].copy_from_slice(&4u32.to_le_bytes());
+        h[46..50].copy_from_slice(&data.to_le_bytes());
+        h[50..54].copy_from_slice(b"data");
+        h[54..58].copy_from_slice(&data.to_le_bytes());
+        Some(Content {
+            inner: ContentInner::Ulaw(s.clone(), Arc::new(h)),
+        })
+    }
+
+    /// Whole content as one buffer (only for small content and tests).
+    pub fn to_vec(&self) -> Vec<u8> {
+        self.chunk(0, usize::try_from(self.len()).unwrap_or(usize::MAX))
+            .to_vec()
     }
 
     pub fn from_static(b: Bytes) -> Content {
@@ -73,6 +126,7 @@ impl Content {
         match &self.inner {
             ContentInner::Static(b) => b.len() as u64,
             ContentInner::Synth(s) => HEADER_LEN + s.data_len,
+            ContentInner::Ulaw(s, _) => ULAW_HEADER_LEN + s.data_len / 2,
         }
     }
 
@@ -88,6 +142,31 @@ impl Content {
             ContentInner::Synth(s) => {
                 let mut out = BytesMut::with_capacity(n);
                 s.fill(off, n, &mut out);
+                out.freeze()
+            }
+            ContentInner::Ulaw(s, header) => {
+                let mut out = BytesMut::with_capacity(n);
+                let (mut off, mut n) = (off, n);
+                if off < ULAW_HEADER_LEN {
+                    let take = ((ULAW_HEADER_LEN - off) as usize).min(n);
+                    out.extend_from_slice(&header[off as usize..off as usize + take]);
+                    off += take as u64;
+                    n -= take;
+                }
+                // Sample k of the μ-law data is PCM sample k of the synth.
+                let mut pcm = BytesMut::with_capacity(2 * n.min(CHUNK_SAMPLES));
+                while n > 0 {
+                    let take = n.min(CHUNK_SAMPLES);
+                    let first = off - ULAW_HEADER_LEN;
+                    pcm.clear();
+                    s.fill(HEADER_LEN + 2 * first, 2 * take, &mut pcm);
+                    out.extend(
+                        pcm.chunks_exact(2)
+                            .map(|b| linear_to_ulaw(i16::from_le_bytes([b[0], b[1]]))),
+                    );
+                    off += take as u64;
+                    n -= take;
+                }
                 out.freeze()
             }
         }
@@ -107,7 +186,7 @@ pub fn synth_duration_ms(len: u64) -> u64 {
     len.saturating_sub(HEADER_LEN) * 1000 / (SYNTH_SAMPLE_RATE as u64 * 2)
 }
 
-fn seed_of(id: &str) -> u64 {
+pub(crate) fn seed_of(id: &str) -> u64 {
     // FNV-1a: stable across runs and platforms.
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
     for b in id.bytes() {

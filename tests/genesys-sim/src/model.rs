@@ -4,21 +4,32 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 /// Simulator configuration.
+///
+/// Build it with struct update syntax so new fields keep old code compiling:
+/// `SimConfig { behaviour: Behaviour { range: RangeSupport::Honoured, ..Default::default() }, ..SimConfig::default() }`.
 #[derive(Debug, Clone)]
 pub struct SimConfig {
     pub client_id: String,
     pub client_secret: String,
+    /// More OAuth clients (id, secret) the token endpoint accepts, e.g. to check that a batch
+    /// job is only readable by the client that submitted it.
+    pub extra_clients: Vec<(String, String)>,
     pub org_id: String,
     /// `expires_in` of issued access tokens; tokens really stop working after it.
     pub token_ttl_secs: u64,
     /// Lifetime of signed media URLs handed out in `mediaUris`.
     pub media_url_ttl_secs: u64,
-    /// When true the media endpoint ignores `Range` and always answers 200 with the whole body.
-    pub ignore_range: bool,
     /// Per-token request limit on `/api/v2/...`; `None` = unlimited (headers still sent).
     pub rate_limit: Option<RateLimit>,
     /// Seed the store with generated conversations at start.
     pub seed: Option<SeedSpec>,
+    /// Switches for behaviour the API documentation leaves open (see [`Behaviour`]).
+    pub behaviour: Behaviour,
+    /// `GET /api/v2/recording/batchrequests/{id}` answers `InProgress` this many times before
+    /// the job is `Completed`.
+    pub batch_polls: u32,
+    /// Lifetime of batch download `resultUrl`s.
+    pub batch_url_ttl_secs: u64,
 }
 
 impl Default for SimConfig {
@@ -26,14 +37,135 @@ impl Default for SimConfig {
         SimConfig {
             client_id: "sim-client".into(),
             client_secret: "sim-secret".into(),
+            extra_clients: Vec::new(),
             org_id: DEFAULT_ORG_ID.into(),
             token_ttl_secs: 86_400,
             media_url_ttl_secs: 3_600,
-            ignore_range: false,
             rate_limit: None,
             seed: None,
+            behaviour: Behaviour::default(),
+            batch_polls: 1,
+            batch_url_ttl_secs: 3_600,
         }
     }
+}
+
+/// Behaviour switches. Each default is the documented behaviour, or where
+/// `genesys-api.md` marks the behaviour UNCONFIRMED, the most conservative one for a client
+/// (the one that assumes the least), so the client is tested against the hard case by default
+/// and can opt into the friendly case explicitly.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(default)]
+pub struct Behaviour {
+    pub none_format: NoneFormat,
+    pub media_uri_keys: MediaUriKeys,
+    pub media_content_type: MediaContentType,
+    pub accepted_body: AcceptedBody,
+    pub range: RangeSupport,
+    pub expired_url: ExpiredUrl,
+    pub custom_attributes_list: CustomAttributesListShape,
+    /// Media responses carry an `ETag` that is the quoted hex MD5 of the whole object and, when
+    /// the request sends `x-amz-checksum-mode: ENABLED`, `x-amz-checksum-sha256` (base64 of the
+    /// whole object's SHA-256) on responses that cover the whole object. When false the `ETag`
+    /// is opaque (S3 multipart style `"<hex>-<parts>"`, not an MD5) and no checksum is sent.
+    pub media_checksums: bool,
+    pub transcode_serial: TranscodeSerial,
+}
+
+/// What `formatId=NONE` does on the recording GET.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub enum NoneFormat {
+    /// Documented: the Recording (fileState, dates, ...) without `mediaUris`.
+    #[default]
+    MetadataOnly,
+    /// The simulator's old behaviour: a media URL of the original (source) bytes.
+    ServesOriginal,
+}
+
+/// Keys of the `mediaUris` map (their meaning is UNCONFIRMED).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub enum MediaUriKeys {
+    /// One key `"S"`.
+    #[default]
+    Single,
+    /// Two keys `"0"` and `"1"`: two different byte streams of the same codec.
+    PerChannel,
+}
+
+/// `Content-Type` of signed media URL responses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub enum MediaContentType {
+    /// `binary/octet-stream`, what S3 answers for objects stored without a type.
+    #[default]
+    OctetStream,
+    /// `audio/wav`, `audio/ogg`, `audio/mpeg`, `audio/webm`, `application/zip`,
+    /// `message/rfc822`, `video/webm`.
+    Accurate,
+}
+
+/// Body of a 202 from the recording GET (exact official shape UNCONFIRMED).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub enum AcceptedBody {
+    /// Empty body.
+    #[default]
+    Empty,
+    /// The Recording JSON including `estimatedTranscodeTimeMs`.
+    RecordingJson,
+}
+
+/// `Range` support on signed media URLs (UNCONFIRMED).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub enum RangeSupport {
+    /// 200 with the full body whatever `Range` says (`Accept-Ranges: bytes` is still sent).
+    #[default]
+    Ignored,
+    /// 206 with `Content-Range`, 416 when unsatisfiable.
+    Honoured,
+}
+
+/// Status of an expired or invalidated signed media URL.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub enum ExpiredUrl {
+    /// 403, S3 XML `AccessDenied` "Request has expired".
+    #[default]
+    Forbidden,
+    BadRequest,
+    Unauthorized,
+    Gone,
+}
+
+impl ExpiredUrl {
+    pub fn status(self) -> u16 {
+        match self {
+            ExpiredUrl::Forbidden => 403,
+            ExpiredUrl::BadRequest => 400,
+            ExpiredUrl::Unauthorized => 401,
+            ExpiredUrl::Gone => 410,
+        }
+    }
+}
+
+/// Shape of `GET /api/v2/conversations/{id}/customattributes`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub enum CustomAttributesListShape {
+    /// `{"results":[...]}` (the SDK's `CustomAttributesListing`).
+    #[default]
+    Results,
+    /// `{"entities":[...]}`.
+    Entities,
+    /// `[...]`.
+    BareArray,
+}
+
+/// Whether Ogg renditions (`OGG_OPUS`, `OGG_VORBIS`) are re-encoded per media URL issuance.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub enum TranscodeSerial {
+    /// Every issued URL is a fresh encode: new Ogg stream serial number, every page CRC
+    /// recomputed, so the bytes differ between issuances.
+    #[default]
+    PerEncode,
+    /// The same bytes every time.
+    Stable,
 }
 
 /// Fixed organisation id used by [`SimConfig::default`].
@@ -148,13 +280,54 @@ pub enum MediaSource {
     /// Deterministic synthesized WAV (PCM 16-bit, 8 kHz, mono) of exactly `size_bytes`
     /// (rounded down to an even size, minimum 44 bytes) generated from the recording id.
     SynthWav { size_bytes: u64 },
+    /// Chat recording: a ZIP (stored) holding `transcript.json` (`chatFormatId=ZIP`).
+    Chat,
+    /// Messaging recording: a ZIP holding `transcript.json` (`messageFormatId=ZIP`).
+    Messaging,
+    /// Email recording: an RFC 822 message (`emailFormatId=EML`).
+    Email,
+    /// Screen recording (`mediaSubtype` `Screen`): a WebM (the committed Opus WebM sample).
+    Screen,
 }
 
 impl MediaSource {
+    /// Codec of the source bytes. `Webm` for screen recordings; for chat, messaging and email
+    /// (documents, no codec) `Webm` is a placeholder: use [`MediaSource::media_type`] first.
     pub fn codec(self) -> Codec {
         match self {
             MediaSource::Real(c) => c,
             MediaSource::SynthWav { .. } => Codec::WavPcm,
+            MediaSource::Chat
+            | MediaSource::Messaging
+            | MediaSource::Email
+            | MediaSource::Screen => Codec::Webm,
+        }
+    }
+
+    /// The Recording `media` value: `audio`, `chat`, `messaging`, `email` or `screen`.
+    pub fn media_type(self) -> &'static str {
+        match self {
+            MediaSource::Real(_) | MediaSource::SynthWav { .. } => "audio",
+            MediaSource::Chat => "chat",
+            MediaSource::Messaging => "messaging",
+            MediaSource::Email => "email",
+            MediaSource::Screen => "screen",
+        }
+    }
+
+    pub fn is_audio(self) -> bool {
+        matches!(self, MediaSource::Real(_) | MediaSource::SynthWav { .. })
+    }
+
+    /// Accurate MIME type of the source bytes (`audio/wav`, ..., `application/zip`,
+    /// `message/rfc822`, `video/webm`).
+    pub fn content_type(self) -> &'static str {
+        match self {
+            MediaSource::Real(c) => c.content_type(),
+            MediaSource::SynthWav { .. } => Codec::WavPcm.content_type(),
+            MediaSource::Chat | MediaSource::Messaging => "application/zip",
+            MediaSource::Email => "message/rfc822",
+            MediaSource::Screen => "video/webm",
         }
     }
 }
@@ -165,8 +338,9 @@ pub struct RecordingSpec {
     /// Recording id; a random UUID when `None`.
     pub id: Option<String>,
     pub media: MediaSource,
-    /// Codec the API claims (formatId accepted, `Content-Type` served) when it differs from
-    /// the real bytes — to simulate a lying content type.
+    /// Codec the API claims when it differs from the real bytes — to simulate a lying content
+    /// type: the file name, the batch `contentType` and the accurate `Content-Type` of
+    /// original-bytes URLs use it, and the rendition of this format serves the stored bytes.
     pub declared_codec: Option<Codec>,
     /// Report `UPLOADING` for the first N metadata/recording polls (`u32::MAX` = never available).
     pub unavailable_polls: u32,
@@ -240,6 +414,10 @@ pub struct ConversationSummary {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RecordingSummary {
     pub id: String,
+    /// `audio`, `chat`, `messaging`, `email` or `screen`.
+    #[serde(default = "audio")]
+    pub media: String,
+    /// See [`MediaSource::codec`] (a placeholder for chat, messaging and email).
     pub codec: Codec,
     pub declared_codec: Codec,
     pub size_bytes: u64,
@@ -272,9 +450,11 @@ pub enum Fault {
     WrongContentRange,
     /// Serve this `Content-Type` instead of the right one.
     WrongContentType(String),
-    /// 403 S3-style "Request has expired".
+    /// S3-style "Request has expired" with the status of [`Behaviour::expired_url`] (media),
+    /// 403 `not.authorized` on API paths.
     ExpiredUrl,
-    /// Recording GET answers 202 "still transcoding" (media: 202 with empty body).
+    /// Recording GET answers 202 "still transcoding" (body per [`Behaviour::accepted_body`];
+    /// media: 202 with empty body).
     Transcoding202,
     /// Throttle the body to this rate.
     SlowBody { bytes_per_sec: u64 },
@@ -295,6 +475,10 @@ pub struct FaultRule {
     pub skip: u32,
     #[serde(default = "one")]
     pub times: u32,
+}
+
+fn audio() -> String {
+    "audio".into()
 }
 
 fn one() -> u32 {

@@ -3,6 +3,7 @@
 // Handlers return early with a ready `Response` as the error value.
 #![allow(clippy::result_large_err)]
 
+use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -18,9 +19,13 @@ use base64::Engine;
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::{json, Map, Value};
 
+use crate::digest::Md5;
 use crate::media::Content;
 use crate::model::*;
-use crate::state::{lock, new_id, CustomAttr, Rec, Shared, Target};
+use crate::state::{
+    lock, new_id, Batch, BatchItem, Conv, CustomAttr, Key, Rec, Restore, Shared, Store, Target,
+    Variant,
+};
 
 type St = State<Arc<Shared>>;
 
@@ -37,8 +42,10 @@ pub(crate) fn router(sh: Arc<Shared>) -> Router {
         )
         .route(
             "/api/v2/conversations/{cid}/recordings/{rid}",
-            get(get_recording),
+            get(get_recording).put(put_recording),
         )
+        .route("/api/v2/recording/batchrequests", post(post_batch))
+        .route("/api/v2/recording/batchrequests/{job}", get(get_batch))
         .route(
             "/api/v2/conversations/{cid}/customattributes",
             get(list_custom).put(put_custom).patch(patch_custom),
@@ -339,17 +346,17 @@ fn token_inner(sh: &Shared, headers: &HeaderMap, body: &[u8]) -> Response {
                 .ok()
         })
         .and_then(|b| String::from_utf8(b).ok());
-    let ok = creds
+    let client = creds
         .as_deref()
         .and_then(|c| c.split_once(':'))
-        .is_some_and(|(id, secret)| id == sh.cfg.client_id && secret == sh.cfg.client_secret);
-    if !ok {
+        .and_then(|(id, secret)| sh.client_for(id, secret));
+    let Some(client) = client else {
         return oauth_error(
             StatusCode::UNAUTHORIZED,
             "invalid_client",
             "authentication failed",
         );
-    }
+    };
     let form: Vec<(String, String)> = url::form_urlencoded::parse(body).into_owned().collect();
     match query_get(&form, "grant_type") {
         None => {
@@ -368,7 +375,7 @@ fn token_inner(sh: &Shared, headers: &HeaderMap, body: &[u8]) -> Response {
             )
         }
     }
-    let tok = sh.issue_token();
+    let tok = sh.issue_token(&client);
     Json(json!({
         "access_token": tok,
         "token_type": "bearer",
@@ -382,6 +389,10 @@ fn token_inner(sh: &Shared, headers: &HeaderMap, body: &[u8]) -> Response {
 #[derive(Clone, Copy)]
 struct ForceTranscoding;
 
+/// OAuth client id of the token that authorised the request.
+#[derive(Clone)]
+struct Caller(String);
+
 struct RateInfo {
     count: u32,
     allowed: u32,
@@ -389,7 +400,7 @@ struct RateInfo {
 }
 
 enum AuthOutcome {
-    Ok(RateInfo),
+    Ok(RateInfo, String),
     Unauthorized,
     Limited(RateInfo),
 }
@@ -424,11 +435,14 @@ fn check_token(sh: &Shared, tok: Option<&str>) -> AuthOutcome {
         });
     }
     t.count = t.count.saturating_add(1);
-    AuthOutcome::Ok(RateInfo {
-        count: t.count,
-        allowed,
-        reset,
-    })
+    AuthOutcome::Ok(
+        RateInfo {
+            count: t.count,
+            allowed,
+            reset,
+        },
+        t.client_id.clone(),
+    )
 }
 
 async fn api_mw(State(sh): St, mut req: Request, next: Next) -> Response {
@@ -462,8 +476,9 @@ async fn api_mw(State(sh): St, mut req: Request, next: Next) -> Response {
                     info = Some(ri);
                     r
                 }
-                AuthOutcome::Ok(ri) => {
+                AuthOutcome::Ok(ri, client) => {
                     info = Some(ri);
+                    req.extensions_mut().insert(Caller(client));
                     if matches!(fault, Some(Fault::Transcoding202)) {
                         req.extensions_mut().insert(ForceTranscoding);
                     }
@@ -558,7 +573,7 @@ async fn get_conversation(State(sh): St, Path(cid): Path<String>) -> Response {
         "startTime": ts(c.start),
         "endTime": ts(c.end),
         "participants": participants,
-        "recordingState": "none",
+        "recordingState": "NONE",
         "divisions": [{
             "division": {"id": c.division_id, "selfUri": format!("/api/v2/authorization/divisions/{}", c.division_id)},
             "entities": [],
@@ -571,15 +586,23 @@ async fn get_conversation(State(sh): St, Path(cid): Path<String>) -> Response {
     Json(body).into_response()
 }
 
+fn doc_extension(src: MediaSource, declared: Codec) -> &'static str {
+    match src {
+        MediaSource::Chat | MediaSource::Messaging => "zip",
+        MediaSource::Email => "eml",
+        MediaSource::Screen => "webm",
+        _ => declared.extension(),
+    }
+}
+
 fn metadata_json(r: &Rec, state: FileState, region: &str) -> Value {
     let mut o = json!({
         "id": r.id,
         "conversationId": r.conv_id,
-        "name": format!("{}.{}", r.id, r.declared.extension()),
+        "name": format!("{}.{}", r.id, doc_extension(r.source, r.declared)),
         "startTime": ts(r.start),
         "endTime": ts(r.end),
-        "media": "audio",
-        "mediaSubtype": "Trunk",
+        "media": r.source.media_type(),
         "annotations": [],
         "fileState": state.as_str(),
         "maxAllowedRestorationsForOrg": 10000,
@@ -588,12 +611,44 @@ fn metadata_json(r: &Rec, state: FileState, region: &str) -> Value {
         "region": region,
         "selfUri": format!("/api/v2/conversations/{}/recordingmetadata/{}", r.conv_id, r.id),
     });
-    if state == FileState::Archived {
+    match r.source {
+        MediaSource::Screen => o["mediaSubtype"] = json!("Screen"),
+        s if s.is_audio() => o["mediaSubtype"] = json!("Trunk"),
+        _ => {}
+    }
+    if state == FileState::Archived || r.restore.is_some() {
         o["archiveDate"] = json!(ts(r.end + chrono::Duration::days(30)));
         o["archiveMedium"] = json!("CLOUDARCHIVE");
     }
+    if let (Some(rs), FileState::Restored) = (&r.restore, state) {
+        o["restoreExpirationTime"] = json!(ts(rs.expires));
+    }
     if state == FileState::Deleted {
         o["deleteDate"] = json!(ts(r.end + chrono::Duration::days(1)));
+    }
+    for (k, v) in &r.retention {
+        o[k.as_str()] = v.clone();
+    }
+    o
+}
+
+/// The `Recording` shape: metadata without `region`, plus output/transcode fields.
+fn recording_json(r: &Rec, state: FileState) -> Value {
+    let mut o = metadata_json(r, state, REGION);
+    if let Some(m) = o.as_object_mut() {
+        m.remove("region");
+        m.insert(
+            "selfUri".into(),
+            json!(format!(
+                "/api/v2/conversations/{}/recordings/{}",
+                r.conv_id, r.id
+            )),
+        );
+        m.insert("outputSizeInBytes".into(), json!(0));
+        m.insert("outputDurationMs".into(), json!(0));
+        m.insert("estimatedTranscodeTimeMs".into(), json!(0));
+        m.insert("actualTranscodeTimeMs".into(), json!(0));
+        m.insert("creationTime".into(), json!(ts(r.end)));
     }
     o
 }
@@ -627,6 +682,7 @@ async fn get_metadata(State(sh): St, Path((cid, rid)): Path<(String, String)>) -
     }
 }
 
+/// `formatId` values; `mediaFormats` takes the same minus `NONE`.
 const VALID_FORMATS: [&str; 7] = [
     "WAV",
     "WEBM",
@@ -636,6 +692,40 @@ const VALID_FORMATS: [&str; 7] = [
     "MP3",
     "NONE",
 ];
+
+/// Documented default `formatId`.
+const DEFAULT_FORMAT: &str = "WEBM";
+
+/// A 202 from the recording GET, body per [`Behaviour::accepted_body`].
+fn accepted(b: &Behaviour, mut o: Value, estimated_ms: u64) -> Response {
+    match b.accepted_body {
+        AcceptedBody::Empty => StatusCode::ACCEPTED.into_response(),
+        AcceptedBody::RecordingJson => {
+            o["estimatedTranscodeTimeMs"] = json!(estimated_ms);
+            (StatusCode::ACCEPTED, Json(o)).into_response()
+        }
+    }
+}
+
+/// What the recording GET would hand out once the recording is ready.
+#[derive(Clone, Copy, PartialEq)]
+enum Want {
+    Metadata,
+    Original,
+    Rendition(Codec),
+}
+
+/// Validate a document format parameter (`chatFormatId` ...) against its two values.
+fn doc_format(q: &[(String, String)], name: &str, media_value: &str) -> Result<bool, Response> {
+    match query_get(q, name) {
+        None => Ok(true),
+        Some(v) if v.eq_ignore_ascii_case(media_value) => Ok(true),
+        Some(v) if v.eq_ignore_ascii_case("NONE") => Ok(false),
+        Some(v) => Err(bad_request(&format!(
+            "Invalid {name} value: {v} (expected {media_value} or NONE)"
+        ))),
+    }
+}
 
 async fn get_recording(
     State(sh): St,
@@ -652,71 +742,329 @@ async fn get_recording(
         .filter(|s| !s.is_empty())
         .collect();
     let format_id = query_get(&q, "formatId");
-    for f in media_formats.iter().copied().chain(format_id) {
+    if let Some(f) = format_id {
         if !VALID_FORMATS.iter().any(|v| v.eq_ignore_ascii_case(f)) {
-            return bad_request(&format!("Invalid formatId/mediaFormats value: {f}"));
+            return bad_request(&format!("Invalid formatId value: {f}"));
         }
     }
+    for f in &media_formats {
+        if Codec::from_format_id(f).is_none() {
+            return bad_request(&format!("Invalid mediaFormats value: {f}"));
+        }
+    }
+    let (chat, message, email) = match (
+        doc_format(&q, "chatFormatId", "ZIP"),
+        doc_format(&q, "messageFormatId", "ZIP"),
+        doc_format(&q, "emailFormatId", "EML"),
+    ) {
+        (Ok(c), Ok(m), Ok(e)) => (c, m, e),
+        (Err(r), _, _) | (_, Err(r), _) | (_, _, Err(r)) => return r,
+    };
+    // mediaFormats overrides formatId; the first acceptable format is served.
+    let requested = media_formats
+        .first()
+        .copied()
+        .or(format_id)
+        .unwrap_or(DEFAULT_FORMAT);
+    let b = &sh.cfg.behaviour;
+    let none = match b.none_format {
+        NoneFormat::MetadataOnly => Want::Metadata,
+        NoneFormat::ServesOriginal => Want::Original,
+    };
     let mut st = lock(&sh.store);
     let Some(r) = st.recs.get_mut(&rid).filter(|r| r.conv_id == cid) else {
         return not_found(&format!("Recording {rid} not found"));
     };
-    let own = r.declared.as_format_id();
-    // The simulator cannot transcode: only the recording's own codec (or NONE) is served.
-    let acceptable = if !media_formats.is_empty() {
-        media_formats.iter().any(|f| f.eq_ignore_ascii_case(own))
-    } else {
-        format_id.is_none_or(|f| f.eq_ignore_ascii_case("NONE") || f.eq_ignore_ascii_case(own))
+    let want = match r.source {
+        MediaSource::Chat => [Want::Metadata, Want::Original][chat as usize],
+        MediaSource::Messaging => [Want::Metadata, Want::Original][message as usize],
+        MediaSource::Email => [Want::Metadata, Want::Original][email as usize],
+        _ if requested.eq_ignore_ascii_case("NONE") => none,
+        MediaSource::Screen => Want::Original,
+        _ => Codec::from_format_id(requested).map_or(none, Want::Rendition),
     };
-    if !acceptable {
-        return bad_request(&format!(
-            "The simulator only serves this recording as NONE or {own}"
-        ));
-    }
     let state = r.poll_state();
-    let mut o = metadata_json(r, state, REGION);
-    if let Some(m) = o.as_object_mut() {
-        m.remove("region");
-        m.insert(
-            "selfUri".into(),
-            json!(format!(
-                "/api/v2/conversations/{}/recordings/{}",
-                r.conv_id, r.id
-            )),
-        );
-        m.insert("outputSizeInBytes".into(), json!(0));
-        m.insert("outputDurationMs".into(), json!(0));
-        m.insert("estimatedTranscodeTimeMs".into(), json!(0));
-        m.insert("actualTranscodeTimeMs".into(), json!(0));
-        m.insert("creationTime".into(), json!(ts(r.end)));
-    }
+    let mut o = recording_json(r, state);
     match state {
         FileState::Deleted => not_found(&format!("Recording {rid} has been deleted")),
-        FileState::Uploading | FileState::Restoring => {
-            o["estimatedTranscodeTimeMs"] = json!(5000);
-            (StatusCode::ACCEPTED, Json(o)).into_response()
-        }
+        FileState::Uploading | FileState::Restoring => accepted(b, o, 5000),
         FileState::Archived | FileState::Error => Json(o).into_response(),
         FileState::Available | FileState::Restored => {
             let forced = force.is_some();
+            if want == Want::Metadata && !forced {
+                return Json(o).into_response();
+            }
             if forced || r.transcode_seen < r.transcoding_polls {
                 if !forced {
                     r.transcode_seen += 1;
                 }
-                o["estimatedTranscodeTimeMs"] = json!(2000);
-                return (StatusCode::ACCEPTED, Json(o)).into_response();
+                return accepted(b, o, 2000);
             }
-            let rid = r.id.clone();
-            let len = r.content.len();
-            let dur = r.duration_ms;
+            let ttl = sh.cfg.media_url_ttl_secs;
+            let uris: Vec<(&str, Variant)> = match want {
+                Want::Rendition(format) => {
+                    let encode = r.issue_encode(format, b.transcode_serial);
+                    let v = |key| Variant::Rendition {
+                        format,
+                        key,
+                        encode,
+                    };
+                    match b.media_uri_keys {
+                        MediaUriKeys::Single => vec![("S", v(Key::S))],
+                        MediaUriKeys::PerChannel => vec![("0", v(Key::Ch0)), ("1", v(Key::Ch1))],
+                    }
+                }
+                _ => vec![("S", Variant::Original)],
+            };
+            let len = uris
+                .first()
+                .map(|(_, v)| r.variant_content(*v).len())
+                .unwrap_or(0);
+            let (rid, dur) = (r.id.clone(), r.duration_ms);
             drop(st);
-            o["mediaUris"] = json!({"S": {"mediaUri": sh.media_url(&rid), "waveformData": []}});
+            let map: Map<String, Value> = uris
+                .into_iter()
+                .map(|(k, v)| {
+                    (
+                        k.to_string(),
+                        json!({"mediaUri": sh.media_url(&rid, v, ttl), "waveformData": []}),
+                    )
+                })
+                .collect();
+            o["mediaUris"] = Value::Object(map);
             o["outputSizeInBytes"] = json!(len);
             o["outputDurationMs"] = json!(dur);
             o["actualTranscodeTimeMs"] = json!(120);
             Json(o).into_response()
         }
     }
+}
+
+/// Retention fields the recording PUT accepts.
+const RETENTION_FIELDS: [&str; 3] = ["archiveDate", "deleteDate", "exportDate"];
+
+/// PUT a `Recording`: stores the retention fields; on an ARCHIVED recording an `archiveDate`
+/// in the future (or null) starts a restore (RESTORING for 2 polls, then RESTORED).
+async fn put_recording(
+    State(sh): St,
+    Path((cid, rid)): Path<(String, String)>,
+    body: Bytes,
+) -> Response {
+    let m = match parse_json_object(&body) {
+        Ok(m) => m,
+        Err(r) => return r,
+    };
+    let now = Utc::now();
+    let mut dates: Vec<(&str, Option<DateTime<Utc>>)> = Vec::new();
+    for k in RETENTION_FIELDS {
+        match m.get(k) {
+            None => {}
+            Some(Value::Null) => dates.push((k, None)),
+            Some(Value::String(s)) => match DateTime::parse_from_rfc3339(s) {
+                Ok(d) => dates.push((k, Some(d.with_timezone(&Utc)))),
+                Err(_) => return bad_request(&format!("{k} must be an ISO-8601 date-time")),
+            },
+            Some(_) => return bad_request(&format!("{k} must be an ISO-8601 date-time")),
+        }
+    }
+    let mut st = lock(&sh.store);
+    let Some(r) = st.recs.get_mut(&rid).filter(|r| r.conv_id == cid) else {
+        return not_found(&format!("Recording {rid} not found"));
+    };
+    let archive = dates.iter().find(|(k, _)| *k == "archiveDate").map(|d| d.1);
+    let restores =
+        r.peek_state() == FileState::Archived && archive.is_some_and(|d| d.is_none_or(|d| d > now));
+    if restores {
+        r.restore = Some(Restore {
+            polls_left: 2,
+            expires: now + chrono::Duration::hours(48),
+        });
+    }
+    for (k, d) in dates {
+        match d {
+            Some(d) => r.retention.insert(k.to_string(), json!(ts(d))),
+            None => r.retention.remove(k),
+        };
+    }
+    let state = r.peek_state();
+    Json(recording_json(r, state)).into_response()
+}
+
+// ---- batch downloads ---------------------------------------------------------------------------
+
+const BATCH_MAX: usize = 100;
+
+async fn post_batch(State(sh): St, caller: Option<Extension<Caller>>, body: Bytes) -> Response {
+    let m = match parse_json_object(&body) {
+        Ok(m) => m,
+        Err(r) => return r,
+    };
+    let Some(Value::Array(list)) = m.get("batchDownloadRequestList") else {
+        return bad_request("batchDownloadRequestList is required and must be a list");
+    };
+    if list.is_empty() || list.len() > BATCH_MAX {
+        return bad_request(&format!(
+            "batchDownloadRequestList must contain between 1 and {BATCH_MAX} requests; it contains {}",
+            list.len()
+        ));
+    }
+    let mut requests = Vec::with_capacity(list.len());
+    for (i, item) in list.iter().enumerate() {
+        let cid = item.get("conversationId").and_then(Value::as_str);
+        let rid = item.get("recordingId");
+        match (cid, rid) {
+            (Some(c), None | Some(Value::Null)) if !c.is_empty() => {
+                requests.push((c.to_string(), None))
+            }
+            (Some(c), Some(Value::String(r))) if !c.is_empty() => {
+                requests.push((c.to_string(), Some(r.clone())))
+            }
+            _ => {
+                return bad_request(&format!(
+                    "batchDownloadRequestList[{i}] needs a conversationId and an optional recordingId string"
+                ))
+            }
+        }
+    }
+    let owner = caller.map(|Extension(Caller(c))| c).unwrap_or_default();
+    let mut st = lock(&sh.store);
+    let mut items = Vec::new();
+    for (cid, rid) in requests {
+        match (st.convs.get(&cid), rid) {
+            (Some(c), None) => items.extend(c.recordings.iter().map(|r| BatchItem {
+                conversation_id: cid.clone(),
+                recording_id: Some(r.clone()),
+            })),
+            (_, rid) => items.push(BatchItem {
+                conversation_id: cid,
+                recording_id: rid,
+            }),
+        }
+    }
+    let id = new_id();
+    st.batches.insert(
+        id.clone(),
+        Batch {
+            id: id.clone(),
+            owner,
+            items,
+            gets: 0,
+            results: None,
+        },
+    );
+    Json(json!({"id": id, "selfUri": format!("/api/v2/recording/batchrequests/{id}")}))
+        .into_response()
+}
+
+/// One `BatchDownloadJobResult`.
+fn batch_result(
+    sh: &Shared,
+    convs: &HashMap<String, Conv>,
+    recs: &HashMap<String, Rec>,
+    item: &BatchItem,
+) -> Value {
+    let cid = &item.conversation_id;
+    let mut o = json!({ "conversationId": cid });
+    if let Some(r) = &item.recording_id {
+        o["recordingId"] = json!(r);
+    }
+    let err = |mut o: Value, msg: String| {
+        o["errorMsg"] = json!(msg);
+        o
+    };
+    if !convs.contains_key(cid) {
+        return err(o, format!("Conversation {cid} was not found."));
+    }
+    let Some(rid) = &item.recording_id else {
+        return err(o, format!("Conversation {cid} has no recordings."));
+    };
+    let Some(r) = recs.get(rid).filter(|r| &r.conv_id == cid) else {
+        return err(
+            o,
+            format!("Recording {rid} was not found in conversation {cid}."),
+        );
+    };
+    if !r.source.is_audio() {
+        return err(
+            o,
+            format!(
+                "Recording {rid} is a {} recording; batch downloads only include audio recordings.",
+                r.source.media_type()
+            ),
+        );
+    }
+    let msg = match r.peek_state() {
+        FileState::Available | FileState::Restored => {
+            o["resultUrl"] = json!(sh.media_url(rid, Variant::Original, sh.cfg.batch_url_ttl_secs));
+            o["contentType"] = json!(r.content_type(Variant::Original));
+            return o;
+        }
+        FileState::Archived => "is archived; restore it before downloading",
+        FileState::Restoring => "is being restored and cannot be downloaded yet",
+        FileState::Deleted => "has been deleted",
+        FileState::Error => "is in an error state and cannot be downloaded",
+        FileState::Uploading => "is not available yet (still uploading)",
+    };
+    err(o, format!("Recording {rid} {msg}."))
+}
+
+async fn get_batch(
+    State(sh): St,
+    Path(job): Path<String>,
+    caller: Option<Extension<Caller>>,
+) -> Response {
+    let who = caller.map(|Extension(Caller(c))| c).unwrap_or_default();
+    let mut guard = lock(&sh.store);
+    let Store {
+        convs,
+        recs,
+        batches,
+        ..
+    } = &mut *guard;
+    let Some(batch) = batches.get_mut(&job).filter(|b| b.owner == who) else {
+        return not_found(&format!("Batch request {job} not found"));
+    };
+    batch.gets = batch.gets.saturating_add(1);
+    let expected = batch.items.len();
+    let self_uri = format!("/api/v2/recording/batchrequests/{}", batch.id);
+    if batch.gets <= sh.cfg.batch_polls {
+        return Json(json!({
+            "id": batch.id,
+            "jobId": batch.id,
+            "expectedResultCount": expected,
+            "resultCount": 0,
+            "errorCount": 0,
+            "status": "InProgress",
+            "results": [],
+            "selfUri": self_uri,
+        }))
+        .into_response();
+    }
+    let results = batch
+        .results
+        .get_or_insert_with(|| {
+            batch
+                .items
+                .iter()
+                .map(|i| batch_result(&sh, convs, recs, i))
+                .collect()
+        })
+        .clone();
+    let errors = results
+        .iter()
+        .filter(|r| r.get("errorMsg").is_some())
+        .count();
+    Json(json!({
+        "id": job,
+        "jobId": job,
+        "expectedResultCount": expected,
+        "resultCount": results.len(),
+        "errorCount": errors,
+        "status": "Completed",
+        "results": results,
+        "selfUri": self_uri,
+    }))
+    .into_response()
 }
 
 // ---- custom attributes & tags -------------------------------------------------------------------
@@ -742,7 +1090,12 @@ async fn list_custom(State(sh): St, Path(cid): Path<String>) -> Response {
         return not_found(&format!("Conversation {cid} not found"));
     };
     let results: Vec<Value> = c.custom.iter().map(|a| custom_json(&cid, a)).collect();
-    Json(json!({ "results": results })).into_response()
+    match sh.cfg.behaviour.custom_attributes_list {
+        CustomAttributesListShape::Results => Json(json!({ "results": results })),
+        CustomAttributesListShape::Entities => Json(json!({ "entities": results })),
+        CustomAttributesListShape::BareArray => Json(Value::Array(results)),
+    }
+    .into_response()
 }
 
 async fn get_custom(State(sh): St, Path((cid, aid)): Path<(String, String)>) -> Response {
@@ -1064,12 +1417,23 @@ async fn analytics_query(State(sh): St, body: Bytes) -> Response {
         .take(page_size)
         .map(|c| {
             let recorded = !c.recordings.is_empty();
+            let media_type = match c
+                .recordings
+                .first()
+                .and_then(|r| st.recs.get(r))
+                .map(|r| r.source)
+            {
+                Some(MediaSource::Chat) => "chat",
+                Some(MediaSource::Messaging) => "message",
+                Some(MediaSource::Email) => "email",
+                _ => "voice",
+            };
             let participants: Vec<Value> = c
                 .participants
                 .iter()
                 .map(|p| {
                     let mut session = json!({
-                        "mediaType": "voice",
+                        "mediaType": media_type,
                         "sessionId": p.session_id,
                         "direction": c.direction,
                         "segments": [{
@@ -1162,6 +1526,56 @@ fn parse_range(h: Option<&str>, total: u64) -> RangeReq {
     RangeReq::Partial(start, end.unwrap_or(total - 1).min(total - 1))
 }
 
+/// An expired or invalidated signed URL, status per [`Behaviour::expired_url`].
+fn expired(sh: &Shared) -> Response {
+    let e = sh.cfg.behaviour.expired_url;
+    let sc = StatusCode::from_u16(e.status()).unwrap_or(StatusCode::FORBIDDEN);
+    let code = match e {
+        ExpiredUrl::BadRequest => "ExpiredToken",
+        _ => "AccessDenied",
+    };
+    s3_error(sc, code, "Request has expired")
+}
+
+fn no_such_key() -> Response {
+    s3_error(
+        StatusCode::NOT_FOUND,
+        "NoSuchKey",
+        "The specified key does not exist.",
+    )
+}
+
+/// S3 multipart part size used for the opaque `ETag` part count.
+const ETAG_PART: u64 = 8 * 1024 * 1024;
+
+/// (MD5, SHA-256) of a whole variant, computed once per distinct byte stream.
+async fn digests(sh: &Shared, id: String, content: Content) -> ([u8; 16], [u8; 32]) {
+    if let Some(d) = lock(&sh.digests).get(&id) {
+        return *d;
+    }
+    let d = tokio::task::spawn_blocking(move || {
+        use sha2::Digest;
+        let mut md5 = Md5::new();
+        let mut sha = sha2::Sha256::new();
+        let mut off = 0u64;
+        loop {
+            let c = content.chunk(off, 1024 * 1024);
+            if c.is_empty() {
+                break;
+            }
+            md5.update(&c);
+            sha.update(&c);
+            off += c.len() as u64;
+        }
+        let sha: [u8; 32] = sha.finalize().into();
+        (md5.finalize(), sha)
+    })
+    .await
+    .unwrap_or(([0; 16], [0; 32]));
+    lock(&sh.digests).insert(id, d);
+    d
+}
+
 async fn media(
     State(sh): St,
     Path(opaque): Path<String>,
@@ -1187,7 +1601,7 @@ async fn media(
             .take(64)
             .any(|g| sh.sign(&opaque, expires, g) == sig);
         return if old {
-            s3_error(StatusCode::FORBIDDEN, "AccessDenied", "Request has expired")
+            expired(&sh)
         } else {
             s3_error(
                 StatusCode::FORBIDDEN,
@@ -1197,32 +1611,26 @@ async fn media(
         };
     }
     if Utc::now().timestamp() > expires {
-        return s3_error(StatusCode::FORBIDDEN, "AccessDenied", "Request has expired");
+        return expired(&sh);
     }
-    let rid = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(opaque.as_bytes())
-        .ok()
-        .and_then(|b| String::from_utf8(b).ok())
-        .unwrap_or_default();
+    let Some((rid, variant)) = Shared::parse_opaque(&opaque) else {
+        return no_such_key();
+    };
     let found = {
         let st = lock(&sh.store);
-        st.recs
-            .get(&rid)
-            .map(|r| (r.content.clone(), r.declared, r.file_state_override))
+        st.recs.get(&rid).map(|r| {
+            (
+                r.variant_content(variant),
+                r.content_type(variant),
+                r.peek_state(),
+            )
+        })
     };
-    let Some((content, declared, ovr)) = found else {
-        return s3_error(
-            StatusCode::NOT_FOUND,
-            "NoSuchKey",
-            "The specified key does not exist.",
-        );
+    let Some((content, accurate_type, state)) = found else {
+        return no_such_key();
     };
-    if ovr == Some(FileState::Deleted) {
-        return s3_error(
-            StatusCode::NOT_FOUND,
-            "NoSuchKey",
-            "The specified key does not exist.",
-        );
+    if state == FileState::Deleted {
+        return no_such_key();
     }
     let mut mods = BodyMods::default();
     match sh.take_fault(Target::Media(&rid)) {
@@ -1239,13 +1647,12 @@ async fn media(
             };
             return with_retry_after(s3_error(sc, code, "Simulated fault"), retry_after_secs);
         }
-        Some(Fault::ExpiredUrl) | Some(Fault::UnauthorizedToken) => {
-            return s3_error(StatusCode::FORBIDDEN, "AccessDenied", "Request has expired")
-        }
+        Some(Fault::ExpiredUrl) | Some(Fault::UnauthorizedToken) => return expired(&sh),
         Some(Fault::Transcoding202) => return StatusCode::ACCEPTED.into_response(),
         Some(f) => mods = BodyMods::from_fault(&f).unwrap_or_default(),
         None => {}
     }
+    let b = &sh.cfg.behaviour;
     let total = content.len();
     let range_hdr = headers.get(header::RANGE).and_then(|v| v.to_str().ok());
     let range = if sh.ignore_range.load(Ordering::SeqCst) {
@@ -1253,11 +1660,27 @@ async fn media(
     } else {
         parse_range(range_hdr, total)
     };
-    let ct = mods
-        .content_type
-        .clone()
-        .unwrap_or_else(|| declared.content_type().to_string());
-    let etag = format!("\"{}\"", &sh.sign(&rid, 0, 0)[..32]);
+    let ct = mods.content_type.clone().unwrap_or_else(|| {
+        match b.media_content_type {
+            MediaContentType::OctetStream => "binary/octet-stream",
+            MediaContentType::Accurate => accurate_type,
+        }
+        .to_string()
+    });
+    let bytes_id = variant.bytes_id(&rid);
+    let checksums = if b.media_checksums {
+        Some(digests(&sh, bytes_id.clone(), content.clone()).await)
+    } else {
+        None
+    };
+    let etag = match &checksums {
+        Some((md5, _)) => format!("\"{}\"", hex::encode(md5)),
+        None => format!(
+            "\"{}-{}\"",
+            &sh.sign(&bytes_id, 0, 0)[..32],
+            total.div_ceil(ETAG_PART).max(1)
+        ),
+    };
     let mut b = Response::builder()
         .header(header::ACCEPT_RANGES, "bytes")
         .header(header::CONTENT_TYPE, ct)
@@ -1281,6 +1704,16 @@ async fn media(
         RangeReq::Full => (StatusCode::OK, 0, total.saturating_sub(1)),
     };
     let len = if total == 0 { 0 } else { end_incl - start + 1 };
+    let checksum_mode = headers
+        .get("x-amz-checksum-mode")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.eq_ignore_ascii_case("ENABLED"));
+    if let (Some((_, sha)), true, true) = (&checksums, checksum_mode, len == total) {
+        b = b.header(
+            "x-amz-checksum-sha256",
+            base64::engine::general_purpose::STANDARD.encode(sha),
+        );
+    }
     if status == StatusCode::PARTIAL_CONTENT {
         let (s, e) = if mods.shift_range {
             (start + WRONG_RANGE_SHIFT, end_incl + WRONG_RANGE_SHIFT)

@@ -10,8 +10,13 @@ use hmac::{Hmac, Mac};
 use rand::{Rng, RngCore, SeedableRng};
 use sha2::Sha256;
 
-use crate::media::{synth_duration_ms, Content, REAL_SAMPLE_DURATION_MS};
+use bytes::Bytes;
+use serde_json::{Map, Value};
+
+use crate::docs;
+use crate::media::{real_sample, seed_of, synth_duration_ms, Content, REAL_SAMPLE_DURATION_MS};
 use crate::model::*;
+use crate::render;
 
 pub(crate) struct Shared {
     pub cfg: SimConfig,
@@ -23,9 +28,16 @@ pub(crate) struct Shared {
     faults: Mutex<Vec<ActiveRule>>,
     pub requests: Mutex<Vec<RequestRecord>>,
     pub base_url: OnceLock<String>,
+    /// (MD5, SHA-256) of whole media variants, by URL opaque id without the encode.
+    pub digests: Mutex<HashMap<String, Digests>>,
 }
 
+/// (MD5, SHA-256) of a whole object.
+pub(crate) type Digests = ([u8; 16], [u8; 32]);
+
 pub(crate) struct Tok {
+    /// OAuth client the token was issued to.
+    pub client_id: String,
     pub expires: Instant,
     pub window_start: Instant,
     pub count: u32,
@@ -36,6 +48,104 @@ pub(crate) struct Store {
     pub convs: HashMap<String, Conv>,
     pub order: Vec<String>,
     pub recs: HashMap<String, Rec>,
+    pub batches: HashMap<String, Batch>,
+}
+
+/// A batch download job (`/api/v2/recording/batchrequests`).
+pub(crate) struct Batch {
+    pub id: String,
+    /// OAuth client id of the submitter; nobody else may read the job.
+    pub owner: String,
+    pub items: Vec<BatchItem>,
+    pub gets: u32,
+    /// Filled (URLs signed) by the GET that completes the job.
+    pub results: Option<Vec<Value>>,
+}
+
+pub(crate) struct BatchItem {
+    pub conversation_id: String,
+    pub recording_id: Option<String>,
+}
+
+/// Which `mediaUris` key a rendition URL stands for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Key {
+    S,
+    Ch0,
+    Ch1,
+}
+
+impl Key {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Key::S => "S",
+            Key::Ch0 => "0",
+            Key::Ch1 => "1",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Key> {
+        match s {
+            "S" => Some(Key::S),
+            "0" => Some(Key::Ch0),
+            "1" => Some(Key::Ch1),
+            _ => None,
+        }
+    }
+}
+
+/// What a signed media URL serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Variant {
+    /// The stored source bytes (batch downloads, `formatId=NONE` with `ServesOriginal`,
+    /// documents and screen recordings).
+    Original,
+    /// A rendition in `format`; `encode` 0 is the stable encode.
+    Rendition {
+        format: Codec,
+        key: Key,
+        encode: u32,
+    },
+}
+
+impl Variant {
+    fn encode_str(self) -> String {
+        match self {
+            Variant::Original => "o".into(),
+            Variant::Rendition {
+                format,
+                key,
+                encode,
+            } => format!("r.{}.{}.{encode}", format.as_format_id(), key.as_str()),
+        }
+    }
+
+    fn parse(s: &str) -> Option<Variant> {
+        if s == "o" {
+            return Some(Variant::Original);
+        }
+        let mut it = s.strip_prefix("r.")?.split('.');
+        let format = Codec::from_format_id(it.next()?)?;
+        let key = Key::parse(it.next()?)?;
+        let encode = it.next()?.parse().ok()?;
+        Some(Variant::Rendition {
+            format,
+            key,
+            encode,
+        })
+    }
+
+    /// Identity of the bytes a URL serves (digest cache and ETag key).
+    pub fn bytes_id(self, rid: &str) -> String {
+        format!("{rid}\n{}", self.encode_str())
+    }
+}
+
+/// Restore of an archived recording in progress or done.
+pub(crate) struct Restore {
+    /// Polls still answering `RESTORING`.
+    pub polls_left: u32,
+    pub expires: DateTime<Utc>,
 }
 
 pub(crate) struct Conv {
@@ -86,11 +196,23 @@ pub(crate) struct Rec {
     pub end: DateTime<Utc>,
     pub duration_ms: u64,
     pub session_id: String,
+    /// Media URL issuances per rendition format.
+    pub encodes: HashMap<Codec, u32>,
+    pub restore: Option<Restore>,
+    /// Retention fields set with the recording PUT (`archiveDate`, `deleteDate`, `exportDate`).
+    pub retention: Map<String, Value>,
 }
 
 impl Rec {
-    /// Poll the state: counts towards `unavailable_polls`.
+    /// Poll the state: counts towards `unavailable_polls` and a restore in progress.
     pub fn poll_state(&mut self) -> FileState {
+        if let Some(r) = &mut self.restore {
+            if r.polls_left > 0 {
+                r.polls_left -= 1;
+                return FileState::Restoring;
+            }
+            return FileState::Restored;
+        }
         if let Some(s) = self.file_state_override {
             return s;
         }
@@ -104,6 +226,119 @@ impl Rec {
         };
         self.polls = self.polls.saturating_add(1);
         st
+    }
+
+    /// The state without counting a poll.
+    pub fn peek_state(&self) -> FileState {
+        if let Some(r) = &self.restore {
+            return if r.polls_left > 0 {
+                FileState::Restoring
+            } else {
+                FileState::Restored
+            };
+        }
+        if let Some(s) = self.file_state_override {
+            return s;
+        }
+        if self.unavailable_polls == u32::MAX || self.polls < self.unavailable_polls {
+            FileState::Uploading
+        } else {
+            FileState::Available
+        }
+    }
+
+    /// Encode index of the latest issued URL of `format` under `serial` (0 = stable encode).
+    pub fn latest_encode(&self, format: Codec, serial: TranscodeSerial) -> u32 {
+        match serial {
+            TranscodeSerial::Stable => 0,
+            TranscodeSerial::PerEncode => self.encodes.get(&format).copied().unwrap_or(0),
+        }
+    }
+
+    /// Count one URL issuance of `format`; returns the encode index to put in the URL.
+    pub fn issue_encode(&mut self, format: Codec, serial: TranscodeSerial) -> u32 {
+        let n = self.encodes.entry(format).or_insert(0);
+        *n = n.saturating_add(1);
+        match serial {
+            TranscodeSerial::Stable => 0,
+            TranscodeSerial::PerEncode => *n,
+        }
+    }
+
+    /// Accurate MIME type of what a variant serves.
+    pub fn content_type(&self, v: Variant) -> &'static str {
+        match v {
+            _ if !self.source.is_audio() => self.source.content_type(),
+            Variant::Original => self.declared.content_type(),
+            Variant::Rendition { format, .. } => format.content_type(),
+        }
+    }
+
+    /// The bytes a variant serves.
+    pub fn variant_content(&self, v: Variant) -> Content {
+        let Variant::Rendition {
+            format,
+            key,
+            encode,
+        } = v
+        else {
+            return self.content.clone();
+        };
+        if !self.source.is_audio() {
+            return self.content.clone();
+        }
+        let synth = matches!(self.source, MediaSource::SynthWav { .. });
+        // A recording whose declared codec lies serves its stored bytes for the declared
+        // format (no transcode happened, the label is wrong).
+        let lying = format == self.declared && self.declared != self.source.codec();
+        let base = if lying {
+            self.content.clone()
+        } else {
+            match (synth, format) {
+                (true, Codec::WavPcm) => self.content.clone(),
+                (true, Codec::WavUlaw) => self
+                    .content
+                    .to_ulaw()
+                    .unwrap_or_else(|| self.content.clone()),
+                _ => Content::from_static(Bytes::from_static(real_sample(format))),
+            }
+        };
+        let ogg = matches!(format, Codec::OggOpus | Codec::OggVorbis);
+        if key == Key::Ch1 && !ogg {
+            // A second channel of the same codec.
+            if synth && !lying && matches!(format, Codec::WavPcm | Codec::WavUlaw) {
+                let other = Content::new(
+                    MediaSource::SynthWav {
+                        size_bytes: self.content.len(),
+                    },
+                    &format!("{}#1", self.id),
+                );
+                return match format {
+                    Codec::WavUlaw => other.to_ulaw().unwrap_or(other),
+                    _ => other,
+                };
+            }
+            let bytes = base.to_vec();
+            let derived = match format {
+                Codec::WavPcm | Codec::WavUlaw => render::wav_invert(&bytes),
+                Codec::Mp3 => Some(render::mp3_retag(&bytes, "gc-sim channel 1")),
+                _ => render::webm_mark(&bytes, b"gc-sim channel 1"),
+            };
+            return derived.map_or(base, |d| Content::from_static(Bytes::from(d)));
+        }
+        if ogg && (encode != 0 || key == Key::Ch1) {
+            let xor = (seed_of(&format!(
+                "{}/{}/{encode}/{}",
+                self.id,
+                format.as_format_id(),
+                key == Key::Ch1
+            )) as u32)
+                | 1;
+            if let Some(d) = render::ogg_reserial(&base.to_vec(), xor) {
+                return Content::from_static(Bytes::from(d));
+            }
+        }
+        base
     }
 }
 
@@ -133,7 +368,7 @@ impl Shared {
         let mut key = [0u8; 32];
         rand::rng().fill_bytes(&mut key);
         Shared {
-            ignore_range: AtomicBool::new(cfg.ignore_range),
+            ignore_range: AtomicBool::new(cfg.behaviour.range == RangeSupport::Ignored),
             cfg,
             sign_key: key,
             media_gen: AtomicU64::new(0),
@@ -142,6 +377,7 @@ impl Shared {
             faults: Mutex::new(Vec::new()),
             requests: Mutex::new(Vec::new()),
             base_url: OnceLock::new(),
+            digests: Mutex::new(HashMap::new()),
         }
     }
 
@@ -151,7 +387,15 @@ impl Shared {
 
     // ---- tokens -------------------------------------------------------------------------
 
-    pub fn issue_token(&self) -> String {
+    /// The client id whose secret matches, if any.
+    pub fn client_for(&self, id: &str, secret: &str) -> Option<String> {
+        std::iter::once((&self.cfg.client_id, &self.cfg.client_secret))
+            .chain(self.cfg.extra_clients.iter().map(|(a, b)| (a, b)))
+            .find(|(a, b)| a.as_str() == id && b.as_str() == secret)
+            .map(|(a, _)| a.clone())
+    }
+
+    pub fn issue_token(&self, client_id: &str) -> String {
         let mut raw = [0u8; 32];
         rand::rng().fill_bytes(&mut raw);
         let tok = hex::encode(raw);
@@ -159,6 +403,7 @@ impl Shared {
         lock(&self.tokens).insert(
             tok.clone(),
             Tok {
+                client_id: client_id.to_string(),
                 expires: now + Duration::from_secs(self.cfg.token_ttl_secs),
                 window_start: now,
                 count: 0,
@@ -219,13 +464,27 @@ impl Shared {
         hex::encode(mac.finalize().into_bytes())
     }
 
-    pub fn media_url(&self, rid: &str) -> String {
+    /// A signed URL serving `variant` of recording `rid`, valid for `ttl_secs`.
+    pub fn media_url(&self, rid: &str, variant: Variant, ttl_secs: u64) -> String {
         use base64::Engine;
-        let opaque = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(rid.as_bytes());
-        let expires = Utc::now().timestamp() + self.cfg.media_url_ttl_secs as i64;
+        let opaque = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .encode(format!("{rid}\n{}", variant.encode_str()).as_bytes());
+        let ttl = i64::try_from(ttl_secs).unwrap_or(i64::MAX / 2);
+        let expires = Utc::now().timestamp().saturating_add(ttl);
         let gen = self.media_gen.load(Ordering::SeqCst);
         let sig = self.sign(&opaque, expires, gen);
         format!("{}/media/{opaque}?expires={expires}&sig={sig}", self.base())
+    }
+
+    /// Recording id and variant of a media URL's opaque id.
+    pub fn parse_opaque(opaque: &str) -> Option<(String, Variant)> {
+        use base64::Engine;
+        let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(opaque.as_bytes())
+            .ok()?;
+        let s = String::from_utf8(raw).ok()?;
+        let (rid, v) = s.split_once('\n')?;
+        Some((rid.to_string(), Variant::parse(v)?))
     }
 
     // ---- data ---------------------------------------------------------------------------
@@ -297,14 +556,29 @@ impl Shared {
 
     pub fn add_recording(&self, conversation_id: &str, spec: RecordingSpec) -> Option<String> {
         let id = spec.id.unwrap_or_else(new_id);
-        let content = Content::new(spec.media, &id);
-        let duration_ms = match spec.media {
-            MediaSource::Real(_) => REAL_SAMPLE_DURATION_MS,
-            MediaSource::SynthWav { .. } => synth_duration_ms(content.len()),
-        };
         let mut st = lock(&self.store);
         let conv = st.convs.get_mut(conversation_id)?;
         let start = conv.start + chrono::Duration::seconds(2);
+        let content = match spec.media {
+            MediaSource::Chat | MediaSource::Messaging => {
+                let t = docs::transcript_json(spec.media.media_type(), conversation_id, &id, start);
+                Content::from_static(Bytes::from(docs::zip_stored(
+                    &[("transcript.json", &t)],
+                    start,
+                )))
+            }
+            MediaSource::Email => {
+                Content::from_static(Bytes::from(docs::email(conversation_id, &id, start)))
+            }
+            other => Content::new(other, &id),
+        };
+        let duration_ms = match spec.media {
+            MediaSource::SynthWav { .. } => synth_duration_ms(content.len()),
+            MediaSource::Chat | MediaSource::Messaging | MediaSource::Email => {
+                (conv.end - start).num_milliseconds().max(1_000) as u64
+            }
+            _ => REAL_SAMPLE_DURATION_MS,
+        };
         let end = start + chrono::Duration::milliseconds(duration_ms as i64);
         if !conv.recordings.contains(&id) {
             conv.recordings.push(id.clone());
@@ -324,6 +598,9 @@ impl Shared {
             end,
             duration_ms,
             session_id: new_id(),
+            encodes: HashMap::new(),
+            restore: None,
+            retention: Map::new(),
         };
         st.recs.insert(id.clone(), rec);
         Some(id)
@@ -350,6 +627,7 @@ impl Shared {
                     .filter_map(|r| st.recs.get(r))
                     .map(|r| RecordingSummary {
                         id: r.id.clone(),
+                        media: r.source.media_type().to_string(),
                         codec: r.source.codec(),
                         declared_codec: r.declared,
                         size_bytes: r.content.len(),

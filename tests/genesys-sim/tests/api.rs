@@ -297,13 +297,17 @@ async fn metadata_uploading_then_available() {
 
 #[tokio::test]
 async fn recording_202_while_transcoding_then_200_with_media_uris() {
-    let sim = sim().await;
+    let sim = sim_behaving(Behaviour {
+        accepted_body: AcceptedBody::RecordingJson,
+        ..Default::default()
+    })
+    .await;
     let c = client();
     let tok = token(&sim, &c).await;
     let mut spec = RecordingSpec::new(MediaSource::Real(Codec::WavUlaw));
     spec.transcoding_polls = 2;
     let (cid, rid) = conv_with(&sim, spec);
-    let p = format!("/api/v2/conversations/{cid}/recordings/{rid}?formatId=NONE");
+    let p = format!("/api/v2/conversations/{cid}/recordings/{rid}?formatId=WAV_ULAW");
     for _ in 0..2 {
         let r = api_get(&sim, &c, &tok, &p).await;
         assert_eq!(r.status(), StatusCode::ACCEPTED);
@@ -330,23 +334,37 @@ async fn format_id_rules_and_fixed_states() {
     let tok = token(&sim, &c).await;
     let (cid, rid) = conv_with(&sim, RecordingSpec::new(MediaSource::Real(Codec::WavPcm)));
     let base = format!("/api/v2/conversations/{cid}/recordings/{rid}");
-    for (q, want) in [
-        ("?formatId=NONE", 200),
-        ("", 200),
-        ("?formatId=WAV", 200),
-        ("?formatId=MP3", 400),
-        ("?formatId=FLAC", 400),
-        ("?mediaFormats=WAV&mediaFormats=MP3", 200),
-        ("?formatId=WAV&mediaFormats=OGG_OPUS", 400),
+    for (q, want, served) in [
+        ("?formatId=NONE", 200, None),
+        ("", 200, Some("WEBM")),
+        ("?formatId=WAV", 200, Some("WAV")),
+        ("?formatId=mp3", 200, Some("MP3")),
+        ("?formatId=FLAC", 400, None),
+        ("?mediaFormats=WAV&mediaFormats=MP3", 200, Some("WAV")),
+        ("?mediaFormats=OGG_VORBIS,MP3", 200, Some("OGG_VORBIS")),
+        ("?formatId=WAV&mediaFormats=OGG_OPUS", 200, Some("OGG_OPUS")),
+        ("?mediaFormats=NONE", 400, None),
+        ("?mediaFormats=FLAC&formatId=WAV", 400, None),
+        ("?chatFormatId=PDF", 400, None),
     ] {
         let r = api_get(&sim, &c, &tok, &format!("{base}{q}")).await;
         assert_eq!(r.status().as_u16(), want, "{q}");
+        let v: Value = r.json().await.unwrap();
         if want == 400 {
-            let v: Value = r.json().await.unwrap();
             assert_eq!(v["code"], "bad.request");
+            continue;
+        }
+        match served {
+            None => assert!(v.get("mediaUris").is_none(), "{q}: {v}"),
+            Some(f) => {
+                let url = v["mediaUris"]["S"]["mediaUri"].as_str().unwrap();
+                let body = c.get(url).send().await.unwrap().bytes().await.unwrap();
+                assert_eq!(sniff(&body), f, "{q}");
+                assert_eq!(v["outputSizeInBytes"], body.len(), "{q}");
+            }
         }
     }
-    // A lying declared codec: formatId follows the declared codec.
+    // A lying declared codec: the declared format serves the stored bytes.
     let mut spec = RecordingSpec::new(MediaSource::Real(Codec::WavPcm));
     spec.declared_codec = Some(Codec::Mp3);
     let (cid2, rid2) = conv_with(&sim, spec);
@@ -358,6 +376,11 @@ async fn format_id_rules_and_fixed_states() {
     )
     .await;
     assert_eq!(r.status(), StatusCode::OK);
+    let v: Value = r.json().await.unwrap();
+    let url = v["mediaUris"]["S"]["mediaUri"].as_str().unwrap();
+    let body = c.get(url).send().await.unwrap().bytes().await.unwrap();
+    assert!(body.starts_with(b"RIFF"));
+    assert!(v["name"].as_str().unwrap().ends_with(".mp3"));
 
     for (state, status) in [
         (FileState::Deleted, 404),
@@ -730,7 +753,10 @@ async fn api_faults_status_skip_times_unauthorized_and_transcoding() {
     ));
     let r = api_get(&sim, &c, &tok, &rec).await;
     assert_eq!(r.status(), StatusCode::ACCEPTED);
-    assert!(r.json::<Value>().await.unwrap().get("mediaUris").is_none());
+    assert!(
+        r.bytes().await.unwrap().is_empty(),
+        "202 body is empty by default"
+    );
     assert_eq!(api_get(&sim, &c, &tok, &rec).await.status(), StatusCode::OK);
 
     sim.inject(FaultRule::once(
@@ -775,7 +801,11 @@ async fn api_faults_status_skip_times_unauthorized_and_transcoding() {
 
 #[tokio::test]
 async fn request_log_records_range_and_auth_scheme_only() {
-    let sim = sim().await;
+    let sim = sim_behaving(Behaviour {
+        range: RangeSupport::Honoured,
+        ..Default::default()
+    })
+    .await;
     let c = client();
     let tok = token(&sim, &c).await;
     let (cid, rid) = conv_with(&sim, RecordingSpec::new(MediaSource::Real(Codec::WavPcm)));

@@ -11,7 +11,22 @@ fn help_describes_the_options() {
         .unwrap();
     assert!(out.status.success());
     let text = String::from_utf8_lossy(&out.stdout);
-    for opt in ["--port", "--conversations", "--client-id", "--ignore-range"] {
+    for opt in [
+        "--port",
+        "--conversations",
+        "--client-id",
+        "--ignore-range",
+        "--range-honoured",
+        "--none-serves-original",
+        "--per-channel-uris",
+        "--content-type",
+        "--accepted-body",
+        "--expired-url",
+        "--custom-attributes-list",
+        "--media-checksums",
+        "--stable-transcodes",
+        "--batch-polls",
+    ] {
         assert!(text.contains(opt), "{opt} not in --help: {text}");
     }
 }

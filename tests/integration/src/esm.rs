@@ -3,11 +3,24 @@
 //! `attributes.ApproximateReceiveCount`, `eventSourceARN`), and deletes the messages the
 //! handler did not report in `batchItemFailures`. Redrive to the DLQ is moto's, after
 //! `maxReceiveCount` receives, as in AWS.
+//!
+//! The real mapping receives and deletes with the *function's* execution role, so pass the
+//! function's SQS client (as `LocalStack::drain_as` does) when IAM is enforced: a role missing
+//! `sqs:ReceiveMessage`, `sqs:DeleteMessage` or `sqs:GetQueueAttributes` then fails here.
 
 use std::future::Future;
 
 use anyhow::Result;
 use aws_sdk_sqs::types::MessageSystemAttributeName;
+
+/// What one [`poll`] saw.
+#[derive(Debug, Default)]
+pub struct PollOutcome {
+    /// Messages received (and handed to the handler).
+    pub received: usize,
+    /// The handler's error, if it failed the whole batch.
+    pub handler_error: Option<String>,
+}
 
 /// One poll: returns how many messages were received.
 pub async fn poll_once<F, Fut>(
@@ -17,6 +30,23 @@ pub async fn poll_once<F, Fut>(
     batch_size: i32,
     handler: F,
 ) -> Result<usize>
+where
+    F: FnOnce(serde_json::Value) -> Fut,
+    Fut: Future<Output = Result<serde_json::Value>>,
+{
+    Ok(poll(sqs, queue_url, queue_arn, batch_size, handler)
+        .await?
+        .received)
+}
+
+/// One poll, reporting the handler's error too (Lambda would log it and retry the batch).
+pub async fn poll<F, Fut>(
+    sqs: &aws_sdk_sqs::Client,
+    queue_url: &str,
+    queue_arn: &str,
+    batch_size: i32,
+    handler: F,
+) -> Result<PollOutcome>
 where
     F: FnOnce(serde_json::Value) -> Fut,
     Fut: Future<Output = Result<serde_json::Value>>,
@@ -31,7 +61,7 @@ where
         .await?;
     let messages = out.messages();
     if messages.is_empty() {
-        return Ok(0);
+        return Ok(PollOutcome::default());
     }
     let records: Vec<serde_json::Value> = messages
         .iter()
@@ -87,7 +117,10 @@ where
             }
         }
     }
-    Ok(messages.len())
+    Ok(PollOutcome {
+        received: messages.len(),
+        handler_error: response.err().map(|e| format!("{e:#}")),
+    })
 }
 
 /// Messages visible or in flight in a queue.

@@ -5,6 +5,8 @@
 //! a server somebody else left running and never leaves one behind.
 
 pub mod esm;
+pub mod fault_proxy;
+pub mod iam;
 pub mod moto;
 pub mod runtime_api;
 pub mod stack;

@@ -34,6 +34,8 @@ pub struct LocalStack {
     pub transfer_queue: Queue,
     pub key_arn: String,
     pub env: HashMap<String, String>,
+    /// With [`StackOptions::iam`]: secrets, result bus and webhook receiver (admin-made).
+    pub iam: Option<crate::iam::IamFixtures>,
 }
 
 /// Settings a test may change before the deps are built.
@@ -46,6 +48,10 @@ pub struct StackOptions {
     pub env: Vec<(String, String)>,
     /// moto's minimum multipart part size (None: S3's real 5 MiB).
     pub s3_min_part: Option<u64>,
+    /// Enforce IAM in moto: setup and inspection run as an admin user, and
+    /// [`LocalStack::deps_as`] runs a function under its role's policy from template.yaml.
+    /// Adds the Genesys credentials secret, the result event bus and a webhook receiver.
+    pub iam: bool,
 }
 
 impl Default for StackOptions {
@@ -55,6 +61,7 @@ impl Default for StackOptions {
             max_receive_count: 5,
             env: Vec::new(),
             s3_min_part: None,
+            iam: false,
         }
     }
 }
@@ -110,9 +117,14 @@ impl LocalStack {
     pub async fn start(options: StackOptions) -> Result<LocalStack> {
         let sim = Simulator::start(options.sim.clone()).await?;
         let min_part = options.s3_min_part.map(|n| n.to_string());
-        let moto = match &min_part {
-            Some(n) => MotoServer::start_with_env(&[("S3_UPLOAD_PART_MIN_SIZE", n.as_str())]).await,
-            None => MotoServer::start().await,
+        let moto_env: Vec<(&str, &str)> = min_part
+            .iter()
+            .map(|n| ("S3_UPLOAD_PART_MIN_SIZE", n.as_str()))
+            .collect();
+        let moto = if options.iam {
+            MotoServer::start_iam_enforced(&moto_env).await?
+        } else {
+            MotoServer::start_with_env(&moto_env).await
         };
         let sdk = moto.sdk_config().await;
         let s3 = moto.s3().await;
@@ -179,10 +191,19 @@ impl LocalStack {
             ("ARCHIVE_S3_FORCE_PATH_STYLE", "true".to_string()),
             ("TRANSFER_QUEUE_URL", transfer_queue.url.clone()),
             ("ARCHIVE_WRITE_BACK", "external-tag".to_string()),
+            // The handler dead-letters on the last receive the queue allows, as in AWS.
+            ("MAX_RECEIVE_COUNT", options.max_receive_count.to_string()),
         ]
         .into_iter()
         .map(|(k, v)| (k.to_string(), v))
         .collect();
+        let iam = match options.iam {
+            true => Some(crate::iam::IamFixtures::create(&moto, &sim).await?),
+            false => None,
+        };
+        if let Some(iam) = &iam {
+            iam.apply_env(&mut env);
+        }
         for (k, v) in &options.env {
             env.insert(k.clone(), v.clone());
         }
@@ -197,19 +218,14 @@ impl LocalStack {
             transfer_queue,
             key_arn,
             env,
+            iam,
         })
     }
 
     /// The environment a deployed `function` would get (template.yaml), pointed at this
     /// stack: for running the real bootstrap binary under [`crate::runtime_api`].
     pub fn lambda_env(&self, function: &str) -> HashMap<String, String> {
-        let mut env = self.env.clone();
-        let dlq = if function == "archive-on-event" {
-            &self.archive_queue.dlq_url
-        } else {
-            &self.transfer_queue.dlq_url
-        };
-        env.insert("DEAD_LETTER_QUEUE_URL".into(), dlq.clone());
+        let mut env = self.function_env(function);
         env.insert("AWS_ENDPOINT_URL".into(), self.moto.endpoint_url());
         env.insert("AWS_ACCESS_KEY_ID".into(), crate::moto::ACCESS_KEY.into());
         env.insert(
@@ -225,13 +241,7 @@ impl LocalStack {
     /// The handler dependencies of `function` (`archive-on-event` or `chunk-recording`), built
     /// exactly as the Lambda builds them, against this stack.
     pub async fn deps(&self, function: &str) -> Result<HandlerDeps> {
-        let mut env = self.env.clone();
-        let dlq = if function == "archive-on-event" {
-            &self.archive_queue.dlq_url
-        } else {
-            &self.transfer_queue.dlq_url
-        };
-        env.insert("DEAD_LETTER_QUEUE_URL".into(), dlq.clone());
+        let env = self.function_env(function);
         Ok(gc_archive::bootstrap::handler_deps(function, &env, &self.sdk).await?)
     }
 
@@ -373,14 +383,73 @@ impl LocalStack {
         limit: std::time::Duration,
         mut progress: impl FnMut(QueueState),
     ) -> Result<()> {
-        use crate::esm::{poll_once, queue_depth};
+        self.drain_with(
+            (archive, &self.sqs),
+            (transfer, &self.sqs),
+            limit,
+            |state, _| {
+                progress(state);
+                Ok(())
+            },
+        )
+        .await
+    }
+
+    /// [`LocalStack::drain`] under each function's own credentials: the event-source stand-in
+    /// receives, deletes and reads its queue's depth with the function's SQS client, as
+    /// Lambda's event source mapping does with the function role. Handler errors are recorded
+    /// in the function's [`FunctionDeps::errors`]; the first round in which either function
+    /// has an error (a failed batch, or an SQS error its handler swallowed) ends the drain
+    /// with those errors, rather than waiting out the redeliveries they cause.
+    pub async fn drain_as(
+        &self,
+        archive: &FunctionDeps,
+        transfer: &FunctionDeps,
+        limit: std::time::Duration,
+        mut progress: impl FnMut(QueueState),
+    ) -> Result<()> {
+        self.drain_with(
+            (&archive.deps, &archive.sqs),
+            (&transfer.deps, &transfer.sqs),
+            limit,
+            |state, handler_errors| {
+                progress(state);
+                let mut errors = Vec::new();
+                for (f, e) in [archive, transfer].into_iter().zip(handler_errors) {
+                    if let Some(e) = e {
+                        f.errors
+                            .lock()
+                            .expect("error log lock")
+                            .push(format!("handler: {e}"));
+                    }
+                    errors.extend(
+                        f.all_errors()
+                            .into_iter()
+                            .map(|e| format!("{}: {e}", f.function)),
+                    );
+                }
+                anyhow::ensure!(errors.is_empty(), "errors while draining: {errors:#?}");
+                Ok(())
+            },
+        )
+        .await
+    }
+
+    async fn drain_with(
+        &self,
+        (archive, archive_sqs): (&HandlerDeps, &aws_sdk_sqs::Client),
+        (transfer, transfer_sqs): (&HandlerDeps, &aws_sdk_sqs::Client),
+        limit: std::time::Duration,
+        mut after_round: impl FnMut(QueueState, [Option<String>; 2]) -> Result<()>,
+    ) -> Result<()> {
+        use crate::esm::{poll, queue_depth};
         use std::time::{Duration, Instant};
         let start = Instant::now();
         let deadline = || tokio::time::Instant::now() + Duration::from_secs(300);
         let mut idle = 0;
         while start.elapsed() < limit {
-            let a = poll_once(
-                &self.sqs,
+            let a = poll(
+                archive_sqs,
                 &self.archive_queue.url,
                 &self.archive_queue.arn,
                 10,
@@ -396,8 +465,8 @@ impl LocalStack {
                 },
             )
             .await?;
-            let t = poll_once(
-                &self.sqs,
+            let t = poll(
+                transfer_sqs,
                 &self.transfer_queue.url,
                 &self.transfer_queue.arn,
                 1,
@@ -413,17 +482,19 @@ impl LocalStack {
                 },
             )
             .await?;
+            let handler_errors = [a.handler_error, t.handler_error];
+            let (a, t) = (a.received, t.received);
             let (archive_waiting, archive_delayed) =
-                queue_depth(&self.sqs, &self.archive_queue.url).await?;
+                queue_depth(archive_sqs, &self.archive_queue.url).await?;
             let (transfer_waiting, transfer_in_flight) =
-                queue_depth(&self.sqs, &self.transfer_queue.url).await?;
+                queue_depth(transfer_sqs, &self.transfer_queue.url).await?;
             let state = QueueState {
                 archive_waiting,
                 archive_delayed,
                 transfer_waiting,
                 transfer_in_flight,
             };
-            progress(state);
+            after_round(state, handler_errors)?;
             if a + t == 0
                 && archive_waiting + archive_delayed + transfer_waiting + transfer_in_flight == 0
             {
@@ -439,5 +510,156 @@ impl LocalStack {
             }
         }
         anyhow::bail!("queues not drained within {limit:?}")
+    }
+}
+
+async fn queue_arn(sqs: &aws_sdk_sqs::Client, url: &str) -> Result<String> {
+    use aws_sdk_sqs::types::QueueAttributeName as A;
+    sqs.get_queue_attributes()
+        .queue_url(url)
+        .attribute_names(A::QueueArn)
+        .send()
+        .await?
+        .attributes()
+        .and_then(|a| a.get(&A::QueueArn).cloned())
+        .context("queue arn")
+}
+
+/// A function's handler dependencies built under its own IAM user (see [`LocalStack::deps_as`]).
+pub struct FunctionDeps {
+    pub function: String,
+    pub deps: HandlerDeps,
+    /// Signed with the function user's key.
+    pub sdk: aws_config::SdkConfig,
+    /// The event-source stand-in's client: the function's credentials.
+    pub sqs: aws_sdk_sqs::Client,
+    /// The policy the user has, as template.yaml states it (before [`crate::iam::widen_for_moto`]).
+    pub policy: serde_json::Value,
+    /// What the handlers asked of SQS, and the errors they swallowed.
+    pub queue_log: std::sync::Arc<crate::iam::QueueLog>,
+    /// Handler errors seen by [`LocalStack::drain_as`].
+    pub errors: std::sync::Mutex<Vec<String>>,
+}
+
+impl FunctionDeps {
+    /// Every error recorded for this function: failed handler batches and swallowed queue errors.
+    pub fn all_errors(&self) -> Vec<String> {
+        let mut all = self.errors.lock().expect("error log lock").clone();
+        all.extend(self.queue_log.errors());
+        all
+    }
+}
+
+impl LocalStack {
+    /// The environment `function` gets (template.yaml), pointed at this stack, with
+    /// `SOURCE_QUEUE_URL` the queue it consumes.
+    pub fn function_env(&self, function: &str) -> HashMap<String, String> {
+        let mut env = self.env.clone();
+        let (source, dlq) = if function == "archive-on-event" {
+            (&self.archive_queue.url, &self.archive_queue.dlq_url)
+        } else {
+            (&self.transfer_queue.url, &self.transfer_queue.dlq_url)
+        };
+        env.insert("DEAD_LETTER_QUEUE_URL".into(), dlq.clone());
+        env.insert("SOURCE_QUEUE_URL".into(), source.clone());
+        env
+    }
+
+    /// template.yaml's parameters and resource attributes for this stack (IAM mode only), as
+    /// `tools/template_policies.py` takes them: the existing bucket and KMS key, the secrets,
+    /// the result bus and the real queue ARNs.
+    pub async fn template_inputs(&self) -> Result<(serde_json::Value, serde_json::Value)> {
+        let iam = self
+            .iam
+            .as_ref()
+            .context("template inputs need StackOptions::iam")?;
+        let org = self.sim.org_id();
+        let parameters = serde_json::json!({
+            "GenesysOrgId": org,
+            "GenesysCredentialsSecretArn": iam.genesys_secret_arn,
+            "GenesysEventBusName": format!("aws.partner/genesys.com/cloud/{org}/gc-archive"),
+            "ArchiveBucketName": BUCKET,
+            "ArchivePrefix": PREFIX,
+            "KmsKeyArn": self.key_arn,
+            "ResultEventBusName": crate::iam::RESULT_BUS,
+            "WebhookSecretArn": iam.webhook_secret_arn,
+            "AWS::Region": crate::moto::REGION,
+            "AWS::AccountId": crate::moto::ACCOUNT_ID,
+        });
+        let log_group = |name: &str| {
+            format!(
+                "arn:aws:logs:{}:{}:log-group:/aws/lambda/gc-archive/{name}:*",
+                crate::moto::REGION,
+                crate::moto::ACCOUNT_ID
+            )
+        };
+        let resources = serde_json::json!({
+            "ArchiveQueue": {"Ref": self.archive_queue.url, "Arn": self.archive_queue.arn},
+            "ArchiveDeadLetterQueue": {"Ref": self.archive_queue.dlq_url, "Arn": queue_arn(&self.sqs, &self.archive_queue.dlq_url).await?},
+            "TransferQueue": {"Ref": self.transfer_queue.url, "Arn": self.transfer_queue.arn},
+            "TransferDeadLetterQueue": {"Ref": self.transfer_queue.dlq_url, "Arn": queue_arn(&self.sqs, &self.transfer_queue.dlq_url).await?},
+            "ArchiveOnEventLogGroup": {"Arn": log_group("archive-on-event")},
+            "ChunkRecordingLogGroup": {"Arn": log_group("chunk-recording")},
+        });
+        Ok((parameters, resources))
+    }
+
+    /// `function`'s policy from template.yaml, resolved for this stack (IAM mode only).
+    pub async fn function_policy(&self, function: &str) -> Result<serde_json::Value> {
+        let (parameters, resources) = self.template_inputs().await?;
+        let policies = crate::iam::template_policies(&parameters, &resources).await?;
+        policies
+            .get(function)
+            .cloned()
+            .with_context(|| format!("no policy for {function}"))
+    }
+
+    /// The handler dependencies of `function`, built by `bootstrap::handler_deps` exactly as
+    /// the Lambda builds them, but signed as a fresh IAM user holding only the function role's
+    /// policy from template.yaml (IAM mode only).
+    pub async fn deps_as(&self, function: &str) -> Result<FunctionDeps> {
+        let policy = self.function_policy(function).await?;
+        self.deps_with_policy(function, policy).await
+    }
+
+    /// [`LocalStack::deps_as`] with a given policy (e.g. the template's with an action removed).
+    pub async fn deps_with_policy(
+        &self,
+        function: &str,
+        policy: serde_json::Value,
+    ) -> Result<FunctionDeps> {
+        let iam = self
+            .iam
+            .as_ref()
+            .context("deps_as needs StackOptions::iam")?;
+        let user = iam.next_user(function);
+        let moto_policy = crate::iam::widen_for_moto(&policy);
+        let key = crate::iam::create_users(
+            &self.moto.endpoint_url(),
+            self.moto.credentials(),
+            &[(user.as_str(), &moto_policy)],
+        )
+        .await?
+        .into_iter()
+        .next()
+        .context("an access key")?;
+        let sdk = self.moto.sdk_config_as(&key).await;
+        let mut deps =
+            gc_archive::bootstrap::handler_deps(function, &self.function_env(function), &sdk)
+                .await?;
+        let queue_log = std::sync::Arc::new(crate::iam::QueueLog::default());
+        deps.queues = std::sync::Arc::new(crate::iam::ObservedQueues {
+            inner: deps.queues.clone(),
+            log: queue_log.clone(),
+        });
+        Ok(FunctionDeps {
+            function: function.to_string(),
+            deps,
+            sqs: aws_sdk_sqs::Client::new(&sdk),
+            sdk,
+            policy,
+            queue_log,
+            errors: Default::default(),
+        })
     }
 }

@@ -72,7 +72,7 @@ async fn fifty_conversations_with_duplicates_late_and_missing_recordings_archive
     let stack = LocalStack::start(StackOptions {
         env: vec![
             ("ARCHIVE_RETRY_BASE_SECS".into(), "1".into()),
-            ("ARCHIVE_PENDING_HORIZON_SECS".into(), "5".into()),
+            ("ARCHIVE_PENDING_HORIZON_SECS".into(), "15".into()),
             ("ARCHIVE_EMPTY_HORIZON_SECS".into(), "2".into()),
             // The 9 MiB recordings take the TransferQueue path, the rest are archived inline.
             ("ARCHIVE_INLINE_MAX_MIB".into(), "4".into()),

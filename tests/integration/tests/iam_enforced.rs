@@ -1,0 +1,451 @@
+//! IAM proved by enforcement: moto checks every request against the caller's policy, and each
+//! function runs as an IAM user holding exactly its role's policy from template.yaml
+//! (`LocalStack::deps_as`), through every path it has: inline archive, hand-off to the
+//! TransferQueue, suspend and resume, delayed redelivery, dead-lettering, checkpoints,
+//! manifests, audit records, write-back, result events and webhooks, KMS and Secrets Manager.
+//! The SQS event-source stand-in receives and deletes with the function's credentials too.
+//!
+//! moto matches KMS, Secrets Manager, EventBridge and Logs grants as `"*"` and ignores
+//! conditions, so those parts of the policies are widened here and checked by
+//! `iam_static.rs` (see `gc_archive_it::iam`).
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use gc_archive::crypto::{decrypt_bytes, DecryptOptions, EncryptionContext, KmsKeyring};
+use gc_archive::store::manifest::Manifest;
+use gc_archive_it::esm::poll;
+use gc_archive_it::iam::{QueueCall, WEBHOOK_SECRET};
+use gc_archive_it::stack::{FunctionDeps, LocalStack, StackOptions, BUCKET, PREFIX};
+use genesys_sim::{Codec, ConversationSpec, MediaSource, RecordingSpec};
+use sha2::{Digest, Sha256};
+
+const MIB: u64 = 1024 * 1024;
+
+async fn iam_stack() -> LocalStack {
+    let mut stack = LocalStack::start(StackOptions {
+        iam: true,
+        env: vec![
+            ("ARCHIVE_RETRY_BASE_SECS".into(), "1".into()),
+            // Recordings above 4 MiB go to chunk-recording through the TransferQueue.
+            ("ARCHIVE_INLINE_MAX_MIB".into(), "4".into()),
+            ("ARCHIVE_CHUNK_SIZE_MIB".into(), "5".into()),
+        ],
+        ..StackOptions::default()
+    })
+    .await
+    .unwrap();
+    // As template.yaml configures it: the key ARN, which the role's grant names.
+    stack
+        .env
+        .insert("ARCHIVE_KMS_KEY_ID".into(), stack.key_arn.clone());
+    stack
+}
+
+fn source_sha(stack: &LocalStack, rid: &str) -> String {
+    use std::io::Read;
+    let mut r = stack.sim.media_reader(rid).unwrap();
+    let mut h = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = r.read(&mut buf).unwrap();
+        if n == 0 {
+            return hex::encode(h.finalize());
+        }
+        h.update(&buf[..n]);
+    }
+}
+
+/// Bodies and `gc-archive-reason` attributes of everything in a queue (admin).
+async fn queue_bodies(stack: &LocalStack, url: &str) -> Vec<(String, Option<String>)> {
+    let mut out = Vec::new();
+    loop {
+        let r = stack
+            .sqs
+            .receive_message()
+            .queue_url(url)
+            .max_number_of_messages(10)
+            .message_attribute_names("All")
+            .visibility_timeout(60)
+            .send()
+            .await
+            .unwrap();
+        if r.messages().is_empty() {
+            return out;
+        }
+        for m in r.messages() {
+            let reason = m
+                .message_attributes()
+                .and_then(|a| a.get("gc-archive-reason"))
+                .and_then(|v| v.string_value().map(str::to_string));
+            out.push((m.body().unwrap_or_default().to_string(), reason));
+        }
+    }
+}
+
+async fn archive_poll(stack: &LocalStack, f: &FunctionDeps) -> gc_archive_it::esm::PollOutcome {
+    poll(
+        &f.sqs,
+        &stack.archive_queue.url,
+        &stack.archive_queue.arn,
+        10,
+        |p| async {
+            gc_archive::handlers::archive_on_event(
+                &f.deps,
+                p,
+                tokio::time::Instant::now() + Duration::from_secs(300),
+                "iam-archive-on-event",
+            )
+            .await
+            .map_err(anyhow::Error::from)
+        },
+    )
+    .await
+    .unwrap()
+}
+
+fn manifest_key<'a>(keys: &'a [String], rid: &str) -> Option<&'a String> {
+    keys.iter()
+        .find(|k| k.contains(rid) && k.ends_with(".manifest.json"))
+}
+
+/// The audit records' (outcome, function, recording id, reason).
+async fn audit(stack: &LocalStack) -> Vec<gc_archive::audit::AuditRecord> {
+    let mut out = Vec::new();
+    for key in stack.list_keys(&format!("{PREFIX}/_audit/")).await.unwrap() {
+        out.push(serde_json::from_slice(&stack.get_bytes(&key).await.unwrap()).unwrap());
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn both_functions_archive_through_every_path_under_their_template_roles() {
+    let stack = iam_stack().await;
+    let org = stack.sim.org_id().to_string();
+    let iam = stack.iam.as_ref().unwrap();
+
+    let add = |spec: RecordingSpec| {
+        let cid = stack.sim.add_conversation(ConversationSpec::default());
+        let rid = stack.sim.add_recording(&cid, spec);
+        (cid, rid)
+    };
+    let inline = add(RecordingSpec::new(MediaSource::Real(Codec::Mp3)));
+    let handed = add(RecordingSpec::new(MediaSource::SynthWav {
+        size_bytes: 6 * MIB + 123,
+    }));
+    let late = add(RecordingSpec {
+        unavailable_polls: 2,
+        ..RecordingSpec::new(MediaSource::Real(Codec::WavUlaw))
+    });
+    let resumed = add(RecordingSpec::new(MediaSource::SynthWav {
+        size_bytes: 11 * MIB + 45,
+    }));
+    let all = [&inline, &handed, &late, &resumed];
+
+    // Secrets Manager: both functions read the Genesys client and the webhook key at start.
+    let archive = stack.deps_as("archive-on-event").await.unwrap();
+    let transfer = stack.deps_as("chunk-recording").await.unwrap();
+
+    // Delayed redelivery: the recording is not available yet, so archive-on-event raises the
+    // message's visibility (ChangeMessageVisibility on its source queue) and reports it failed.
+    stack
+        .publish_conversation_ends(std::slice::from_ref(&late.0), "customer.end")
+        .await
+        .unwrap();
+    let first = archive_poll(&stack, &archive).await;
+    let returned = tokio::time::Instant::now();
+    assert_eq!(first.received, 1);
+    assert_eq!(first.handler_error, None);
+    let delays: Vec<Duration> = archive
+        .queue_log
+        .calls()
+        .iter()
+        .filter_map(|c| match c {
+            QueueCall::DelayRedelivery { delay } => Some(*delay),
+            _ => None,
+        })
+        .collect();
+    assert!(
+        delays.len() == 1 && delays[0] >= Duration::from_secs(1),
+        "{delays:?} {:?}",
+        archive.all_errors()
+    );
+    let again = stack
+        .sqs
+        .receive_message()
+        .queue_url(&stack.archive_queue.url)
+        .send()
+        .await
+        .unwrap();
+    // Only conclusive while the delay has not passed (a stalled machine may take longer).
+    if returned.elapsed() < delays[0] {
+        assert!(
+            again.messages().is_empty(),
+            "the delayed message was redelivered at once"
+        );
+    }
+    assert_eq!(archive.all_errors(), Vec::<String>::new());
+
+    // Suspend and resume: slow media and a deadline just past the suspend margin make
+    // chunk-recording checkpoint (PutObject under _state/) and re-queue itself (SendMessage).
+    stack.sim.inject(genesys_sim::FaultRule {
+        target: genesys_sim::FaultTarget::Media {
+            recording_id: Some(resumed.1.clone()),
+        },
+        fault: genesys_sim::Fault::SlowBody {
+            bytes_per_sec: 2 * MIB,
+        },
+        skip: 0,
+        times: u32::MAX,
+    });
+    let margin = transfer.deps.service.settings.suspend_margin;
+    let out = gc_archive::handlers::chunk_recording(
+        &transfer.deps,
+        stack.transfer_job(&resumed.0, &resumed.1),
+        tokio::time::Instant::now() + margin + Duration::from_millis(1500),
+        "iam-first",
+    )
+    .await
+    .unwrap();
+    assert_eq!(out["status"], "done");
+    assert_eq!(
+        stack
+            .list_keys(&format!("{PREFIX}/_state/"))
+            .await
+            .unwrap()
+            .len(),
+        1,
+        "a checkpoint"
+    );
+    assert!(
+        transfer
+            .queue_log
+            .calls()
+            .contains(&QueueCall::EnqueueTransfer {
+                recording_id: resumed.1.clone()
+            }),
+        "re-queued: {:?} {:?}",
+        transfer.queue_log.calls(),
+        transfer.all_errors()
+    );
+    stack.sim.clear_faults();
+
+    // The rest through EventBridge, plus one poison message per queue.
+    stack
+        .publish_conversation_ends(&[inline.0.clone(), handed.0.clone()], "acw")
+        .await
+        .unwrap();
+    let archive_poison = "{this is not json";
+    let transfer_poison = "not a transfer job";
+    for (url, body) in [
+        (&stack.archive_queue.url, archive_poison),
+        (&stack.transfer_queue.url, transfer_poison),
+    ] {
+        stack
+            .sqs
+            .send_message()
+            .queue_url(url)
+            .message_body(body)
+            .send()
+            .await
+            .unwrap();
+    }
+    stack
+        .drain_as(&archive, &transfer, Duration::from_secs(45), |_| {})
+        .await
+        .unwrap();
+
+    // No function saw an error: no failed batch, no swallowed SQS error (a denied
+    // ChangeMessageVisibility or SendMessage is only logged by the handlers).
+    assert_eq!(archive.all_errors(), Vec::<String>::new());
+    assert_eq!(transfer.all_errors(), Vec::<String>::new());
+    let archive_calls = archive.queue_log.calls();
+    assert!(archive_calls.contains(&QueueCall::EnqueueTransfer {
+        recording_id: handed.1.clone()
+    }));
+    for (name, calls) in [
+        ("archive-on-event", &archive_calls),
+        ("chunk-recording", &transfer.queue_log.calls()),
+    ] {
+        let dead = calls
+            .iter()
+            .filter(|c| matches!(c, QueueCall::DeadLetter { .. }))
+            .count();
+        assert_eq!(dead, 1, "{name}: {calls:?}");
+    }
+
+    // Every archive is complete and decrypts (KMS Decrypt as the admin) to the source bytes;
+    // the write-back reached Genesys.
+    let keys = stack.list_keys(&format!("{PREFIX}/{org}/")).await.unwrap();
+    assert_eq!(keys.len(), 2 * all.len(), "{keys:#?}");
+    let keyring = Arc::new(KmsKeyring::new(
+        aws_sdk_kms::Client::new(&stack.sdk),
+        stack.key_arn.clone(),
+    ));
+    for (cid, rid) in all {
+        let key = manifest_key(&keys, rid).unwrap_or_else(|| panic!("{rid} not archived"));
+        let m: Manifest = serde_json::from_slice(&stack.get_bytes(key).await.unwrap()).unwrap();
+        assert_eq!(
+            m.encryption.encryption_context.get("orgId"),
+            Some(&org),
+            "the context the orgId condition relies on"
+        );
+        let ciphertext = stack.get_bytes(&m.object_key).await.unwrap();
+        let required = EncryptionContext::new()
+            .with("orgId", org.as_str())
+            .with("conversationId", cid.as_str())
+            .with("recordingId", rid.as_str());
+        let (plain, _) = decrypt_bytes(
+            keyring.clone(),
+            DecryptOptions {
+                required_context: required,
+            },
+            &ciphertext,
+        )
+        .await
+        .unwrap();
+        assert_eq!(hex::encode(Sha256::digest(&plain)), source_sha(&stack, rid));
+        let folder = m.object_key.rsplit_once('/').unwrap().0;
+        assert_eq!(
+            stack.sim.external_tag(cid),
+            Some(format!("s3://{BUCKET}/{folder}/"))
+        );
+        if rid == &resumed.1 {
+            assert_eq!(m.timings.invocations, 2, "suspended once, resumed once");
+        }
+    }
+    // Checkpoints were written and deleted; no upload left open.
+    assert!(stack
+        .list_keys(&format!("{PREFIX}/_state/"))
+        .await
+        .unwrap()
+        .is_empty());
+    let uploads = stack
+        .s3
+        .list_multipart_uploads()
+        .bucket(BUCKET)
+        .send()
+        .await
+        .unwrap();
+    assert!(uploads.uploads().is_empty());
+
+    // Audit records written under each role: inline by archive-on-event, the rest by
+    // chunk-recording; nothing failed.
+    let records = audit(&stack).await;
+    let by = |rid: &str| {
+        records
+            .iter()
+            .filter(|r| r.outcome == "archived" && r.recording_id == rid)
+            .map(|r| r.function.clone())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(by(&inline.1), ["archive-on-event"]);
+    assert_eq!(by(&late.1), ["archive-on-event"]);
+    assert_eq!(by(&handed.1), ["chunk-recording"]);
+    assert_eq!(by(&resumed.1), ["chunk-recording"]);
+    assert!(
+        records.iter().all(|r| r.outcome != "failed"),
+        "{:#?}",
+        records
+            .iter()
+            .filter(|r| r.outcome == "failed")
+            .collect::<Vec<_>>()
+    );
+
+    // Each DLQ holds exactly its poison message, with the reason (SendMessage under the role).
+    for (url, body) in [
+        (&stack.archive_queue.dlq_url, archive_poison),
+        (&stack.transfer_queue.dlq_url, transfer_poison),
+    ] {
+        let dead = queue_bodies(&stack, url).await;
+        assert_eq!(dead.len(), 1, "{dead:?}");
+        assert_eq!(dead[0].0, body);
+        assert!(
+            dead[0].1.as_deref().is_some_and(|r| !r.is_empty()),
+            "{dead:?}"
+        );
+    }
+
+    // Result events (PutEvents under the role) and signed webhooks for every archive.
+    let events = iam.result_events(&stack.sqs).await.unwrap();
+    let archived: BTreeSet<String> = events
+        .iter()
+        .filter(|e| e["detail-type"] == gc_archive::notify::DETAIL_ARCHIVED)
+        .map(|e| e["detail"]["recordingId"].as_str().unwrap().to_string())
+        .collect();
+    let expected: BTreeSet<String> = all.iter().map(|(_, r)| r.clone()).collect();
+    assert_eq!(archived, expected, "{events:#?}");
+    assert_eq!(events.len(), all.len(), "{events:#?}");
+    let hooks = iam.webhooks.lock().unwrap().clone();
+    assert_eq!(hooks.len(), all.len());
+    let secret = secrecy::SecretString::from(WEBHOOK_SECRET.to_string());
+    for (headers, body) in &hooks {
+        let h = |n: &str| headers.get(n).unwrap().to_str().unwrap().to_string();
+        let ts: i64 = h("webhook-timestamp").parse().unwrap();
+        assert_eq!(
+            h("webhook-signature"),
+            gc_archive::notify::sign(&secret, &h("webhook-id"), ts, body.as_bytes())
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn archive_on_event_without_kms_generate_data_key_cannot_archive() {
+    let stack = iam_stack().await;
+    let org = stack.sim.org_id().to_string();
+    let cid = stack.sim.add_conversation(ConversationSpec::default());
+    let rid = stack
+        .sim
+        .add_recording(&cid, RecordingSpec::new(MediaSource::Real(Codec::OggOpus)));
+
+    let mut policy = stack.function_policy("archive-on-event").await.unwrap();
+    assert!(gc_archive_it::iam::remove_action(&mut policy, "kms:GenerateDataKey") > 0);
+    let crippled = stack
+        .deps_with_policy("archive-on-event", policy)
+        .await
+        .unwrap();
+    stack
+        .publish_conversation_ends(std::slice::from_ref(&cid), "customer.end")
+        .await
+        .unwrap();
+    let outcome = archive_poll(&stack, &crippled).await;
+    assert_eq!(outcome.received, 1);
+
+    // Nothing archived; the failure is audited and announced, naming the denied call.
+    let prefix = format!("{PREFIX}/{org}/");
+    assert!(stack.list_keys(&prefix).await.unwrap().is_empty());
+    let failed: Vec<_> = audit(&stack)
+        .await
+        .into_iter()
+        .filter(|r| r.outcome == "failed" && r.recording_id == rid)
+        .collect();
+    assert_eq!(failed.len(), 1, "{failed:#?}");
+    let reason = failed[0].reason.clone().unwrap_or_default();
+    assert!(reason.contains("GenerateDataKey"), "{reason}");
+    let events = stack
+        .iam
+        .as_ref()
+        .unwrap()
+        .result_events(&stack.sqs)
+        .await
+        .unwrap();
+    assert!(
+        events
+            .iter()
+            .any(|e| e["detail-type"] == gc_archive::notify::DETAIL_FAILED
+                && e["detail"]["recordingId"] == rid.as_str()),
+        "{events:#?}"
+    );
+
+    // Control: the template's own policy archives the same recording.
+    let whole = stack.deps_as("archive-on-event").await.unwrap();
+    stack
+        .publish_conversation_ends(std::slice::from_ref(&cid), "acw")
+        .await
+        .unwrap();
+    assert_eq!(archive_poll(&stack, &whole).await.received, 1);
+    let keys = stack.list_keys(&prefix).await.unwrap();
+    assert!(manifest_key(&keys, &rid).is_some(), "{keys:#?}");
+    assert_eq!(whole.all_errors(), Vec::<String>::new());
+}
