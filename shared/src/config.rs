@@ -578,20 +578,26 @@ pub fn parse_credentials_json(
 }
 
 /// A one-line summary of an AWS SDK error: the service's code and message, never a request.
-pub fn aws_error_summary<E, R>(err: &aws_sdk_s3::error::SdkError<E, R>) -> String
+/// The HTTP status is named when the service's body gave no code (a 403 then still reads as
+/// access denied).
+pub fn aws_error_summary<E>(
+    err: &aws_sdk_s3::error::SdkError<E, aws_sdk_s3::config::http::HttpResponse>,
+) -> String
 where
     E: aws_sdk_s3::error::ProvideErrorMetadata + std::fmt::Debug,
-    R: std::fmt::Debug,
 {
     use aws_sdk_s3::error::SdkError;
     match err {
         SdkError::ServiceError(se) => {
             let e = se.err();
-            format!(
-                "{}: {}",
-                e.code().unwrap_or("unknown error"),
-                e.message().unwrap_or("no message")
-            )
+            let status = se.raw().status().as_u16();
+            match e.code() {
+                Some(code) => format!("{code}: {}", e.message().unwrap_or("no message")),
+                None if status == 403 => {
+                    format!("HTTP 403 (access denied): {}", e.message().unwrap_or("no message"))
+                }
+                None => format!("HTTP {status}: {}", e.message().unwrap_or("no message")),
+            }
         }
         SdkError::TimeoutError(_) => "timed out".into(),
         SdkError::DispatchFailure(d) => {

@@ -40,12 +40,11 @@ pub trait Queues: Send + Sync {
 
 /// Maps an SQS SDK error to a [`QueueError`] naming the operation (service code and message
 /// only, never the request).
-fn sdk_error<E, R>(
+fn sdk_error<E>(
     operation: &'static str,
-) -> impl FnOnce(aws_sdk_sqs::error::SdkError<E, R>) -> QueueError
+) -> impl FnOnce(aws_sdk_sqs::error::SdkError<E, aws_sdk_sqs::config::http::HttpResponse>) -> QueueError
 where
     E: aws_sdk_sqs::error::ProvideErrorMetadata + std::fmt::Debug,
-    R: std::fmt::Debug,
 {
     move |e| QueueError {
         operation,

@@ -117,6 +117,15 @@ impl ObjectStore for FaultyStore {
         self.inner.delete(key).await
     }
 
+    async fn delete_if_match(
+        &self,
+        key: &ObjectKey,
+        etag: &str,
+    ) -> Result<Conditional<()>, StoreError> {
+        self.check(StoreOp::Delete, key)?;
+        self.inner.delete_if_match(key, etag).await
+    }
+
     async fn create_multipart(
         &self,
         key: &ObjectKey,

@@ -153,6 +153,21 @@ impl ObjectStore for MemoryStore {
         Ok(())
     }
 
+    async fn delete_if_match(
+        &self,
+        key: &ObjectKey,
+        etag: &str,
+    ) -> Result<Conditional<()>, StoreError> {
+        let mut s = self.lock();
+        match s.objects.get(key.as_str()) {
+            Some((_, current, _)) if current != etag => Ok(Conditional::PreconditionFailed),
+            _ => {
+                s.objects.remove(key.as_str());
+                Ok(Conditional::Written(()))
+            }
+        }
+    }
+
     async fn create_multipart(
         &self,
         key: &ObjectKey,

@@ -118,6 +118,14 @@ pub trait ObjectStore: Send + Sync {
 
     async fn delete(&self, key: &ObjectKey) -> Result<(), StoreError>;
 
+    /// Deletes `key` only if its ETag is still `etag` (`If-Match` on DeleteObject); a key that
+    /// is already gone counts as deleted.
+    async fn delete_if_match(
+        &self,
+        key: &ObjectKey,
+        etag: &str,
+    ) -> Result<Conditional<()>, StoreError>;
+
     /// Starts a multipart upload with SHA-256 part checksums; returns the upload id.
     async fn create_multipart(
         &self,

@@ -192,6 +192,27 @@ impl ObjectStore for S3Store {
             .map_err(|e| request_error("DeleteObject", key, &e))
     }
 
+    async fn delete_if_match(
+        &self,
+        key: &ObjectKey,
+        etag: &str,
+    ) -> Result<Conditional<()>, StoreError> {
+        match self
+            .client
+            .delete_object()
+            .bucket(&self.bucket)
+            .key(key.as_str())
+            .if_match(etag)
+            .send()
+            .await
+        {
+            Ok(_) => Ok(Conditional::Written(())),
+            Err(e) if is_precondition_failed(&e) => Ok(Conditional::PreconditionFailed),
+            Err(e) if status(&e) == Some(404) => Ok(Conditional::Written(())),
+            Err(e) => Err(request_error("DeleteObject", key, &e)),
+        }
+    }
+
     async fn create_multipart(
         &self,
         key: &ObjectKey,

@@ -169,4 +169,107 @@ impl OwnedCheckpoint {
         self.state.lease_until = Utc::now();
         self.save(store).await
     }
+
+    /// Deletes the checkpoint, only while it is still ours (`If-Match` on the ETag of our last
+    /// write): a worker that lost the transfer never deletes the new owner's state.
+    pub async fn delete(&self, store: &dyn ObjectStore) -> Result<(), TransferError> {
+        match store.delete_if_match(&self.key, &self.etag).await? {
+            Conditional::Written(()) => Ok(()),
+            Conditional::PreconditionFailed => Err(TransferError::LostOwnership),
+        }
+    }
+
+    /// Aborts the multipart upload this checkpoint records, after proving with a conditional
+    /// write that the transfer is still ours (S3 has no conditional abort).
+    pub async fn abort_upload(&mut self, store: &dyn ObjectStore) -> Result<(), TransferError> {
+        let Some(up) = self.state.upload.clone() else {
+            return Ok(());
+        };
+        self.save(store).await?;
+        store
+            .abort_multipart(&ObjectKey::new(up.object_key.clone()), &up.upload_id)
+            .await?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::MemoryStore;
+
+    fn state(owner: &str) -> Checkpoint {
+        Checkpoint {
+            version: CHECKPOINT_VERSION,
+            owner: owner.into(),
+            lease_until: Utc::now() + chrono::Duration::seconds(60),
+            org_id: "o".into(),
+            conversation_id: "c".into(),
+            recording_id: "r".into(),
+            started_at: Utc::now(),
+            invocations: 1,
+            chunk_retries: 0,
+            url_refreshes: 0,
+            batch_job: None,
+            upload: None,
+        }
+    }
+
+    /// Scenario 2: a worker stalls (429 Retry-After before its first part), its lease runs out,
+    /// another worker takes the transfer over; the stale one then fails and cleans up.
+    #[tokio::test]
+    async fn a_stale_worker_neither_deletes_the_checkpoint_nor_aborts_the_new_owners_upload() {
+        let store = MemoryStore::new("b");
+        let key = ObjectKey::new("p/_state/transfers/r.json");
+        let lease = chrono::Duration::seconds(60);
+        let Claim::Owned(stale) = claim(&store, key.clone(), state("a"), lease).await.unwrap()
+        else {
+            panic!("a claims first")
+        };
+        let mut stale = *stale;
+        // The new owner (its claim after the lease ran out is a conditional write too).
+        let upload_id = store.create_multipart(&ObjectKey::new("p/x.wav.enc"), "x").await.unwrap();
+        let mut taken = state("b");
+        taken.upload = Some(UploadState {
+            object_key: "p/x.wav.enc".into(),
+            upload_id: upload_id.clone(),
+            total_size: 1,
+            chunk_size: 1,
+            content_type: String::new(),
+            declared_content_type: None,
+            codec: Codec::WavPcm,
+            ranged: true,
+            media_host: "h".into(),
+            parts: Vec::new(),
+            plaintext_hash: crate::transfer::hash::ResumableSha256::new().save(),
+            encryptor: crate::crypto::EncryptorCheckpoint {
+                header: String::new(),
+                frame_len: 4096,
+                next_sequence: 1,
+            },
+            ciphertext_size: 0,
+            frame_len: 4096,
+            message_id: String::new(),
+            duration_ms: None,
+            source_checksums: Default::default(),
+        });
+        let written = store
+            .put_if_match(&key, encode(&taken).unwrap(), "application/json", &stale.etag)
+            .await
+            .unwrap();
+        assert!(matches!(written, Conditional::Written(_)));
+
+        // The stale worker believes the upload is its own.
+        stale.state.upload = taken.upload.clone();
+        assert!(matches!(
+            stale.abort_upload(&store).await,
+            Err(TransferError::LostOwnership)
+        ));
+        assert!(matches!(
+            stale.delete(&store).await,
+            Err(TransferError::LostOwnership)
+        ));
+        assert_eq!(store.open_uploads(), 1, "the new owner's upload is untouched");
+        assert!(store.get(&key).await.unwrap().is_some(), "its checkpoint too");
+    }
 }

@@ -235,7 +235,7 @@ pub async fn transfer_recording(
         Err(e) if e.is_transient() && owned.state.upload.is_none() => {
             // Nothing was uploaded yet (not ready, first chunk failed): a checkpoint without an
             // upload is worth nothing, so leave nothing behind; the retry starts afresh.
-            if let Err(del) = deps.store.delete(&owned.key).await {
+            if let Err(del) = owned.delete(deps.store.as_ref()).await {
                 tracing::warn!(error = %del, "could not delete the empty checkpoint");
             }
             Err(e)
@@ -385,14 +385,17 @@ impl Run<'_> {
     }
 
     /// A permanent failure: nothing of this transfer may stay behind.
+    /// Only while the transfer is still ours: a worker that lost it leaves the new owner's
+    /// upload and checkpoint alone.
     async fn discard(&self, owned: &mut OwnedCheckpoint) {
-        if let Some(up) = &owned.state.upload {
-            let key = ObjectKey::new(up.object_key.clone());
-            if let Err(e) = self.store().abort_multipart(&key, &up.upload_id).await {
-                tracing::warn!(error = %e, "abort of the multipart upload failed; the bucket lifecycle rule will remove it");
+        if let Err(e) = owned.abort_upload(self.store()).await {
+            if matches!(e, TransferError::LostOwnership) {
+                tracing::warn!("another worker owns the transfer now; leaving its state alone");
+                return;
             }
+            tracing::warn!(error = %e, "abort of the multipart upload failed; the bucket lifecycle rule will remove it");
         }
-        if let Err(e) = self.store().delete(&owned.key).await {
+        if let Err(e) = owned.delete(self.store()).await {
             tracing::warn!(error = %e, "could not delete the checkpoint");
         }
     }
@@ -807,9 +810,9 @@ impl Run<'_> {
                     .as_deref()
                     .is_some_and(|f| composite_matches(&expected, f))
                 {
-                    self.store().abort_multipart(&key, &up.upload_id).await?;
+                    owned.abort_upload(self.store()).await?;
                     if self.store().exists(&self.manifest_key).await? {
-                        self.store().delete(&owned.key).await?;
+                        owned.delete(self.store()).await?;
                         return Ok(TransferOutcome::AlreadyArchived {
                             manifest_key: self.manifest_key.clone(),
                         });
@@ -925,7 +928,11 @@ impl Run<'_> {
                 manifest_key: self.manifest_key.clone(),
             },
         };
-        self.store().delete(&owned.key).await?;
+        // The archive is complete whatever happens to the checkpoint now; a failed delete
+        // leaves garbage the next delivery removes (the manifest exists).
+        if let Err(e) = owned.delete(self.store()).await {
+            tracing::warn!(error = %e, "could not delete the finished transfer's checkpoint");
+        }
         Ok(outcome)
     }
 }

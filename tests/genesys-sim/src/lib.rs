@@ -266,6 +266,11 @@ impl Simulator {
         lock(&self.shared.requests).clear();
     }
 
+    /// Every access token issued and still valid (tests look for them where they must not be).
+    pub fn issued_tokens(&self) -> Vec<String> {
+        lock(&self.shared.tokens).keys().cloned().collect()
+    }
+
     /// Invalidate every issued access token (next API call answers 401).
     pub fn revoke_tokens(&self) {
         lock(&self.shared.tokens).clear();
