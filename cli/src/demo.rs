@@ -37,8 +37,8 @@ pub struct DemoArgs {
 
 pub async fn run(args: DemoArgs) -> Result<()> {
     let t0 = Instant::now();
-    let format = gc_archive::config::MediaFormat::parse(&args.media_format)
-        .map_err(anyhow::Error::msg)?;
+    let format =
+        gc_archive::config::MediaFormat::parse(&args.media_format).map_err(anyhow::Error::msg)?;
     println!(
         "gc-archive demo: Genesys Cloud simulator + moto (S3, SQS, KMS, EventBridge) on loopback"
     );
@@ -304,10 +304,17 @@ pub async fn run(args: DemoArgs) -> Result<()> {
         m.ciphertext.s3_checksum_sha256
     );
     if manifests.len() != audio.len() {
-        bail!("{} of {} audio recordings archived", manifests.len(), audio.len());
+        bail!(
+            "{} of {} audio recordings archived",
+            manifests.len(),
+            audio.len()
+        );
     }
     if dlq_a + dlq_t > 0 || failures > 0 {
-        bail!("{failures} failures reported, {} dead-lettered messages", dlq_a + dlq_t);
+        bail!(
+            "{failures} failures reported, {} dead-lettered messages",
+            dlq_a + dlq_t
+        );
     }
     println!(
         "\ndemo finished in {:.1} s; simulator and moto stopped.",

@@ -197,7 +197,10 @@ async fn archive(conversation: String, recording: Option<String>) -> Result<()> 
             {
                 Ok(ArchiveReport::Archived { manifests }) => {
                     for m in &manifests {
-                        println!("archived s3://{}/{} ({} bytes, sha256 {})", m.bucket, m.object_key, m.plaintext.size, m.plaintext.sha256);
+                        println!(
+                            "archived s3://{}/{} ({} bytes, sha256 {})",
+                            m.bucket, m.object_key, m.plaintext.size, m.plaintext.sha256
+                        );
                     }
                 }
                 Ok(ArchiveReport::AlreadyArchived { manifest_keys }) => {
@@ -205,7 +208,10 @@ async fn archive(conversation: String, recording: Option<String>) -> Result<()> 
                         println!("already archived: {k}");
                     }
                 }
-                Ok(ArchiveReport::Suspended { parts_done, parts_total }) => {
+                Ok(ArchiveReport::Suspended {
+                    parts_done,
+                    parts_total,
+                }) => {
                     eprintln!("suspended after {parts_done}/{parts_total} parts (checkpoint saved): run again to continue");
                     std::process::exit(exit::TRY_LATER);
                 }
@@ -220,6 +226,9 @@ async fn archive(conversation: String, recording: Option<String>) -> Result<()> 
                 Err(e) if e.is_transient() => {
                     eprintln!("failed for now ({}): {e}; run again later", e.reason_code());
                     std::process::exit(exit::TRY_LATER);
+                }
+                Err(e) if e.is_infrastructure() => {
+                    anyhow::bail!("infrastructure ({}): {e}; nothing was discarded, fix the configuration and run again", e.reason_code());
                 }
                 Err(e) => {
                     eprintln!("refused ({}): {e}", e.reason_code());
@@ -243,7 +252,10 @@ async fn archive(conversation: String, recording: Option<String>) -> Result<()> 
                 std::process::exit(exit::TRY_LATER);
             }
             if tally.failed > 0 {
-                eprintln!("{} recording(s) refused: see the reasons above and in the audit records", tally.failed);
+                eprintln!(
+                    "{} recording(s) refused: see the reasons above and in the audit records",
+                    tally.failed
+                );
                 std::process::exit(exit::REFUSED);
             }
         }

@@ -47,11 +47,11 @@ pub async fn write(
         &record.recording_id
     };
     let rid = crate::ids::RecordingId::parse(subject).map_err(|e| StoreError::Request {
-            operation: "PutObject",
-            key: "_audit".into(),
-            reason: e.to_string(),
-            transient: false,
-        })?;
+        operation: "PutObject",
+        key: "_audit".into(),
+        reason: e.to_string(),
+        transient: false,
+    })?;
     let key = layout.audit_key(
         record.at,
         &rid,

@@ -153,7 +153,9 @@ impl MediaFormat {
 }
 
 /// The kinds of recording Genesys Cloud keeps (`Recording.media`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum RecordingMedia {
     Audio,
@@ -340,13 +342,14 @@ impl GenesysConfig {
             }
         };
 
-        let media_format = match MediaFormat::parse(get(env, "GENESYS_MEDIA_FORMAT").unwrap_or("ORIGINAL")) {
-            Ok(f) => Some(f),
-            Err(e) => {
-                problems.push(e);
-                None
-            }
-        };
+        let media_format =
+            match MediaFormat::parse(get(env, "GENESYS_MEDIA_FORMAT").unwrap_or("ORIGINAL")) {
+                Ok(f) => Some(f),
+                Err(e) => {
+                    problems.push(e);
+                    None
+                }
+            };
         let request_timeout =
             parse_number(env, "GENESYS_REQUEST_TIMEOUT_SECS", 30, 1, 900, problems);
 
@@ -464,7 +467,10 @@ impl ArchiveConfig {
             if item.is_empty() {
                 continue;
             }
-            match RecordingMedia::ALL.into_iter().find(|m| m.as_str() == item.to_ascii_lowercase()) {
+            match RecordingMedia::ALL
+                .into_iter()
+                .find(|m| m.as_str() == item.to_ascii_lowercase())
+            {
                 Some(m) if !media.contains(&m) => media.push(m),
                 Some(_) => {}
                 None => problems.push(format!(
@@ -473,7 +479,8 @@ impl ArchiveConfig {
             }
         }
         if media.is_empty() {
-            problems.push("ARCHIVE_MEDIA names no recording kind (e.g. audio or audio,screen)".into());
+            problems
+                .push("ARCHIVE_MEDIA names no recording kind (e.g. audio or audio,screen)".into());
         }
         media.sort();
         let schema = get(env, "ARCHIVE_CUSTOM_ATTRIBUTES_SCHEMA_ID").map(str::to_string);
@@ -594,7 +601,10 @@ where
             match e.code() {
                 Some(code) => format!("{code}: {}", e.message().unwrap_or("no message")),
                 None if status == 403 => {
-                    format!("HTTP 403 (access denied): {}", e.message().unwrap_or("no message"))
+                    format!(
+                        "HTTP 403 (access denied): {}",
+                        e.message().unwrap_or("no message")
+                    )
                 }
                 None => format!("HTTP {status}: {}", e.message().unwrap_or("no message")),
             }
@@ -653,7 +663,10 @@ mod tests {
         let c = Config::from_map(&env(&minimal())).unwrap();
         assert_eq!(c.genesys.media_format, MediaFormat::Original);
         assert_eq!(c.archive.media, vec![RecordingMedia::Audio]);
-        assert_eq!(c.archive.external_tag_policy, ExternalTagPolicy::KeepForeign);
+        assert_eq!(
+            c.archive.external_tag_policy,
+            ExternalTagPolicy::KeepForeign
+        );
         assert_eq!(c.archive.chunk_size, 8 * MIB);
         assert_eq!(c.archive.prefix, "recordings");
         assert_eq!(c.archive.write_back, WriteBack::ExternalTag);
@@ -728,7 +741,10 @@ mod tests {
         let mut e = minimal();
         e.push(("GENESYS_MEDIA_FORMAT", "ogg_opus"));
         let c = Config::from_map(&env(&e)).unwrap();
-        assert_eq!(c.genesys.media_format, MediaFormat::Transcoded("OGG_OPUS".into()));
+        assert_eq!(
+            c.genesys.media_format,
+            MediaFormat::Transcoded("OGG_OPUS".into())
+        );
     }
 
     #[test]
@@ -738,11 +754,18 @@ mod tests {
         let c = Config::from_map(&env(&e)).unwrap();
         assert_eq!(
             c.archive.media,
-            vec![RecordingMedia::Audio, RecordingMedia::Screen, RecordingMedia::Email]
+            vec![
+                RecordingMedia::Audio,
+                RecordingMedia::Screen,
+                RecordingMedia::Email
+            ]
         );
         let mut e = minimal();
         e.push(("ARCHIVE_MEDIA", "audio,video"));
-        assert!(Config::from_map(&env(&e)).unwrap_err().to_string().contains("\"video\""));
+        assert!(Config::from_map(&env(&e))
+            .unwrap_err()
+            .to_string()
+            .contains("\"video\""));
     }
 
     #[test]

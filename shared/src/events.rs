@@ -269,8 +269,10 @@ mod tests {
         let text = serde_json::to_string(&m).unwrap();
         assert_eq!(TransferMessage::parse(&text).unwrap(), m);
         assert!(TransferMessage::parse(&text.replace("\"version\":1", "\"version\":9")).is_err());
-        let old = TransferMessage::parse(r#"{"version":1,"orgId":"o","conversationId":"c","recordingId":"r"}"#)
-            .unwrap();
+        let old = TransferMessage::parse(
+            r#"{"version":1,"orgId":"o","conversationId":"c","recordingId":"r"}"#,
+        )
+        .unwrap();
         assert_eq!(old.media, RecordingMedia::Audio);
     }
 }

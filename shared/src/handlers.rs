@@ -96,6 +96,10 @@ pub enum HandlerError {
     RetryLater(String),
     #[error("{0}")]
     Permanent(String),
+    /// Credentials, access or a missing resource: the whole invocation fails so that nothing
+    /// is acknowledged or discarded, and Lambda's error alarm fires.
+    #[error("infrastructure: {0}")]
+    Infrastructure(String),
 }
 
 impl HandlerError {
@@ -105,6 +109,7 @@ impl HandlerError {
             HandlerError::Payload(_) => "gc-archive.InvalidPayload",
             HandlerError::RetryLater(_) => "gc-archive.RetryLater",
             HandlerError::Permanent(_) => "gc-archive.Permanent",
+            HandlerError::Infrastructure(_) => "gc-archive.Infrastructure",
         }
     }
 }
@@ -118,6 +123,9 @@ pub enum Disposition {
         reason: String,
     },
     Poison {
+        reason: String,
+    },
+    Infrastructure {
         reason: String,
     },
 }
@@ -151,7 +159,7 @@ async fn settle_batch<F, Fut>(
     deps: &HandlerDeps,
     event: SqsEvent,
     mut process: F,
-) -> SqsBatchResponse
+) -> Result<SqsBatchResponse, HandlerError>
 where
     F: FnMut(String, u32) -> Fut,
     Fut: std::future::Future<Output = Disposition>,
@@ -170,11 +178,19 @@ where
             }
         }
         let failed = match disposition {
+            Disposition::Infrastructure { reason } => {
+                // Stop here: the rest of the batch would fail the same way. Failing the
+                // invocation leaves every message of it in the queue, untouched.
+                tracing::error!(message_id = %id, %reason, "infrastructure failure: failing the invocation");
+                return Err(HandlerError::Infrastructure(reason));
+            }
             Disposition::Done => false,
             Disposition::Retry { delay, reason } => {
-                let delay = delay.unwrap_or_else(|| redelivery_delay(deps.policy.retry_base, receives));
+                let delay =
+                    delay.unwrap_or_else(|| redelivery_delay(deps.policy.retry_base, receives));
                 tracing::info!(message_id = %id, %reason, delay_secs = delay.as_secs(), "message will be retried");
-                if let (Some(arn), Some(handle)) = (&record.event_source_arn, &record.receipt_handle)
+                if let (Some(arn), Some(handle)) =
+                    (&record.event_source_arn, &record.receipt_handle)
                 {
                     if let Err(e) = deps.queues.delay_redelivery(arn, handle, delay).await {
                         tracing::error!(error = %e, "could not delay redelivery: the message comes back after the queue's whole visibility timeout");
@@ -194,7 +210,7 @@ where
             response.batch_item_failures.push(f);
         }
     }
-    response
+    Ok(response)
 }
 
 fn is_sqs_batch(payload: &serde_json::Value) -> bool {
@@ -231,13 +247,19 @@ pub async fn archive_on_event(
                 },
             }
         })
-        .await;
+        .await?;
         return serde_json::to_value(response).map_err(|e| HandlerError::Payload(e.to_string()));
     }
-    match archive_event_disposition(deps, payload, 1, deadline, request_id).await {
+    direct_result(archive_event_disposition(deps, payload, 1, deadline, request_id).await)
+}
+
+/// The answer to a direct (non-SQS) invocation.
+fn direct_result(d: Disposition) -> Result<serde_json::Value, HandlerError> {
+    match d {
         Disposition::Done => Ok(serde_json::json!({"status": "done"})),
         Disposition::Retry { reason, .. } => Err(HandlerError::RetryLater(reason)),
         Disposition::Poison { reason } => Err(HandlerError::Permanent(reason)),
+        Disposition::Infrastructure { reason } => Err(HandlerError::Infrastructure(reason)),
     }
 }
 
@@ -299,6 +321,9 @@ pub async fn archive_event_disposition(
             delay: None,
             reason: e.to_string(),
         },
+        Err(e) if e.is_infrastructure() => Disposition::Infrastructure {
+            reason: e.to_string(),
+        },
         Err(e) => Disposition::Poison {
             reason: e.to_string(),
         },
@@ -342,8 +367,16 @@ pub async fn process_conversation(
     let mut facts: Option<ConversationFacts> = None;
     let mut retry_reason = None;
     for meta in &metadata {
-        let outcome = process_recording(deps, conversation, meta, age, &mut facts, deadline, request_id)
-            .await?;
+        let outcome = process_recording(
+            deps,
+            conversation,
+            meta,
+            age,
+            &mut facts,
+            deadline,
+            request_id,
+        )
+        .await?;
         match outcome {
             RecordingOutcome::Archived(n) => tally.archived += n,
             RecordingOutcome::Already => tally.already += 1,
@@ -406,17 +439,44 @@ async fn process_recording(
     let state = meta.file_state.unwrap_or(FileState::Other);
     if state.is_pending() {
         if age > deps.policy.pending_horizon {
-            report(svc, conversation, &recording, TransferError::Unavailable { file_state: Some(state) }, request_id).await;
+            report(
+                svc,
+                conversation,
+                &recording,
+                TransferError::Unavailable {
+                    file_state: Some(state),
+                },
+                request_id,
+            )
+            .await;
             return Ok(RecordingOutcome::Unavailable);
         }
-        return Ok(RecordingOutcome::Pending(format!("recording {recording} is {state:?}")));
+        return Ok(RecordingOutcome::Pending(format!(
+            "recording {recording} is {state:?}"
+        )));
     }
     if state == FileState::Archived {
-        report(svc, conversation, &recording, TransferError::ArchivedInGenesys, request_id).await;
+        report(
+            svc,
+            conversation,
+            &recording,
+            TransferError::ArchivedInGenesys,
+            request_id,
+        )
+        .await;
         return Ok(RecordingOutcome::ArchivedInGenesys);
     }
     if !state.is_downloadable() {
-        report(svc, conversation, &recording, TransferError::Unavailable { file_state: Some(state) }, request_id).await;
+        report(
+            svc,
+            conversation,
+            &recording,
+            TransferError::Unavailable {
+                file_state: Some(state),
+            },
+            request_id,
+        )
+        .await;
         return Ok(RecordingOutcome::Unavailable);
     }
     let f = match facts {
@@ -430,6 +490,7 @@ async fn process_recording(
     match svc.is_archived(conversation, &recording, f.start).await {
         Ok(true) => return Ok(RecordingOutcome::Already),
         Ok(false) => {}
+        Err(e) if e.is_infrastructure() => return Err(e),
         Err(e) => return Ok(hand_off_or_wait(deps, conversation, &recording, media, &f, e).await),
     }
     let now = Instant::now();
@@ -439,32 +500,71 @@ async fn process_recording(
         .inline_budget
         .min(remaining.saturating_sub(Duration::from_secs(5)));
     if budget < svc.settings.suspend_margin + Duration::from_secs(5) {
-        return Ok(hand_off_or_wait(deps, conversation, &recording, media, &f, TransferError::Busy { until: Utc::now() }).await);
+        return Ok(hand_off_or_wait(
+            deps,
+            conversation,
+            &recording,
+            media,
+            &f,
+            TransferError::Busy { until: Utc::now() },
+        )
+        .await);
     }
     let result = svc
-        .archive(conversation, &recording, media, Some(f.clone()), Some(now + budget), request_id)
+        .archive(
+            conversation,
+            &recording,
+            media,
+            Some(f.clone()),
+            Some(now + budget),
+            request_id,
+        )
         .await;
     Ok(match result {
-        Ok(ArchiveReport::Archived { manifests }) => RecordingOutcome::Archived(manifests.len() as u32),
+        Ok(ArchiveReport::Archived { manifests }) => {
+            RecordingOutcome::Archived(manifests.len() as u32)
+        }
         Ok(ArchiveReport::AlreadyArchived { .. }) => RecordingOutcome::Already,
         Ok(ArchiveReport::Suspended { .. }) => {
-            hand_off_or_wait(deps, conversation, &recording, media, &f, TransferError::Busy { until: Utc::now() }).await
+            hand_off_or_wait(
+                deps,
+                conversation,
+                &recording,
+                media,
+                &f,
+                TransferError::Busy { until: Utc::now() },
+            )
+            .await
         }
         Err(TransferError::NotReady { reason, .. }) => {
             if age > deps.policy.pending_horizon {
-                report(svc, conversation, &recording, TransferError::Unavailable { file_state: None }, request_id).await;
+                report(
+                    svc,
+                    conversation,
+                    &recording,
+                    TransferError::Unavailable { file_state: None },
+                    request_id,
+                )
+                .await;
                 RecordingOutcome::Unavailable
             } else {
                 RecordingOutcome::Pending(reason)
             }
         }
-        Err(e) if e.is_transient() => hand_off_or_wait(deps, conversation, &recording, media, &f, e).await,
+        Err(e) if e.is_infrastructure() => return Err(e),
+        Err(e) if e.is_transient() => {
+            hand_off_or_wait(deps, conversation, &recording, media, &f, e).await
+        }
         // Permanent: the pipeline audited and notified it; the job goes to the DLQ with its
         // reason, so a redrive (after the cause is fixed) archives it.
         Err(e) => {
             let job = transfer_job(svc, conversation, &recording, media, &f);
             let body = serde_json::to_string(&job).unwrap_or_default();
-            if let Err(dl) = deps.queues.dead_letter(&body, &format!("{}: {e}", e.reason_code())).await {
+            if let Err(dl) = deps
+                .queues
+                .dead_letter(&body, &format!("{}: {e}", e.reason_code()))
+                .await
+            {
                 tracing::error!(error = %dl, "could not dead-letter the failed recording; it stays reported in the audit records");
             }
             RecordingOutcome::Failed
@@ -508,7 +608,9 @@ async fn hand_off_or_wait(
     let delay = match &why {
         TransferError::Busy { .. } => Duration::ZERO,
         e => match e.retry_class() {
-            crate::retry::RetryClass::Transient { retry_after: Some(d) } => d.min(MAX_REDELIVERY_DELAY),
+            crate::retry::RetryClass::Transient {
+                retry_after: Some(d),
+            } => d.min(MAX_REDELIVERY_DELAY),
             _ => deps.policy.retry_base,
         },
     };
@@ -523,7 +625,11 @@ async fn hand_off_or_wait(
 
 fn count_skipped(svc: &ArchiveService, media: &str) {
     crate::metrics::emit(
-        &[("Function", &svc.function), ("Outcome", "skipped_media"), ("Media", media)],
+        &[
+            ("Function", &svc.function),
+            ("Outcome", "skipped_media"),
+            ("Media", media),
+        ],
         &[crate::metrics::Metric::count("SkippedRecordings", 1.0)],
     );
 }
@@ -554,18 +660,14 @@ pub async fn chunk_recording(
     if !is_sqs_batch(&payload) {
         // A bare job (CLI, `cargo lambda invoke`).
         let body = payload.to_string();
-        return match transfer_disposition(deps, &body, 1, deadline, request_id).await {
-            Disposition::Done => Ok(serde_json::json!({"status": "done"})),
-            Disposition::Retry { reason, .. } => Err(HandlerError::RetryLater(reason)),
-            Disposition::Poison { reason } => Err(HandlerError::Permanent(reason)),
-        };
+        return direct_result(transfer_disposition(deps, &body, 1, deadline, request_id).await);
     }
     let event: SqsEvent =
         serde_json::from_value(payload).map_err(|e| HandlerError::Payload(e.to_string()))?;
     let response = settle_batch(deps, event, |body, count| async move {
         transfer_disposition(deps, &body, count, deadline, request_id).await
     })
-    .await;
+    .await?;
     serde_json::to_value(response).map_err(|e| HandlerError::Payload(e.to_string()))
 }
 
@@ -603,7 +705,9 @@ pub async fn transfer_disposition(
         )
         .await;
     let start = match &result {
-        Ok(ArchiveReport::Archived { manifests }) => manifests.first().map(|m| m.conversation_start),
+        Ok(ArchiveReport::Archived { manifests }) => {
+            manifests.first().map(|m| m.conversation_start)
+        }
         Ok(ArchiveReport::AlreadyArchived { .. }) => job.conversation_start,
         _ => None,
     };
@@ -612,7 +716,11 @@ pub async fn transfer_disposition(
             let Some(start) = start.or(job.conversation_start) else {
                 return Disposition::Done;
             };
-            match deps.service.write_back_conversation(&job.conversation_id, start).await {
+            match deps
+                .service
+                .write_back_conversation(&job.conversation_id, start)
+                .await
+            {
                 Ok(WriteBackOutcome::ForeignTagKept { .. }) => {
                     report_foreign_tag(&deps.service, &job.conversation_id, request_id).await;
                     Disposition::Done
@@ -665,6 +773,9 @@ pub async fn transfer_disposition(
             ),
             reason: "another worker owns the transfer".into(),
         },
+        Err(e) if e.is_infrastructure() => Disposition::Infrastructure {
+            reason: format!("{}: {e}", e.reason_code()),
+        },
         Err(e) if e.is_transient() => Disposition::Retry {
             delay: match e.retry_class() {
                 crate::retry::RetryClass::Transient {
@@ -691,7 +802,10 @@ mod tests {
         for r in 1..n - 1 {
             waited += redelivery_delay(Duration::from_secs(30), r);
         }
-        assert!(waited >= Duration::from_secs(86_400), "{n} receives wait only {waited:?}");
+        assert!(
+            waited >= Duration::from_secs(86_400),
+            "{n} receives wait only {waited:?}"
+        );
         assert!(n < 200, "{n}");
     }
 }

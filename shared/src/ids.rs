@@ -117,7 +117,10 @@ impl fmt::Display for MediaKey {
 impl<'de> Deserialize<'de> for MediaKey {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let s = String::deserialize(d)?;
-        if !s.is_empty() && s.len() <= 64 && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
+        if !s.is_empty()
+            && s.len() <= 64
+            && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+        {
             Ok(MediaKey(s))
         } else {
             Err(serde::de::Error::custom("invalid media key"))

@@ -50,8 +50,12 @@ pub struct ConversationFacts {
 #[derive(Debug, Clone)]
 pub enum ArchiveReport {
     /// At least one stream was archived now; the others (if any) were already.
-    Archived { manifests: Vec<Manifest> },
-    AlreadyArchived { manifest_keys: Vec<ObjectKey> },
+    Archived {
+        manifests: Vec<Manifest>,
+    },
+    AlreadyArchived {
+        manifest_keys: Vec<ObjectKey>,
+    },
     Suspended {
         parts_done: usize,
         parts_total: usize,
@@ -67,7 +71,9 @@ pub enum WriteBackOutcome {
     /// Nothing archived yet under the conversation.
     NothingArchived,
     /// The `externalTag` holds another integration's value; left as it is (reported).
-    ForeignTagKept { tag: String },
+    ForeignTagKept {
+        tag: String,
+    },
 }
 
 impl ArchiveService {
@@ -159,9 +165,7 @@ impl ArchiveService {
             job.media_key = key;
             match self.transfer_one(&job, deadline, worker_id, started).await {
                 Ok(TransferOutcome::Archived(m)) => manifests.push(*m),
-                Ok(TransferOutcome::AlreadyArchived { manifest_key }) => {
-                    already.push(manifest_key)
-                }
+                Ok(TransferOutcome::AlreadyArchived { manifest_key }) => already.push(manifest_key),
                 Ok(TransferOutcome::Suspended {
                     parts_done,
                     parts_total,
@@ -174,7 +178,10 @@ impl ArchiveService {
                 }
                 // Several streams: each becomes its own archive object, named by its key.
                 Err(TransferError::MultipleMedia { keys: found }) if job.media_key.is_none() => {
-                    tracing::info!(streams = found.len(), "recording has several media streams; archiving each");
+                    tracing::info!(
+                        streams = found.len(),
+                        "recording has several media streams; archiving each"
+                    );
                     keys.extend(found.into_iter().rev().map(Some));
                 }
                 Err(e) => {
@@ -295,7 +302,10 @@ impl ArchiveService {
             Ok(WriteBackOutcome::ForeignTagKept { .. }) => {
                 tracing::warn!("the conversation's externalTag belongs to another integration; left as it is (ARCHIVE_EXTERNAL_TAG=overwrite replaces it)");
                 metrics::emit(
-                    &[("Function", &self.function), ("Outcome", "foreign_tag_kept")],
+                    &[
+                        ("Function", &self.function),
+                        ("Outcome", "foreign_tag_kept"),
+                    ],
                     &[Metric::count("WriteBackSkipped", 1.0)],
                 );
             }
@@ -468,6 +478,16 @@ impl ArchiveService {
         );
         if error.is_transient() {
             tracing::warn!(error = %error, reason = code, "transfer will be retried");
+            return;
+        }
+        if error.is_infrastructure() {
+            // Not the recording's fault: nothing is reported as failed or discarded; the
+            // invocation fails (Lambda's Errors alarm) and this metric names the cause.
+            tracing::error!(error = %error, reason = code, "infrastructure failure: fix the deployment; nothing was discarded");
+            metrics::emit(
+                &[("Function", &self.function), ("Reason", code)],
+                &[Metric::count("InfrastructureFailures", 1.0)],
+            );
             return;
         }
         tracing::error!(error = %error, reason = code, "recording could not be archived");

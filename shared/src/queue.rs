@@ -93,7 +93,9 @@ impl SqsQueues {
                 return Ok(url.clone());
             }
         }
-        Ok(format!("https://sqs.{region}.amazonaws.com/{account}/{name}"))
+        Ok(format!(
+            "https://sqs.{region}.amazonaws.com/{account}/{name}"
+        ))
     }
 }
 
@@ -191,11 +193,13 @@ mod tests {
     fn the_source_queue_url_is_used_without_asking_sqs() {
         let q = queues(Some("http://127.0.0.1:5000/123456789012/archive"));
         assert_eq!(
-            q.url_for_arn("arn:aws:sqs:eu-west-1:123456789012:archive").unwrap(),
+            q.url_for_arn("arn:aws:sqs:eu-west-1:123456789012:archive")
+                .unwrap(),
             "http://127.0.0.1:5000/123456789012/archive"
         );
         assert_eq!(
-            q.url_for_arn("arn:aws:sqs:eu-west-1:123456789012:other").unwrap(),
+            q.url_for_arn("arn:aws:sqs:eu-west-1:123456789012:other")
+                .unwrap(),
             "https://sqs.eu-west-1.amazonaws.com/123456789012/other"
         );
         assert!(q.url_for_arn("not-an-arn").is_err());

@@ -20,6 +20,9 @@ pub enum RetryClass {
     Permanent,
     /// A transient fault; `retry_after` is the server's hint when it gave one.
     Transient { retry_after: Option<Duration> },
+    /// The deployment is broken for every recording (credentials, access denied, a missing
+    /// key or bucket): not retried here, nothing discarded, the invocation fails and alarms.
+    Infrastructure,
 }
 
 /// Errors that know whether they are worth retrying.
@@ -28,6 +31,10 @@ pub trait Retryable {
 
     fn is_transient(&self) -> bool {
         matches!(self.retry_class(), RetryClass::Transient { .. })
+    }
+
+    fn is_infrastructure(&self) -> bool {
+        matches!(self.retry_class(), RetryClass::Infrastructure)
     }
 }
 
@@ -105,7 +112,7 @@ impl RetryPolicy {
     ) -> Option<Duration> {
         let exponential = next?;
         let wait = match err.retry_class() {
-            RetryClass::Permanent => return None,
+            RetryClass::Permanent | RetryClass::Infrastructure => return None,
             // The server knows when it will have capacity again; jitter would only make us early.
             RetryClass::Transient {
                 retry_after: Some(hint),

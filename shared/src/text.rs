@@ -65,7 +65,10 @@ mod tests {
         let m = r#"invalid type: string "https://h/x?X-Amz-Signature=abc\"d", expected u64 at line 1 column 9"#;
         let r = redact_quoted(m);
         assert!(!r.contains("Signature"), "{r}");
-        assert!(r.starts_with("invalid type: string \"…\", expected u64"), "{r}");
+        assert!(
+            r.starts_with("invalid type: string \"…\", expected u64"),
+            "{r}"
+        );
         assert_eq!(redact_quoted("missing field `id`"), "missing field `id`");
     }
 

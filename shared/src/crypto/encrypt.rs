@@ -422,3 +422,168 @@ pub async fn encrypt_bytes(
     enc.finish(plaintext, &mut out)?;
     Ok(out)
 }
+
+// TEMPORARY DIAGNOSTICS (removed before hand-back)
+#[doc(hidden)]
+pub fn __diag(plain: &[u8], frame: usize, reps: usize) -> Vec<(&'static str, std::time::Duration)> {
+    use aws_lc_rs::aead::{LessSafeKey, UnboundKey, AES_256_GCM};
+    use std::time::{Duration, Instant};
+    let key = LessSafeKey::new(UnboundKey::new(&AES_256_GCM, &[7u8; 32]).unwrap());
+    let aad = [1u8; 78];
+    let mut res: Vec<(&'static str, Duration)> = Vec::new();
+    let n = plain.len();
+    let mut hot16 = vec![0u8; 16384];
+    let mut hot64 = vec![0u8; frame];
+    let mut inplace = plain.to_vec();
+    let mut out: Vec<u8> = Vec::with_capacity(n + n / frame * 64 + 64);
+    let mut out2 = vec![0u8; n + n / frame * 64 + 64];
+    for _round in 0..2 {
+        let mut t = Duration::ZERO;
+        for _ in 0..reps {
+            let s = Instant::now();
+            for _ in 0..n / 16384 {
+                let tag = key
+                    .seal_in_place_separate_tag(
+                        Nonce::assume_unique_for_key([0; 12]),
+                        Aad::from(&aad[..]),
+                        &mut hot16,
+                    )
+                    .unwrap();
+                std::hint::black_box(tag);
+            }
+            t += s.elapsed();
+        }
+        res.push(("A hot 16K in place", t));
+        let mut t = Duration::ZERO;
+        for _ in 0..reps {
+            let s = Instant::now();
+            for _ in 0..n / frame {
+                let tag = key
+                    .seal_in_place_separate_tag(
+                        Nonce::assume_unique_for_key([0; 12]),
+                        Aad::from(&aad[..]),
+                        &mut hot64,
+                    )
+                    .unwrap();
+                std::hint::black_box(tag);
+            }
+            t += s.elapsed();
+        }
+        res.push(("B hot frame in place", t));
+        let mut t = Duration::ZERO;
+        for _ in 0..reps {
+            let s = Instant::now();
+            for c in inplace.chunks_exact_mut(frame) {
+                let tag = key
+                    .seal_in_place_separate_tag(
+                        Nonce::assume_unique_for_key([0; 12]),
+                        Aad::from(&aad[..]),
+                        c,
+                    )
+                    .unwrap();
+                std::hint::black_box(tag);
+            }
+            t += s.elapsed();
+        }
+        res.push(("C chunk in place, no copy", t));
+        let mut t = Duration::ZERO;
+        for _ in 0..reps {
+            out.clear();
+            let s = Instant::now();
+            for c in plain.chunks_exact(frame) {
+                out.extend_from_slice(&[0u8; 16]);
+                let st = out.len();
+                out.extend_from_slice(c);
+                let tag = key
+                    .seal_in_place_separate_tag(
+                        Nonce::assume_unique_for_key([0; 12]),
+                        Aad::from(&aad[..]),
+                        &mut out[st..],
+                    )
+                    .unwrap();
+                out.extend_from_slice(tag.as_ref());
+            }
+            t += s.elapsed();
+        }
+        res.push(("D per-frame copy + in place (current)", t));
+        let mut t = Duration::ZERO;
+        for _ in 0..reps {
+            out.clear();
+            let s = Instant::now();
+            out.extend_from_slice(plain);
+            for c in out.chunks_exact_mut(frame) {
+                let tag = key
+                    .seal_in_place_separate_tag(
+                        Nonce::assume_unique_for_key([0; 12]),
+                        Aad::from(&aad[..]),
+                        c,
+                    )
+                    .unwrap();
+                std::hint::black_box(tag);
+            }
+            t += s.elapsed();
+        }
+        res.push(("E whole-chunk copy then in place", t));
+        let mut t = Duration::ZERO;
+        for _ in 0..reps {
+            out.clear();
+            let s = Instant::now();
+            for c in plain.chunks_exact(frame) {
+                out.extend_from_slice(&[0u8; 16]);
+                let st = out.len();
+                out.resize(st + frame + 16, 0);
+                let (ct, tag) = out[st..].split_at_mut(frame);
+                key.seal_out_of_place_scatter(
+                    Nonce::assume_unique_for_key([0; 12]),
+                    Aad::from(&aad[..]),
+                    c,
+                    ct,
+                    &[],
+                    tag,
+                )
+                .unwrap();
+            }
+            t += s.elapsed();
+        }
+        res.push(("F per-frame resize(0) + out of place", t));
+        let mut t = Duration::ZERO;
+        for _ in 0..reps {
+            let s = Instant::now();
+            for (i, c) in plain.chunks_exact(frame).enumerate() {
+                let st = i * (frame + 32) + 16;
+                let (ct, tag) = out2[st..st + frame + 16].split_at_mut(frame);
+                key.seal_out_of_place_scatter(
+                    Nonce::assume_unique_for_key([0; 12]),
+                    Aad::from(&aad[..]),
+                    c,
+                    ct,
+                    &[],
+                    tag,
+                )
+                .unwrap();
+            }
+            t += s.elapsed();
+        }
+        res.push(("G out of place into pre-initialised buffer", t));
+        let mut t = Duration::ZERO;
+        for _ in 0..reps {
+            out.clear();
+            let s = Instant::now();
+            for c in plain.chunks_exact(frame) {
+                out.extend_from_slice(&[0u8; 16]);
+                out.extend_from_slice(c);
+            }
+            t += s.elapsed();
+        }
+        res.push(("H per-frame copy only", t));
+        let mut t = Duration::ZERO;
+        for _ in 0..reps {
+            out.clear();
+            let s = Instant::now();
+            out.resize(n, 0);
+            t += s.elapsed();
+        }
+        res.push(("I memset whole chunk only", t));
+    }
+    res
+}

@@ -40,6 +40,14 @@ pub enum CryptoError {
     NoDecryptableKey { providers: Vec<String> },
     #[error("AWS KMS: {0}")]
     Kms(String),
+    /// KMS could not serve the request now (throttled, an internal error, a timeout, a
+    /// connection failure): worth retrying.
+    #[error("AWS KMS (try again): {0}")]
+    KmsUnavailable(String),
+    /// KMS refused for a reason of the deployment (access denied, key not found, disabled or
+    /// pending deletion): no recording can be encrypted until it is fixed.
+    #[error("AWS KMS (check the key and the role): {0}")]
+    KmsConfiguration(String),
     #[error("keyring configuration: {0}")]
     KeyringConfig(String),
     #[error("malformed message: {0}")]
@@ -60,4 +68,16 @@ pub enum CryptoError {
     Io(#[from] std::io::Error),
     #[error("input stream: {0}")]
     Source(Box<dyn std::error::Error + Send + Sync + 'static>),
+}
+
+impl crate::retry::Retryable for CryptoError {
+    fn retry_class(&self) -> crate::retry::RetryClass {
+        match self {
+            CryptoError::KmsUnavailable(_) => {
+                crate::retry::RetryClass::Transient { retry_after: None }
+            }
+            CryptoError::KmsConfiguration(_) => crate::retry::RetryClass::Infrastructure,
+            _ => crate::retry::RetryClass::Permanent,
+        }
+    }
 }

@@ -65,15 +65,32 @@ where
     E: ProvideErrorMetadata + std::error::Error + 'static,
     R: fmt::Debug,
 {
-    let text = match err.as_service_error() {
-        Some(se) => format!(
-            "{op}: {}: {}",
-            se.code().unwrap_or("UnknownError"),
-            se.message().unwrap_or("")
-        ),
-        None => format!("{op}: {}", DisplayErrorContext(&err)),
+    let Some(se) = err.as_service_error() else {
+        // No answer from KMS (timeout, connection, dispatch): try again later.
+        return CryptoError::KmsUnavailable(format!("{op}: {}", DisplayErrorContext(&err)));
     };
-    CryptoError::Kms(text)
+    let code = se.code().unwrap_or("UnknownError");
+    let text = format!("{op}: {code}: {}", se.message().unwrap_or(""));
+    // Classified by the service's error code, never by message text.
+    match code {
+        "ThrottlingException"
+        | "KMSInternalException"
+        | "DependencyTimeoutException"
+        | "KeyUnavailableException"
+        | "LimitExceededException" => CryptoError::KmsUnavailable(text),
+        "AccessDeniedException"
+        | "NotFoundException"
+        | "DisabledException"
+        | "KMSInvalidStateException"
+        | "InvalidKeyUsageException"
+        | "UnrecognizedClientException"
+        | "InvalidSignatureException"
+        | "ExpiredTokenException" => CryptoError::KmsConfiguration(text),
+        // A service answer without a code we can read (moto's IAM denials arrive so) is a
+        // deployment problem rather than one recording's.
+        "UnknownError" => CryptoError::KmsConfiguration(text),
+        _ => CryptoError::Kms(text),
+    }
 }
 
 fn is_key_arn(s: &str) -> bool {

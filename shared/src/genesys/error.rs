@@ -125,6 +125,13 @@ impl Retryable for GenesysError {
                 retry_after: *retry_after,
             },
             GenesysError::Transport { .. } => RetryClass::Transient { retry_after: None },
+            // Credentials or permissions of the OAuth client: every call fails the same way
+            // until the deployment is fixed (a rotated secret, a role without a permission).
+            GenesysError::BadCredentials { .. } => RetryClass::Infrastructure,
+            GenesysError::TokenEndpoint { .. } => RetryClass::Infrastructure,
+            GenesysError::Api {
+                status: 401 | 403, ..
+            } => RetryClass::Infrastructure,
             _ => RetryClass::Permanent,
         }
     }

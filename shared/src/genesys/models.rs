@@ -397,7 +397,10 @@ mod tests {
         )
         .unwrap();
         assert!(j.is_complete());
-        assert_eq!(j.results[0].result_url.as_ref().unwrap().host(), "m.example");
+        assert_eq!(
+            j.results[0].result_url.as_ref().unwrap().host(),
+            "m.example"
+        );
     }
 
     #[test]

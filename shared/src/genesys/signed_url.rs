@@ -69,7 +69,10 @@ mod tests {
             format!("{u}"),
             serde_json::to_string(&u).unwrap(),
         ] {
-            assert!(!shown.contains("s3cr3t") && !shown.contains("b.wav"), "{shown}");
+            assert!(
+                !shown.contains("s3cr3t") && !shown.contains("b.wav"),
+                "{shown}"
+            );
             assert!(shown.contains("media.example.com"), "{shown}");
         }
         assert!(u.expose().as_str().contains("s3cr3t"));

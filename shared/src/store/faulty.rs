@@ -29,6 +29,10 @@ struct Rule {
     op: StoreOp,
     key_contains: String,
     times: u32,
+    /// Matching calls let through before the rule applies.
+    skip: u32,
+    /// An access-denied answer (the deployment's fault) instead of a transient one.
+    denied: bool,
 }
 
 pub struct FaultyStore {
@@ -50,6 +54,47 @@ impl FaultyStore {
             op,
             key_contains: key_contains.to_string(),
             times,
+            skip: 0,
+            denied: false,
+        });
+    }
+
+    /// Like [`FaultyStore::fail`], after letting `skip` matching calls through.
+    pub fn fail_after(&self, op: StoreOp, key_contains: &str, skip: u32, times: u32) {
+        self.lock().push(Rule {
+            op,
+            key_contains: key_contains.to_string(),
+            times,
+            skip,
+            denied: false,
+        });
+    }
+
+    /// Like [`FaultyStore::deny`], after letting `skip` matching calls through.
+    pub fn deny_after(&self, op: StoreOp, key_contains: &str, skip: u32, times: u32) {
+        self.lock().push(Rule {
+            op,
+            key_contains: key_contains.to_string(),
+            times,
+            skip,
+            denied: true,
+        });
+    }
+
+    /// Removes every rule.
+    pub fn clear(&self) {
+        self.lock().clear();
+    }
+
+    /// The next `times` calls of `op` on a matching key are refused as S3 answers a bucket
+    /// policy or role that does not allow them (403 AccessDenied).
+    pub fn deny(&self, op: StoreOp, key_contains: &str, times: u32) {
+        self.lock().push(Rule {
+            op,
+            key_contains: key_contains.to_string(),
+            times,
+            skip: 0,
+            denied: true,
         });
     }
 
@@ -63,7 +108,18 @@ impl FaultyStore {
             .iter_mut()
             .find(|r| r.op == op && r.times > 0 && key.as_str().contains(&r.key_contains))
         {
+            if rule.skip > 0 {
+                rule.skip -= 1;
+                return Ok(());
+            }
             rule.times -= 1;
+            if rule.denied {
+                return Err(StoreError::Access {
+                    operation: "injected",
+                    key: key.to_string(),
+                    reason: "HTTP 403 AccessDenied: injected".into(),
+                });
+            }
             return Err(StoreError::Request {
                 operation: "injected",
                 key: key.to_string(),

@@ -192,7 +192,9 @@ mod tests {
         );
         let k = MediaKey::from_api("1");
         assert_eq!(
-            layout.object_key(&o, &c, &r, Some(&k), start, "wav").as_str(),
+            layout
+                .object_key(&o, &c, &r, Some(&k), start, "wav")
+                .as_str(),
             "recordings/org-1/year=2026/month=03/day=04/hour=03/conversation_id=c-1/r-1.1.wav.enc"
         );
         assert_eq!(

@@ -31,6 +31,14 @@ pub enum StoreError {
         reason: String,
         transient: bool,
     },
+    /// S3 refused for a reason of the deployment (access denied, no such bucket, the bucket's
+    /// KMS key unusable): every recording would fail the same way.
+    #[error("S3 {operation} {key}: {reason} (check the bucket, its KMS key and the role)")]
+    Access {
+        operation: &'static str,
+        key: String,
+        reason: String,
+    },
     #[error("S3 {operation} {key}: the upload {upload_id} no longer exists")]
     NoSuchUpload {
         operation: &'static str,
@@ -51,6 +59,7 @@ impl Retryable for StoreError {
             StoreError::Request {
                 transient: true, ..
             } => RetryClass::Transient { retry_after: None },
+            StoreError::Access { .. } => RetryClass::Infrastructure,
             _ => RetryClass::Permanent,
         }
     }

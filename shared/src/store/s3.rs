@@ -87,6 +87,37 @@ where
     E: ProvideErrorMetadata + std::fmt::Debug,
 {
     let code = status(err);
+    let service_code = match err {
+        SdkError::ServiceError(se) => se.err().code(),
+        _ => None,
+    };
+    // By the service's error code (and a bare 403), never by message text.
+    let access = code == Some(403)
+        || matches!(
+            service_code,
+            Some(
+                "AccessDenied"
+                    | "NoSuchBucket"
+                    | "InvalidAccessKeyId"
+                    | "SignatureDoesNotMatch"
+                    | "ExpiredToken"
+                    | "AllAccessDisabled"
+                    | "KMS.DisabledException"
+                    | "KMS.NotFoundException"
+                    | "KMS.KMSInvalidStateException"
+                    | "KMS.AccessDeniedException"
+            )
+        );
+    if access {
+        return StoreError::Access {
+            operation,
+            key: key.to_string(),
+            reason: match code {
+                Some(c) => format!("HTTP {c} {}", aws_error_summary(err)),
+                None => aws_error_summary(err),
+            },
+        };
+    }
     let transient = match err {
         SdkError::ServiceError(_) => matches!(code, Some(408 | 409 | 429 | 500 | 502 | 503 | 504)),
         SdkError::ConstructionFailure(_) => false,

@@ -228,7 +228,10 @@ mod tests {
         };
         let mut stale = *stale;
         // The new owner (its claim after the lease ran out is a conditional write too).
-        let upload_id = store.create_multipart(&ObjectKey::new("p/x.wav.enc"), "x").await.unwrap();
+        let upload_id = store
+            .create_multipart(&ObjectKey::new("p/x.wav.enc"), "x")
+            .await
+            .unwrap();
         let mut taken = state("b");
         taken.upload = Some(UploadState {
             object_key: "p/x.wav.enc".into(),
@@ -254,7 +257,12 @@ mod tests {
             source_checksums: Default::default(),
         });
         let written = store
-            .put_if_match(&key, encode(&taken).unwrap(), "application/json", &stale.etag)
+            .put_if_match(
+                &key,
+                encode(&taken).unwrap(),
+                "application/json",
+                &stale.etag,
+            )
             .await
             .unwrap();
         assert!(matches!(written, Conditional::Written(_)));
@@ -269,7 +277,14 @@ mod tests {
             stale.delete(&store).await,
             Err(TransferError::LostOwnership)
         ));
-        assert_eq!(store.open_uploads(), 1, "the new owner's upload is untouched");
-        assert!(store.get(&key).await.unwrap().is_some(), "its checkpoint too");
+        assert_eq!(
+            store.open_uploads(),
+            1,
+            "the new owner's upload is untouched"
+        );
+        assert!(
+            store.get(&key).await.unwrap().is_some(),
+            "its checkpoint too"
+        );
     }
 }

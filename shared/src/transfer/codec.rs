@@ -164,8 +164,16 @@ pub fn sniff(head: &[u8]) -> Option<Codec> {
 /// of the fields every message or its transport adds.
 fn looks_like_rfc822(head: &[u8]) -> bool {
     const FIRST: &[&str] = &[
-        "from:", "return-path:", "received:", "date:", "message-id:", "mime-version:",
-        "subject:", "to:", "delivered-to:", "x-",
+        "from:",
+        "return-path:",
+        "received:",
+        "date:",
+        "message-id:",
+        "mime-version:",
+        "subject:",
+        "to:",
+        "delivered-to:",
+        "x-",
     ];
     let Ok(text) = std::str::from_utf8(&head[..head.len().min(SNIFF_LEN)]) else {
         return false;
@@ -190,7 +198,11 @@ pub fn is_error_page_type(content_type: &str) -> bool {
         .to_ascii_lowercase();
     matches!(
         base.as_str(),
-        "text/html" | "application/xml" | "text/xml" | "application/json" | "application/problem+json"
+        "text/html"
+            | "application/xml"
+            | "text/xml"
+            | "application/json"
+            | "application/problem+json"
     )
 }
 

@@ -28,9 +28,9 @@ use super::integrity::{OggPageChecker, SourceChecksums};
 use super::range::{plan, ByteRange};
 use super::source::{MediaRequest, MediaSource, Probe};
 use super::TransferError;
+use crate::config::{MediaFormat, RecordingMedia};
 use crate::crypto::{EncryptionContext, FrameEncryptor, Keyring};
 use crate::genesys::GenesysClient;
-use crate::config::{MediaFormat, RecordingMedia};
 use crate::ids::{ConversationId, MediaKey, OrgId, RecordingId};
 use crate::retry::Retryable;
 use crate::store::manifest::*;
@@ -231,6 +231,14 @@ pub async fn transfer_recording(
                 retry_after,
                 batch_job: Some(job_id),
             })
+        }
+        Err(e) if e.is_infrastructure() => {
+            // The deployment is broken, not the recording: keep every part and the checkpoint
+            // for when it is fixed, and let the next attempt in at once.
+            if let Err(release) = owned.release(deps.store.as_ref()).await {
+                tracing::warn!(error = %release, "could not release the checkpoint lease");
+            }
+            Err(e)
         }
         Err(e) if e.is_transient() && owned.state.upload.is_none() => {
             // Nothing was uploaded yet (not ready, first chunk failed): a checkpoint without an
@@ -994,7 +1002,8 @@ pub fn check_codec(
         }),
         other => Err(TransferError::CodecMismatch {
             expected,
-            sniffed: other.map_or_else(|| "not a known media format".to_string(), |c| c.to_string()),
+            sniffed: other
+                .map_or_else(|| "not a known media format".to_string(), |c| c.to_string()),
         }),
     }
 }
@@ -1168,26 +1177,43 @@ mod tests {
     use super::*;
     use crate::retry::Retryable;
 
-    const WAV: &[u8] = b"RIFF\0\0\0\0WAVEfmt \x10\0\0\0\x01\0\x01\0\x40\x1f\0\0\x80\x3e\0\0\x02\0\x10\0data";
+    const WAV: &[u8] =
+        b"RIFF\0\0\0\0WAVEfmt \x10\0\0\0\x01\0\x01\0\x40\x1f\0\0\x80\x3e\0\0\x02\0\x10\0data";
     const OGG_OPUS: &[u8] = b"OggS\0\x02\0\0\0\0\0\0\0\0\x01\0\0\0\0\0\0\0\0\0\0\0\x01\x13OpusHead\x01\x01\0\0\0\0\0\0\0\0\0\0\0\0";
 
     fn transcoded(f: &str) -> MediaRequest {
-        MediaRequest::for_recording(RecordingMedia::Audio, &MediaFormat::Transcoded(f.into()), None)
+        MediaRequest::for_recording(
+            RecordingMedia::Audio,
+            &MediaFormat::Transcoded(f.into()),
+            None,
+        )
     }
 
     #[test]
     fn the_original_codec_is_whatever_audio_the_bytes_are() {
         for ct in ["binary/octet-stream", "audio/mpeg", ""] {
-            assert_eq!(check_codec(WAV, ct, &MediaRequest::Original).unwrap(), Codec::WavPcm);
-            assert_eq!(check_codec(OGG_OPUS, ct, &MediaRequest::Original).unwrap(), Codec::OggOpus);
+            assert_eq!(
+                check_codec(WAV, ct, &MediaRequest::Original).unwrap(),
+                Codec::WavPcm
+            );
+            assert_eq!(
+                check_codec(OGG_OPUS, ct, &MediaRequest::Original).unwrap(),
+                Codec::OggOpus
+            );
         }
     }
 
     #[test]
     fn a_transcoded_format_must_be_what_was_asked_for() {
-        assert_eq!(check_codec(WAV, "binary/octet-stream", &transcoded("WAV")).unwrap(), Codec::WavPcm);
+        assert_eq!(
+            check_codec(WAV, "binary/octet-stream", &transcoded("WAV")).unwrap(),
+            Codec::WavPcm
+        );
         let err = check_codec(WAV, "audio/ogg", &transcoded("OGG_OPUS")).unwrap_err();
-        assert!(matches!(err, TransferError::CodecMismatch { .. }), "{err:?}");
+        assert!(
+            matches!(err, TransferError::CodecMismatch { .. }),
+            "{err:?}"
+        );
         assert!(!err.is_transient());
         assert!(err.to_string().contains("formatId OGG_OPUS"), "{err}");
     }
@@ -1197,16 +1223,36 @@ mod tests {
         let page = b"<html><body>Service Unavailable</body></html>";
         let err = check_codec(page, "text/html", &MediaRequest::Original).unwrap_err();
         assert!(err.is_transient(), "{err:?}");
-        let err = check_codec(b"\0\x01garbage-bytes-of-no-format", "binary/octet-stream", &MediaRequest::Original).unwrap_err();
-        assert!(matches!(err, TransferError::CodecMismatch { .. }) && !err.is_transient(), "{err:?}");
+        let err = check_codec(
+            b"\0\x01garbage-bytes-of-no-format",
+            "binary/octet-stream",
+            &MediaRequest::Original,
+        )
+        .unwrap_err();
+        assert!(
+            matches!(err, TransferError::CodecMismatch { .. }) && !err.is_transient(),
+            "{err:?}"
+        );
     }
 
     #[test]
     fn the_other_kinds_are_checked_for_their_export_forms() {
         let chat = MediaRequest::for_recording(RecordingMedia::Chat, &MediaFormat::Original, None);
-        assert_eq!(check_codec(b"PK\x03\x04\x14\0\0\0\0\0", "application/zip", &chat).unwrap(), Codec::Zip);
+        assert_eq!(
+            check_codec(b"PK\x03\x04\x14\0\0\0\0\0", "application/zip", &chat).unwrap(),
+            Codec::Zip
+        );
         assert!(check_codec(WAV, "audio/wav", &chat).is_err());
-        let email = MediaRequest::for_recording(RecordingMedia::Email, &MediaFormat::Original, None);
-        assert_eq!(check_codec(b"From: a@example.com\r\nTo: b@example.com\r\n\r\nhi", "", &email).unwrap(), Codec::Eml);
+        let email =
+            MediaRequest::for_recording(RecordingMedia::Email, &MediaFormat::Original, None);
+        assert_eq!(
+            check_codec(
+                b"From: a@example.com\r\nTo: b@example.com\r\n\r\nhi",
+                "",
+                &email
+            )
+            .unwrap(),
+            Codec::Eml
+        );
     }
 }

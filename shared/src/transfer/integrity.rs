@@ -48,7 +48,11 @@ impl SourceChecksums {
             .filter(|d| d.len() == 16)
             .map(hex::encode);
         let etag_md5 = text("etag")
-            .map(|v| v.trim_start_matches("W/").trim_matches('"').to_ascii_lowercase())
+            .map(|v| {
+                v.trim_start_matches("W/")
+                    .trim_matches('"')
+                    .to_ascii_lowercase()
+            })
             .filter(|v| v.len() == 32 && v.bytes().all(|b| b.is_ascii_hexdigit()));
         let (md5, md5_from) = match (content_md5, etag_md5) {
             (Some(m), _) => (Some(m), Some("content-md5".to_string())),
@@ -217,7 +221,10 @@ mod tests {
     #[test]
     fn checksums_are_read_from_s3_style_headers() {
         let mut h = reqwest::header::HeaderMap::new();
-        h.insert("etag", "\"0123456789abcdef0123456789abcdef\"".parse().unwrap());
+        h.insert(
+            "etag",
+            "\"0123456789abcdef0123456789abcdef\"".parse().unwrap(),
+        );
         let c = SourceChecksums::from_headers(&h, false);
         assert_eq!(c.md5.as_deref(), Some("0123456789abcdef0123456789abcdef"));
         assert_eq!(c.md5_from.as_deref(), Some("etag-md5"));

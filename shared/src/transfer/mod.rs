@@ -150,6 +150,7 @@ impl Retryable for TransferError {
             }
             TransferError::Genesys(e) => e.retry_class(),
             TransferError::Store(e) => e.retry_class(),
+            TransferError::Crypto(e) => e.retry_class(),
             _ => RetryClass::Permanent,
         }
     }

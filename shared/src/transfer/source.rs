@@ -359,9 +359,7 @@ impl MediaSource {
                         .error_msg
                         .unwrap_or_else(|| "no resultUrl and no errorMsg".into());
                     crate::text::truncate_at_char_boundary(&mut reason, 300);
-                    return Err(
-                        Self::why_refused(genesys, conversation, recording, reason).await
-                    );
+                    return Err(Self::why_refused(genesys, conversation, recording, reason).await);
                 }
                 let wait = waits.next().map(|ms| Duration::from_millis(*ms));
                 let fits = match (wait, genesys.deadline()) {

@@ -365,7 +365,8 @@ async fn kms_errors_carry_the_service_error_code_and_message_only() {
         .await
         .expect_err("unknown key");
     match err {
-        CryptoError::Kms(msg) => {
+        // A key that does not exist is the deployment's problem, not the recording's.
+        CryptoError::KmsConfiguration(msg) => {
             assert!(
                 msg.starts_with("GenerateDataKey: NotFoundException"),
                 "{msg}"

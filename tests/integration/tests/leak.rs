@@ -12,7 +12,9 @@ use async_trait::async_trait;
 use base64::Engine as _;
 use gc_archive::crypto::{CryptoError, DataKey, EncryptedDataKey, EncryptionContext, Keyring};
 use gc_archive_it::stack::{LocalStack, StackOptions, PREFIX};
-use genesys_sim::{Codec, ConversationSpec, Fault, FaultRule, FaultTarget, MediaSource, RecordingSpec};
+use genesys_sim::{
+    Codec, ConversationSpec, Fault, FaultRule, FaultTarget, MediaSource, RecordingSpec,
+};
 
 #[derive(Clone, Default)]
 struct Captured(Arc<Mutex<Vec<u8>>>);
@@ -163,12 +165,14 @@ async fn a_whole_archive_at_trace_leaks_no_secret_anywhere() {
     archive_env.insert("RESULT_EVENT_BUS".into(), "results".into());
     let mut transfer_env = stack.function_env("chunk-recording");
     transfer_env.insert("RESULT_EVENT_BUS".into(), "results".into());
-    let mut archive = gc_archive::bootstrap::handler_deps("archive-on-event", &archive_env, &stack.sdk)
-        .await
-        .unwrap();
-    let mut transfer = gc_archive::bootstrap::handler_deps("chunk-recording", &transfer_env, &stack.sdk)
-        .await
-        .unwrap();
+    let mut archive =
+        gc_archive::bootstrap::handler_deps("archive-on-event", &archive_env, &stack.sdk)
+            .await
+            .unwrap();
+    let mut transfer =
+        gc_archive::bootstrap::handler_deps("chunk-recording", &transfer_env, &stack.sdk)
+            .await
+            .unwrap();
     let recorder = Arc::new(Recording {
         inner: archive.service.keyring.clone(),
         keys: Mutex::new(Vec::new()),
@@ -210,7 +214,10 @@ async fn a_whole_archive_at_trace_leaks_no_secret_anywhere() {
                 .collect::<Vec<_>>()
         })
         .collect();
-    assert!(!signatures.is_empty(), "media was fetched through signed URLs");
+    assert!(
+        !signatures.is_empty(),
+        "media was fetched through signed URLs"
+    );
     for s in signatures {
         secrets.push(("a signed URL's signature".into(), s));
     }
@@ -245,7 +252,10 @@ async fn a_whole_archive_at_trace_leaks_no_secret_anywhere() {
             .await
             .unwrap();
         for m in out.messages() {
-            produced.push((format!("{name} body"), m.body().unwrap_or_default().to_string()));
+            produced.push((
+                format!("{name} body"),
+                m.body().unwrap_or_default().to_string(),
+            ));
             for (k, v) in m.message_attributes().into_iter().flatten() {
                 produced.push((
                     format!("{name} attribute {k}"),
@@ -259,7 +269,9 @@ async fn a_whole_archive_at_trace_leaks_no_secret_anywhere() {
         "result events were captured"
     );
     assert!(
-        produced.iter().any(|(n, _)| n.starts_with("archive DLQ attribute")),
+        produced
+            .iter()
+            .any(|(n, _)| n.starts_with("archive DLQ attribute")),
         "dead-lettered messages carry their reason"
     );
 

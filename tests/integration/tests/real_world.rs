@@ -12,9 +12,9 @@ use gc_archive::transfer::TransferOutcome;
 use gc_archive_it::stack::{LocalStack, StackOptions, BUCKET, PREFIX};
 use gc_archive_it::transfer_kit::{Kit, KitOptions};
 use genesys_sim::{
-    AcceptedBody, Behaviour, Codec, ConversationSpec, CustomAttributesListShape, ExpiredUrl,
-    Fault, FaultRule, FaultTarget, FileState, MediaContentType, MediaSource, MediaUriKeys,
-    NoneFormat, RangeSupport, RecordingSpec, SimConfig,
+    AcceptedBody, Behaviour, Codec, ConversationSpec, CustomAttributesListShape, ExpiredUrl, Fault,
+    FaultRule, FaultTarget, FileState, MediaContentType, MediaSource, MediaUriKeys, NoneFormat,
+    RangeSupport, RecordingSpec, SimConfig,
 };
 use sha2::{Digest, Sha256};
 
@@ -108,10 +108,9 @@ fn cid(s: &str) -> gc_archive::ConversationId {
 async fn audio_chat_and_email_in_one_conversation_are_each_decided_by_archive_media() {
     let stack = LocalStack::start(StackOptions::default()).await.unwrap();
     let conv = stack.sim.add_conversation(ConversationSpec::default());
-    let audio = stack.sim.add_recording(
-        &conv,
-        RecordingSpec::new(MediaSource::Real(Codec::OggOpus)),
-    );
+    let audio = stack
+        .sim
+        .add_recording(&conv, RecordingSpec::new(MediaSource::Real(Codec::OggOpus)));
     let chat = stack
         .sim
         .add_recording(&conv, RecordingSpec::new(MediaSource::Chat));
@@ -205,10 +204,15 @@ async fn one_recording_failing_never_stops_the_others() {
         (1, 1, 1),
         "{tally:?}"
     );
-    assert_eq!(retry, None, "the conversation is done; the failures live on their own");
+    assert_eq!(
+        retry, None,
+        "the conversation is done; the failures live on their own"
+    );
     let got = manifests(&stack).await;
     assert_eq!(
-        got.iter().map(|m| m.recording_id.clone()).collect::<Vec<_>>(),
+        got.iter()
+            .map(|m| m.recording_id.clone())
+            .collect::<Vec<_>>(),
         vec![fine.clone()]
     );
     // The refused one is dead-lettered as its own job, with its reason.
@@ -217,7 +221,11 @@ async fn one_recording_failing_never_stops_the_others() {
     let job: serde_json::Value = serde_json::from_str(&dead[0].0).unwrap();
     assert_eq!(job["recordingId"], refused.as_str());
     assert!(
-        dead[0].1.as_deref().unwrap_or("").starts_with("media_rejected"),
+        dead[0]
+            .1
+            .as_deref()
+            .unwrap_or("")
+            .starts_with("media_rejected"),
         "{dead:?}"
     );
 

@@ -1,0 +1,204 @@
+//! The transfer engine's failure model: every error is transient (retry this recording),
+//! recording-permanent (give it up, clean up what we own) or infrastructure (the deployment is
+//! broken: keep everything, fail the invocation). Scenario 1 of the engine issue: recoverable
+//! work — a multipart upload with parts done — must never be thrown away because KMS throttled,
+//! credentials were rotated or a bucket policy changed. Before the failure model these runs
+//! aborted the upload and dead-lettered the message (`Crypto` and S3 403 were permanent).
+
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use gc_archive::crypto::{CryptoError, DataKey, EncryptedDataKey, EncryptionContext, Keyring};
+use gc_archive::retry::Retryable;
+use gc_archive::store::{FaultyStore, ObjectStore, StoreOp};
+use gc_archive::transfer::{transfer_recording, TransferError, TransferOutcome};
+use gc_archive_it::transfer_kit::{Kit, SMALL_CHUNK};
+use genesys_sim::{MediaSource, RecordingSpec};
+
+/// A keyring whose next `fail_decrypts` unwraps fail as KMS answers them.
+struct FlakyKeyring {
+    inner: Arc<dyn Keyring>,
+    fail_decrypts: AtomicU32,
+    error: fn(String) -> CryptoError,
+}
+
+#[async_trait]
+impl Keyring for FlakyKeyring {
+    async fn generate_data_key(
+        &self,
+        ctx: &EncryptionContext,
+    ) -> Result<(DataKey, Vec<EncryptedDataKey>), CryptoError> {
+        self.inner.generate_data_key(ctx).await
+    }
+    async fn decrypt_data_key(
+        &self,
+        edks: &[EncryptedDataKey],
+        ctx: &EncryptionContext,
+    ) -> Result<DataKey, CryptoError> {
+        if self
+            .fail_decrypts
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_ok()
+        {
+            return Err((self.error)("Decrypt: injected".into()));
+        }
+        self.inner.decrypt_data_key(edks, ctx).await
+    }
+}
+
+fn four_parts() -> RecordingSpec {
+    RecordingSpec::new(MediaSource::SynthWav {
+        size_bytes: 3 * SMALL_CHUNK + 1000,
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kms_throttling_on_resume_keeps_the_uploaded_parts_for_the_retry() {
+    for (name, error, infrastructure) in [
+        (
+            "throttled",
+            CryptoError::KmsUnavailable as fn(String) -> CryptoError,
+            false,
+        ),
+        ("access denied", CryptoError::KmsConfiguration, true),
+    ] {
+        let kit = Kit::start().await;
+        let added = kit.add_recording(four_parts());
+        let store = Arc::new(FaultyStore::new(kit.store.clone()));
+        let keyring = Arc::new(FlakyKeyring {
+            inner: kit.keyring.clone(),
+            fail_decrypts: AtomicU32::new(0),
+            error,
+        });
+        let deps = gc_archive::transfer::engine::TransferDeps {
+            genesys: kit.genesys.clone(),
+            store: store.clone() as Arc<dyn ObjectStore>,
+            keyring: keyring.clone(),
+        };
+        let settings = gc_archive::transfer::TransferSettings {
+            fetch_concurrency: 1,
+            uploads_in_flight: 1,
+            ..kit.settings("w1")
+        };
+        // First run: the last two parts fail (transiently) until the retries give up, so the
+        // checkpoint keeps two uploaded parts.
+        let first = run_with_part_failures(&deps, &added.job, &settings, &store).await;
+        assert!(
+            first.is_err(),
+            "{name}: the first run stops with parts done"
+        );
+        assert_eq!(kit.open_uploads().await.len(), 1, "{name}");
+        assert_eq!(kit.checkpoints().await.len(), 1, "{name}");
+
+        // Second run: resuming needs the data key again, and KMS fails.
+        keyring.fail_decrypts.store(1, Ordering::SeqCst);
+        let err = transfer_recording(&deps, &added.job, &settings, None)
+            .await
+            .expect_err("KMS failed");
+        assert!(matches!(err, TransferError::Crypto(_)), "{name}: {err:?}");
+        assert_eq!(err.is_infrastructure(), infrastructure, "{name}: {err:?}");
+        assert_eq!(err.is_transient(), !infrastructure, "{name}: {err:?}");
+        assert_eq!(
+            kit.open_uploads().await.len(),
+            1,
+            "{name}: the upload with its parts is kept"
+        );
+        assert_eq!(
+            kit.checkpoints().await.len(),
+            1,
+            "{name}: and its checkpoint"
+        );
+
+        // Third run: KMS is back; the transfer finishes from the parts it had.
+        match transfer_recording(&deps, &added.job, &settings, None).await {
+            Ok(TransferOutcome::Archived(m)) => {
+                assert_eq!(m.timings.invocations, 3, "{name}");
+                kit.verify_archived(&added, &m, "wav", "WAV_PCM").await;
+            }
+            other => panic!("{name}: expected Archived, got {other:?}"),
+        }
+        kit.assert_nothing_left_behind().await;
+    }
+}
+
+/// Fails uploads of parts 3 and 4 (every attempt) so that a run ends with two parts done.
+async fn run_with_part_failures(
+    deps: &gc_archive::transfer::engine::TransferDeps,
+    job: &gc_archive::transfer::TransferJob,
+    settings: &gc_archive::transfer::TransferSettings,
+    store: &Arc<FaultyStore>,
+) -> Result<TransferOutcome, TransferError> {
+    store.fail_after(StoreOp::UploadPart, ".wav.enc", 2, 1_000);
+    let r = transfer_recording(deps, job, settings, None).await;
+    store.clear();
+    r
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_s3_access_denied_mid_transfer_is_infrastructure_and_discards_nothing() {
+    let kit = Kit::start().await;
+    let added = kit.add_recording(four_parts());
+    let store = Arc::new(FaultyStore::new(kit.store.clone()));
+    let deps = kit.deps_with_store(store.clone());
+    let settings = gc_archive::transfer::TransferSettings {
+        fetch_concurrency: 1,
+        uploads_in_flight: 1,
+        ..kit.settings("w1")
+    };
+    store.deny_after(StoreOp::UploadPart, ".wav.enc", 2, 1_000);
+    let err = transfer_recording(&deps, &added.job, &settings, None)
+        .await
+        .expect_err("the bucket policy refuses");
+    store.clear();
+    assert!(err.is_infrastructure(), "{err:?}");
+    assert_eq!(kit.open_uploads().await.len(), 1, "the parts are kept");
+    assert_eq!(kit.checkpoints().await.len(), 1);
+    match transfer_recording(&deps, &added.job, &settings, None).await {
+        Ok(TransferOutcome::Archived(m)) => kit.verify_archived(&added, &m, "wav", "WAV_PCM").await,
+        other => panic!("expected Archived, got {other:?}"),
+    }
+    kit.assert_nothing_left_behind().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rotated_genesys_credentials_are_infrastructure_and_keep_the_parts() {
+    let kit = Kit::start().await;
+    let added = kit.add_recording(four_parts());
+    let store = Arc::new(FaultyStore::new(kit.store.clone()));
+    let deps = kit.deps_with_store(store.clone());
+    let settings = gc_archive::transfer::TransferSettings {
+        fetch_concurrency: 1,
+        uploads_in_flight: 1,
+        ..kit.settings("w1")
+    };
+    let first = run_with_part_failures(&deps, &added.job, &settings, &store).await;
+    assert!(first.is_err());
+    // A warm container still holds the old secret after a rotation.
+    let base = kit.sim.base_url().parse().unwrap();
+    let stale = gc_archive::genesys::GenesysClient::with_http(
+        gc_archive::genesys::client::http_client(std::time::Duration::from_secs(5)).unwrap(),
+        &base,
+        &base,
+        gc_archive::config::GenesysCredentials {
+            client_id: kit.sim.client_id().to_string(),
+            client_secret: "rotated-away".to_string().into(),
+        },
+        gc_archive::retry::RetryPolicy::default()
+            .with_base_delay(std::time::Duration::from_millis(5)),
+    );
+    let stale_deps = gc_archive::transfer::engine::TransferDeps {
+        genesys: stale,
+        store: store.clone() as Arc<dyn ObjectStore>,
+        keyring: kit.keyring.clone(),
+    };
+    let err = transfer_recording(&stale_deps, &added.job, &settings, None)
+        .await
+        .expect_err("bad credentials");
+    assert!(err.is_infrastructure(), "{err:?}");
+    assert_eq!(kit.open_uploads().await.len(), 1, "the parts are kept");
+    match transfer_recording(&deps, &added.job, &settings, None).await {
+        Ok(TransferOutcome::Archived(m)) => kit.verify_archived(&added, &m, "wav", "WAV_PCM").await,
+        other => panic!("expected Archived, got {other:?}"),
+    }
+}
