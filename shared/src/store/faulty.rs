@@ -23,6 +23,7 @@ pub enum StoreOp {
     Abort,
     Checksum,
     List,
+    Copy,
 }
 
 struct Rule {
@@ -220,6 +221,11 @@ impl ObjectStore for FaultyStore {
     async fn abort_multipart(&self, key: &ObjectKey, upload_id: &str) -> Result<(), StoreError> {
         self.check(StoreOp::Abort, key)?;
         self.inner.abort_multipart(key, upload_id).await
+    }
+
+    async fn copy(&self, from: &ObjectKey, to: &ObjectKey) -> Result<(), StoreError> {
+        self.check(StoreOp::Copy, to)?;
+        self.inner.copy(from, to).await
     }
 
     async fn list(&self, prefix: &str) -> Result<Vec<ObjectKey>, StoreError> {

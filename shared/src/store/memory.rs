@@ -298,6 +298,21 @@ impl ObjectStore for MemoryStore {
         Ok(())
     }
 
+    async fn copy(&self, from: &ObjectKey, to: &ObjectKey) -> Result<(), StoreError> {
+        let etag = self.etag();
+        let mut s = self.lock();
+        let Some((body, _, checksum)) = s.objects.get(from.as_str()).cloned() else {
+            return Err(StoreError::Request {
+                operation: "CopyObject",
+                key: from.to_string(),
+                reason: "NoSuchKey".into(),
+                transient: false,
+            });
+        };
+        s.objects.insert(to.to_string(), (body, etag, checksum));
+        Ok(())
+    }
+
     async fn list(&self, prefix: &str) -> Result<Vec<ObjectKey>, StoreError> {
         let mut keys: Vec<ObjectKey> = self
             .lock()

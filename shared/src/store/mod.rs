@@ -165,6 +165,9 @@ pub trait ObjectStore: Send + Sync {
     /// The composite SHA-256 S3 holds for `key` (`<b64>` or `<b64>-N`), if any.
     async fn checksum_sha256(&self, key: &ObjectKey) -> Result<Option<String>, StoreError>;
 
+    /// Copies `from` to `to` (CopyObject; objects up to 5 GiB).
+    async fn copy(&self, from: &ObjectKey, to: &ObjectKey) -> Result<(), StoreError>;
+
     /// Every key that starts with `prefix` (ListObjectsV2, all pages), in key order.
     async fn list(&self, prefix: &str) -> Result<Vec<ObjectKey>, StoreError>;
 }

@@ -385,6 +385,26 @@ impl ObjectStore for S3Store {
         self.list_all(prefix).await
     }
 
+    async fn copy(&self, from: &ObjectKey, to: &ObjectKey) -> Result<(), StoreError> {
+        // CopySource is "bucket/key", URL-encoded; our keys are ASCII-safe but '=' and '/'.
+        let source = format!(
+            "{}/{}",
+            self.bucket,
+            url::form_urlencoded::byte_serialize(from.as_str().as_bytes())
+                .collect::<String>()
+                .replace("%2F", "/")
+        );
+        self.client
+            .copy_object()
+            .bucket(&self.bucket)
+            .key(to.as_str())
+            .copy_source(source)
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| request_error("CopyObject", to, &e))
+    }
+
     async fn checksum_sha256(&self, key: &ObjectKey) -> Result<Option<String>, StoreError> {
         let out = self
             .client

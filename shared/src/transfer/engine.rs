@@ -647,6 +647,40 @@ impl Run<'_> {
         self.complete(owned, started, evidence).await
     }
 
+    /// Moves `key` to `{prefix}/_quarantine/…` with a note of why, and removes it from the
+    /// final key. Returns where it went.
+    async fn quarantine(&self, key: &ObjectKey, reason: &str) -> Result<ObjectKey, TransferError> {
+        let stamp = Utc::now().format("%Y%m%dT%H%M%S%3fZ");
+        let prefix = self.settings.layout.prefix();
+        let rel = key
+            .as_str()
+            .strip_prefix(&format!("{prefix}/"))
+            .unwrap_or(key.as_str());
+        let target = if prefix.is_empty() {
+            ObjectKey::new(format!("_quarantine/{stamp}/{rel}"))
+        } else {
+            ObjectKey::new(format!("{prefix}/_quarantine/{stamp}/{rel}"))
+        };
+        tracing::warn!(%key, to = %target, reason, "quarantining an object that cannot be vouched for");
+        self.store().copy(key, &target).await?;
+        let note = serde_json::json!({
+            "quarantinedFrom": key.as_str(),
+            "reason": reason,
+            "at": Utc::now(),
+            "worker": self.settings.worker_id,
+        });
+        let _ = self
+            .store()
+            .put_if_absent(
+                &ObjectKey::new(format!("{target}.reason.json")),
+                Bytes::from(note.to_string()),
+                "application/json",
+            )
+            .await?;
+        self.store().delete(key).await?;
+        Ok(target)
+    }
+
     /// Saves the checkpoint with the lease released and reports the suspension. In-flight
     /// uploads must have been drained.
     async fn suspend(
@@ -789,6 +823,30 @@ impl Run<'_> {
             .clone()
             .ok_or_else(|| TransferError::Internal("complete without an upload".into()))?;
         let key = ObjectKey::new(up.object_key.clone());
+        // Verify before visible: everything that needs no S3 round trip is checked before
+        // CompleteMultipartUpload makes the object appear at its final key.
+        let hasher = ResumableSha256::restore(&up.plaintext_hash).ok_or_else(|| {
+            TransferError::BadCheckpoint {
+                key: owned.key.to_string(),
+                reason: "plaintext hash state is inconsistent".into(),
+            }
+        })?;
+        if hasher.len() != up.total_size {
+            return Err(TransferError::SizeMismatch {
+                expected: up.total_size,
+                actual: hasher.len(),
+            });
+        }
+        let covered: u64 = up.parts.iter().map(|p| p.size).sum();
+        if covered != up.ciphertext_size || up.parts.is_empty() {
+            return Err(TransferError::BadCheckpoint {
+                key: owned.key.to_string(),
+                reason: format!(
+                    "parts hold {covered} ciphertext bytes, the encryptor wrote {}",
+                    up.ciphertext_size
+                ),
+            });
+        }
         let digests = up
             .parts
             .iter()
@@ -825,9 +883,19 @@ impl Run<'_> {
                             manifest_key: self.manifest_key.clone(),
                         });
                     }
-                    return Err(TransferError::ObjectConflict {
+                    // An object nobody can vouch for (no manifest, not this transfer's parts)
+                    // must not block the recording forever: move it aside with the reason and
+                    // archive the recording again from scratch.
+                    let reason = format!(
+                        "found at the final key without a manifest; composite checksum {} is not this transfer's {expected}",
+                        found.as_deref().unwrap_or("none")
+                    );
+                    let moved = self.quarantine(&key, &reason).await?;
+                    owned.delete(self.store()).await?;
+                    owned.state.upload = None;
+                    return Err(TransferError::Quarantined {
                         key: key.to_string(),
-                        found,
+                        moved_to: moved.to_string(),
                     });
                 }
             }
@@ -837,8 +905,16 @@ impl Run<'_> {
         let s3_checksum = match reported {
             Some(r) if composite_matches(&expected, &r) => expected.clone(),
             other => {
-                // The stored bytes are not what we sent: never leave such an object behind.
-                self.store().delete(&key).await?;
+                // The stored bytes are not what we sent: never leave such an object at the
+                // final key; keep it aside for whoever investigates.
+                self.quarantine(
+                    &key,
+                    &format!(
+                        "S3 reports composite checksum {} for the parts we sent as {expected}",
+                        other.as_deref().unwrap_or("none")
+                    ),
+                )
+                .await?;
                 return Err(crate::store::StoreError::ChecksumMismatch {
                     key: key.to_string(),
                     expected,
@@ -847,18 +923,6 @@ impl Run<'_> {
                 .into());
             }
         };
-        let hasher = ResumableSha256::restore(&up.plaintext_hash).ok_or_else(|| {
-            TransferError::BadCheckpoint {
-                key: owned.key.to_string(),
-                reason: "plaintext hash state is inconsistent".into(),
-            }
-        })?;
-        if hasher.len() != up.total_size {
-            return Err(TransferError::SizeMismatch {
-                expected: up.total_size,
-                actual: hasher.len(),
-            });
-        }
         let plaintext_sha256 = hex::encode(hasher.finalize());
         let manifest = Manifest {
             manifest_version: MANIFEST_VERSION,

@@ -88,6 +88,10 @@ pub enum TransferError {
     LostOwnership,
     #[error("{key} exists but is not this transfer's object (checksum {found:?}); left untouched")]
     ObjectConflict { key: String, found: Option<String> },
+    /// An object at the final key that nothing vouched for was moved aside; the recording is
+    /// archived again from scratch on the retry.
+    #[error("{key} could not be vouched for and was moved to {moved_to}; archiving again")]
+    Quarantined { key: String, moved_to: String },
     #[error("checkpoint {key} is unreadable: {reason}")]
     BadCheckpoint { key: String, reason: String },
     #[error("storage: {0}")]
@@ -125,6 +129,7 @@ impl TransferError {
             TransferError::Busy { .. } => "busy",
             TransferError::LostOwnership => "lost_ownership",
             TransferError::ObjectConflict { .. } => "object_conflict",
+            TransferError::Quarantined { .. } => "quarantined",
             TransferError::BadCheckpoint { .. } => "bad_checkpoint",
             TransferError::Store(_) => "store",
             TransferError::Crypto(_) => "crypto",
@@ -145,7 +150,9 @@ impl Retryable for TransferError {
             TransferError::Chunk { retry_after, .. } => RetryClass::Transient {
                 retry_after: *retry_after,
             },
-            TransferError::Stream { .. } | TransferError::SourceIntegrity { .. } => {
+            TransferError::Stream { .. }
+            | TransferError::SourceIntegrity { .. }
+            | TransferError::Quarantined { .. } => {
                 RetryClass::Transient { retry_after: None }
             }
             TransferError::Genesys(e) => e.retry_class(),

@@ -202,3 +202,45 @@ async fn rotated_genesys_credentials_are_infrastructure_and_keep_the_parts() {
         other => panic!("expected Archived, got {other:?}"),
     }
 }
+
+/// Scenario 3: an object at the final key that no manifest vouches for (a half-finished run of
+/// another version, an operator's copy) used to be a permanent conflict: every attempt got 412
+/// and a DLQ redrive looped. Now it is moved to `_quarantine/` with the reason, and the
+/// recording is archived again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unvouched_object_at_the_final_key_is_quarantined_and_the_recording_archived_again() {
+    let kit = Kit::start().await;
+    let added = kit.add_recording(four_parts());
+    let final_key = kit.object_key(&added, "wav");
+    kit.s3
+        .put_object()
+        .bucket(&kit.bucket)
+        .key(&final_key)
+        .body(b"not an archive".to_vec().into())
+        .send()
+        .await
+        .unwrap();
+    let settings = kit.settings("w1");
+    let err = kit
+        .run(&added.job, &settings)
+        .await
+        .expect_err("the object is in the way");
+    assert!(
+        matches!(&err, TransferError::Quarantined { .. }) && err.is_transient(),
+        "{err:?}"
+    );
+    let quarantined: Vec<String> = kit
+        .keys()
+        .await
+        .into_iter()
+        .filter(|k| k.contains("/_quarantine/"))
+        .collect();
+    assert_eq!(quarantined.len(), 2, "the object and its reason: {quarantined:?}");
+    let moved = quarantined.iter().find(|k| k.ends_with(".wav.enc")).unwrap();
+    assert_eq!(kit.get_object(moved).await.unwrap(), b"not an archive");
+    assert_eq!(kit.get_object(&final_key).await, None);
+    assert!(kit.open_uploads().await.is_empty());
+
+    let manifest = kit.archive(&added.job, &settings).await;
+    kit.verify_archived(&added, &manifest, "wav", "WAV_PCM").await;
+}
