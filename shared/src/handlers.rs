@@ -488,7 +488,12 @@ async fn process_recording(
         }
     };
     match svc.is_archived(conversation, &recording, f.start).await {
-        Ok(true) => return Ok(RecordingOutcome::Already),
+        Ok(true) => {
+            // A delivery after a crash between the manifest and the result event sends it.
+            svc.ensure_published(&svc.manifest_key(conversation, &recording, f.start))
+                .await;
+            return Ok(RecordingOutcome::Already);
+        }
         Ok(false) => {}
         Err(e) if e.is_infrastructure() => return Err(e),
         Err(e) => return Ok(hand_off_or_wait(deps, conversation, &recording, media, &f, e).await),

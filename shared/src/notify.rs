@@ -21,6 +21,10 @@ pub const DETAIL_FAILED: &str = "RecordingArchiveFailed";
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ArchiveResult {
+    /// Stable per result: a redelivered result has the same id (the webhook's `webhook-id`),
+    /// so receivers deduplicate. For an archive, derived from its manifest.
+    #[serde(default)]
+    pub id: String,
     /// RecordingArchived | RecordingArchiveFailed
     #[serde(rename = "type")]
     pub kind: String,
@@ -133,13 +137,17 @@ async fn send_webhook(
     result: &ArchiveResult,
 ) -> Result<(), NotifyError> {
     let body = serde_json::to_vec(result).unwrap_or_default();
-    // The id is stable per result so a receiver can deduplicate our retries.
-    let id = format!(
-        "msg_{}_{}_{}",
-        result.recording_id,
-        result.kind,
-        result.at.timestamp_millis()
-    );
+    // The id is stable per result so a receiver can deduplicate our retries and re-sends.
+    let id = if result.id.is_empty() {
+        format!(
+            "msg_{}_{}_{}",
+            result.recording_id,
+            result.kind,
+            result.at.timestamp_millis()
+        )
+    } else {
+        format!("msg_{}", result.id)
+    };
     let host = hook.url.host_str().unwrap_or("webhook").to_string();
     RetryPolicy::default()
         .run(None, || async {

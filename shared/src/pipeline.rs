@@ -118,10 +118,10 @@ impl ArchiveService {
         recording: &RecordingId,
         start: DateTime<Utc>,
     ) -> Result<bool, TransferError> {
-        let key = self
-            .layout()
-            .manifest_key(&self.org, conversation, recording, None, start);
-        Ok(self.store.exists(&key).await?)
+        Ok(self
+            .store
+            .exists(&self.manifest_key(conversation, recording, start))
+            .await?)
     }
 
     /// Archives (or continues archiving) one recording of kind `media`: every one of its media
@@ -221,6 +221,7 @@ impl ArchiveService {
                 self.record_success(manifest, started, worker_id).await;
             }
             TransferOutcome::AlreadyArchived { manifest_key } => {
+                self.ensure_published(manifest_key).await;
                 self.audit(AuditRecord {
                     outcome: "already_archived".into(),
                     object_key: Some(manifest_key.to_string()),
@@ -432,7 +433,59 @@ impl ArchiveService {
                 ),
             ],
         );
+        self.publish_archived(manifest).await;
+        tracing::info!(
+            bytes = manifest.plaintext.size,
+            ms = elapsed.as_millis() as u64,
+            key = %manifest.object_key,
+            "recording archived"
+        );
+    }
+
+    /// Sends the result event of an archive found already done, unless its outbox marker says
+    /// it went out (cheap when it did: one HEAD).
+    pub async fn ensure_published(&self, manifest_key: &ObjectKey) {
+        let stem = manifest_key
+            .as_str()
+            .strip_suffix(".manifest.json")
+            .unwrap_or(manifest_key.as_str());
+        if let Ok(true) = self
+            .store
+            .exists(&ObjectKey::new(format!("{stem}.published.json")))
+            .await
+        {
+            return;
+        }
+        if let Some(m) = self.read_manifest(manifest_key).await {
+            self.publish_archived(&m).await;
+        }
+    }
+
+    /// The manifest key of a recording's only media stream.
+    pub fn manifest_key(
+        &self,
+        conversation: &ConversationId,
+        recording: &RecordingId,
+        start: DateTime<Utc>,
+    ) -> ObjectKey {
+        self.layout()
+            .manifest_key(&self.org, conversation, recording, None, start)
+    }
+
+    /// The result event of an archive, derived from its manifest alone (same id and body
+    /// whenever it is sent), published unless its outbox marker says it already was: a worker
+    /// that died after writing the manifest has its event sent by the next delivery.
+    async fn publish_archived(&self, manifest: &Manifest) {
+        let marker = published_marker(&manifest.object_key);
+        match self.store.exists(&marker).await {
+            Ok(true) => return,
+            Ok(false) => {}
+            Err(e) => {
+                tracing::warn!(error = %e, "could not read the result outbox; publishing");
+            }
+        }
         let result = ArchiveResult {
+            id: format!("archived-{}", manifest.encryption.message_id),
             kind: DETAIL_ARCHIVED.into(),
             org_id: manifest.org_id.clone(),
             conversation_id: manifest.conversation_id.clone(),
@@ -444,17 +497,26 @@ impl ArchiveService {
             size: Some(manifest.plaintext.size),
             reason_code: None,
             reason: None,
-            at: Utc::now(),
+            at: manifest.timings.completed_at,
         };
-        for e in self.notifier.publish(&result).await {
-            tracing::warn!(error = %e, "result notification failed");
+        let errors = self.notifier.publish(&result).await;
+        for e in &errors {
+            tracing::warn!(error = %e, "result notification failed; the next delivery sends it again");
         }
-        tracing::info!(
-            bytes = manifest.plaintext.size,
-            ms = elapsed.as_millis() as u64,
-            key = %manifest.object_key,
-            "recording archived"
-        );
+        if errors.is_empty() {
+            let body = serde_json::json!({"id": result.id, "publishedAt": Utc::now()});
+            if let Err(e) = self
+                .store
+                .put_if_absent(
+                    &marker,
+                    bytes::Bytes::from(body.to_string()),
+                    "application/json",
+                )
+                .await
+            {
+                tracing::warn!(error = %e, "could not record the published result");
+            }
+        }
     }
 
     /// Reports a failure. Transient failures (the message will be retried) are only logged
@@ -503,6 +565,7 @@ impl ArchiveService {
         })
         .await;
         let result = ArchiveResult {
+            id: String::new(),
             kind: DETAIL_FAILED.into(),
             org_id: self.org.to_string(),
             conversation_id: conversation.to_string(),
@@ -520,6 +583,17 @@ impl ArchiveService {
             tracing::warn!(error = %e, "failure notification failed");
         }
     }
+}
+
+/// The outbox marker of an archive's result event: `{stem}.published.json` beside its
+/// `{stem}.{ext}.enc` object and `{stem}.manifest.json`.
+fn published_marker(object_key: &str) -> ObjectKey {
+    let without_enc = object_key.strip_suffix(".enc").unwrap_or(object_key);
+    let stem = without_enc
+        .rsplit_once('.')
+        .map(|(s, _)| s)
+        .unwrap_or(without_enc);
+    ObjectKey::new(format!("{stem}.published.json"))
 }
 
 /// The delay before retrying a message that has been received `receive_count` times:

@@ -244,3 +244,92 @@ async fn an_unvouched_object_at_the_final_key_is_quarantined_and_the_recording_a
     let manifest = kit.archive(&added.job, &settings).await;
     kit.verify_archived(&added, &manifest, "wav", "WAV_PCM").await;
 }
+
+/// Scenario 7: the result event used to be sent only on the `Archived` outcome, so a worker
+/// that died after the manifest (or whose receiver was down) lost it for good. It now comes
+/// from the manifest and an outbox marker: the next delivery sends it, with the same id.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_result_event_lost_after_the_manifest_is_sent_by_the_next_delivery() {
+    use axum::http::{HeaderMap, StatusCode};
+    use gc_archive_it::stack::{LocalStack, StackOptions};
+    use genesys_sim::{Codec, ConversationSpec};
+    use std::sync::Mutex;
+
+    #[derive(Default)]
+    struct Receiver {
+        up: std::sync::atomic::AtomicBool,
+        ids: Mutex<Vec<String>>,
+    }
+    let receiver = Arc::new(Receiver::default());
+    let r = receiver.clone();
+    let app = axum::Router::new().route(
+        "/hook",
+        axum::routing::post(move |headers: HeaderMap| {
+            let r = r.clone();
+            async move {
+                if !r.up.load(Ordering::SeqCst) {
+                    return StatusCode::SERVICE_UNAVAILABLE;
+                }
+                let id = headers
+                    .get("webhook-id")
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or_default()
+                    .to_string();
+                r.ids.lock().unwrap().push(id);
+                StatusCode::OK
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let hook = format!("http://{}/hook", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+
+    let stack = LocalStack::start(StackOptions::default()).await.unwrap();
+    stack
+        .moto
+        .secrets()
+        .await
+        .create_secret()
+        .name("webhook-key")
+        .secret_string("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw")
+        .send()
+        .await
+        .unwrap();
+    let mut env = stack.function_env("archive-on-event");
+    env.insert("WEBHOOK_URL".into(), hook);
+    env.insert("WEBHOOK_SECRET_ID".into(), "webhook-key".into());
+    let deps = gc_archive::bootstrap::handler_deps("archive-on-event", &env, &stack.sdk)
+        .await
+        .unwrap();
+    let conv = stack.sim.add_conversation(ConversationSpec::default());
+    stack
+        .sim
+        .add_recording(&conv, RecordingSpec::new(MediaSource::Real(Codec::WavPcm)));
+    let cid = gc_archive::ConversationId::parse(&conv).unwrap();
+    let far = || tokio::time::Instant::now() + std::time::Duration::from_secs(120);
+
+    // The receiver is down when the recording is archived.
+    let (tally, _) =
+        gc_archive::handlers::process_conversation(&deps, &cid, Default::default(), far(), "t")
+            .await
+            .unwrap();
+    assert_eq!(tally.archived, 1);
+    assert!(receiver.ids.lock().unwrap().is_empty());
+
+    // The next delivery (a duplicate event, a redrive) finds the archive and sends the event.
+    receiver.up.store(true, Ordering::SeqCst);
+    let (tally, _) =
+        gc_archive::handlers::process_conversation(&deps, &cid, Default::default(), far(), "t")
+            .await
+            .unwrap();
+    assert_eq!(tally.already, 1);
+    let ids = receiver.ids.lock().unwrap().clone();
+    assert_eq!(ids.len(), 1, "{ids:?}");
+    assert!(ids[0].starts_with("msg_archived-"), "{ids:?}");
+
+    // Once delivered, it is not sent again.
+    gc_archive::handlers::process_conversation(&deps, &cid, Default::default(), far(), "t")
+        .await
+        .unwrap();
+    assert_eq!(receiver.ids.lock().unwrap().len(), 1);
+}
