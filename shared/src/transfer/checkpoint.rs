@@ -49,6 +49,10 @@ pub struct UploadState {
     /// What the media host stated about the whole object (checked before completion).
     #[serde(default)]
     pub source_checksums: super::integrity::SourceChecksums,
+    /// CRC-32 of each completed chunk's plaintext: after a resume or a URL refresh a chunk is
+    /// fetched again and compared, so two encodes are never spliced into one archive.
+    #[serde(default)]
+    pub chunk_crc32: Vec<u32>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -255,6 +259,7 @@ mod tests {
             message_id: String::new(),
             duration_ms: None,
             source_checksums: Default::default(),
+            chunk_crc32: Vec::new(),
         });
         let written = store
             .put_if_match(

@@ -347,6 +347,7 @@ fn unverified_evidence(up: &UploadState) -> Vec<String> {
 
 struct InFlight {
     part: JoinHandle<Result<UploadedPart, TransferError>>,
+    chunk_crc32: u32,
     hash_after: crate::transfer::hash::Sha256State,
     encryptor_after: Option<crate::crypto::EncryptorCheckpoint>,
     ciphertext_after: u64,
@@ -509,7 +510,14 @@ impl Run<'_> {
                         .boxed()
                 }
                 Probe::Whole { response, .. } => {
-                    whole_body_chunks(response, resume_offset, chunk, total).boxed()
+                    // What an earlier invocation archived comes again first: hash it and
+                    // compare with the state the checkpoint recorded after it.
+                    let prefix = owned
+                        .state
+                        .upload
+                        .as_ref()
+                        .map(|u| u.plaintext_hash.clone());
+                    whole_body_chunks(response, resume_offset, chunk, total, prefix).boxed()
                 }
             };
 
@@ -538,6 +546,13 @@ impl Run<'_> {
             },
         };
         let resumed = owned.state.upload.is_some();
+        if resumed && ranged && parts_done > 0 {
+            // Resuming: the last chunk archived before must come back byte for byte, else the
+            // source is another encode and the parts must not be continued.
+            self.same_media_as_before(owned, &source, parts_done - 1, chunk, total, &content_type)
+                .await?;
+        }
+        let mut refreshes_seen = source.refreshes.load(Ordering::Relaxed);
         let mut in_flight: VecDeque<InFlight> = VecDeque::new();
         let mut index = parts_done;
         let mut next_progress = 10;
@@ -594,7 +609,14 @@ impl Run<'_> {
                 self.settings.uploads_in_flight.max(1) - 1,
             )
             .await?;
-            let (next_cpu, ciphertext, digest) =
+            if source.refreshes.load(Ordering::Relaxed) != refreshes_seen {
+                // A fresh URL may be a fresh encode (a transcoded Ogg gets a new serial):
+                // the bytes already archived must still be what it serves.
+                refreshes_seen = source.refreshes.load(Ordering::Relaxed);
+                self.same_media_as_before(owned, &source, 0, chunk, total, &content_type)
+                    .await?;
+            }
+            let (next_cpu, ciphertext, digest, chunk_crc32) =
                 encrypt_chunk(cpu, plain, last, index == 0).await?;
             cpu = next_cpu;
             let up = owned
@@ -619,6 +641,7 @@ impl Run<'_> {
             });
             in_flight.push_back(InFlight {
                 part,
+                chunk_crc32,
                 hash_after: cpu.hasher.save(),
                 encryptor_after: cpu.encryptor.as_ref().map(|e| e.checkpoint()),
                 ciphertext_after,
@@ -645,6 +668,40 @@ impl Run<'_> {
         }
         let evidence = verify_source_evidence(owned, &cpu, resumed)?;
         self.complete(owned, started, evidence).await
+    }
+
+    /// Fetches chunk `index` again and compares its CRC-32 with the one recorded when it was
+    /// archived (checkpoints from before chunk CRCs were kept pass).
+    async fn same_media_as_before(
+        &self,
+        owned: &OwnedCheckpoint,
+        source: &MediaSource,
+        index: usize,
+        chunk: u64,
+        total: u64,
+        content_type: &str,
+    ) -> Result<(), TransferError> {
+        let Some(want) = owned
+            .state
+            .upload
+            .as_ref()
+            .and_then(|u| u.chunk_crc32.get(index).copied())
+        else {
+            return Ok(());
+        };
+        let range = ByteRange {
+            start: index as u64 * chunk,
+            end: ((index as u64 + 1) * chunk).min(total) - 1,
+        };
+        let again = source.fetch(range, total, content_type).await?;
+        if crc32fast::hash(&again) != want {
+            return Err(TransferError::SourceIntegrity {
+                reason: format!(
+                    "media {range} is not the bytes archived before: the source is another encode now; starting over"
+                ),
+            });
+        }
+        Ok(())
     }
 
     /// Moves `key` to `{prefix}/_quarantine/…` with a note of why, and removes it from the
@@ -740,6 +797,7 @@ impl Run<'_> {
                 .as_mut()
                 .ok_or_else(|| TransferError::Internal("upload state missing".into()))?;
             up.parts.push(part);
+            up.chunk_crc32.push(f.chunk_crc32);
             up.plaintext_hash = f.hash_after;
             if let Some(e) = f.encryptor_after {
                 up.encryptor = e;
@@ -803,6 +861,7 @@ impl Run<'_> {
             message_id: encryptor.message_id_hex(),
             duration_ms: source.duration_ms().await,
             source_checksums: checksums.clone(),
+            chunk_crc32: Vec::new(),
         });
         cpu.encryptor = Some(encryptor);
         cpu.md5 = checksums.md5.is_some().then(md5::Md5::default);
@@ -1079,7 +1138,7 @@ async fn encrypt_chunk(
     plain: Bytes,
     last: bool,
     first: bool,
-) -> Result<(Cpu, Bytes, [u8; 32]), TransferError> {
+) -> Result<(Cpu, Bytes, [u8; 32], u32), TransferError> {
     let Cpu {
         mut hasher,
         encryptor,
@@ -1099,7 +1158,8 @@ async fn encrypt_chunk(
             Some(o) => o.update(&for_hash).map_err(|e| e.to_string()),
             None => Ok(()),
         };
-        (hasher, md5, ogg, ogg_ok)
+        let crc = crc32fast::hash(&for_hash);
+        (hasher, md5, ogg, ogg_ok, crc)
     });
     let enc_task = tokio::task::spawn_blocking(move || {
         let frames = plain.len() / encryptor.frame_len() as usize + 2;
@@ -1120,7 +1180,7 @@ async fn encrypt_chunk(
         Ok::<_, TransferError>((next, Bytes::from(out), digest))
     });
     let (hashed, encrypted) = tokio::join!(hash_task, enc_task);
-    let (hasher, md5, ogg, ogg_ok) =
+    let (hasher, md5, ogg, ogg_ok, crc) =
         hashed.map_err(|e| TransferError::Internal(format!("hash task: {e}")))?;
     ogg_ok.map_err(|reason| TransferError::SourceIntegrity { reason })?;
     let (encryptor, ciphertext, digest) =
@@ -1134,6 +1194,7 @@ async fn encrypt_chunk(
         },
         ciphertext,
         digest,
+        crc,
     ))
 }
 
@@ -1144,18 +1205,24 @@ fn whole_body_chunks(
     skip: u64,
     chunk: u64,
     total: u64,
+    prefix_state: Option<crate::transfer::hash::Sha256State>,
 ) -> impl futures::Stream<Item = Result<Bytes, TransferError>> + Send + 'static {
     struct St {
         body: futures::stream::BoxStream<'static, reqwest::Result<Bytes>>,
         offset: u64,
         buf: BytesMut,
         done: bool,
+        /// Hash of the skipped prefix, compared with `prefix_state` once it is complete.
+        prefix: Option<(ResumableSha256, crate::transfer::hash::Sha256State)>,
     }
     let st = St {
         body: response.bytes_stream().boxed(),
         offset: 0,
         buf: BytesMut::new(),
         done: false,
+        prefix: prefix_state
+            .filter(|_| skip > 0)
+            .map(|s| (ResumableSha256::new(), s)),
     };
     futures::stream::unfold(st, move |mut st| async move {
         if st.done {
@@ -1170,11 +1237,29 @@ fn whole_body_chunks(
             }
             match st.body.next().await {
                 Some(Ok(mut piece)) => {
-                    // Discard what an earlier invocation already archived.
+                    // What an earlier invocation already archived: hashed, compared, dropped.
                     if st.offset < skip {
                         let drop = (skip - st.offset).min(piece.len() as u64) as usize;
-                        let _ = piece.split_to(drop);
+                        let skipped = piece.split_to(drop);
                         st.offset += drop as u64;
+                        if let Some((h, _)) = st.prefix.as_mut() {
+                            h.update(&skipped);
+                        }
+                        if st.offset == skip {
+                            if let Some((h, want)) = st.prefix.take() {
+                                if h.save() != want {
+                                    st.done = true;
+                                    return Some((
+                                        Err(TransferError::SourceIntegrity {
+                                            reason: format!(
+                                                "the first {skip} bytes are not the ones archived before: the source is another encode now; starting over"
+                                            ),
+                                        }),
+                                        st,
+                                    ));
+                                }
+                            }
+                        }
                     }
                     if st.offset + st.buf.len() as u64 + piece.len() as u64 > total {
                         st.done = true;

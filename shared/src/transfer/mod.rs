@@ -152,9 +152,7 @@ impl Retryable for TransferError {
             },
             TransferError::Stream { .. }
             | TransferError::SourceIntegrity { .. }
-            | TransferError::Quarantined { .. } => {
-                RetryClass::Transient { retry_after: None }
-            }
+            | TransferError::Quarantined { .. } => RetryClass::Transient { retry_after: None },
             TransferError::Genesys(e) => e.retry_class(),
             TransferError::Store(e) => e.retry_class(),
             TransferError::Crypto(e) => e.retry_class(),

@@ -235,14 +235,22 @@ async fn an_unvouched_object_at_the_final_key_is_quarantined_and_the_recording_a
         .into_iter()
         .filter(|k| k.contains("/_quarantine/"))
         .collect();
-    assert_eq!(quarantined.len(), 2, "the object and its reason: {quarantined:?}");
-    let moved = quarantined.iter().find(|k| k.ends_with(".wav.enc")).unwrap();
+    assert_eq!(
+        quarantined.len(),
+        2,
+        "the object and its reason: {quarantined:?}"
+    );
+    let moved = quarantined
+        .iter()
+        .find(|k| k.ends_with(".wav.enc"))
+        .unwrap();
     assert_eq!(kit.get_object(moved).await.unwrap(), b"not an archive");
     assert_eq!(kit.get_object(&final_key).await, None);
     assert!(kit.open_uploads().await.is_empty());
 
     let manifest = kit.archive(&added.job, &settings).await;
-    kit.verify_archived(&added, &manifest, "wav", "WAV_PCM").await;
+    kit.verify_archived(&added, &manifest, "wav", "WAV_PCM")
+        .await;
 }
 
 /// Scenario 7: the result event used to be sent only on the `Archived` outcome, so a worker
@@ -332,4 +340,85 @@ async fn a_result_event_lost_after_the_manifest_is_sent_by_the_next_delivery() {
         .await
         .unwrap();
     assert_eq!(receiver.ids.lock().unwrap().len(), 1);
+}
+
+/// Scenario 5: only the size and type were compared on resume, so a transcoded format
+/// re-encoded for the fresh URL (Ogg serials are random per encode) was spliced onto the parts
+/// of the earlier encode: an archive that matched its own hash but was two files glued
+/// together. Now the last archived chunk is fetched again and compared: a different encode
+/// restarts the transfer from scratch (a new data key, so no IV is reused).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_resume_onto_a_fresh_encode_starts_over_instead_of_splicing() {
+    use gc_archive::store::MemoryStore;
+    use genesys_sim::{Behaviour, RangeSupport, SimConfig, TranscodeSerial};
+    let kit = Kit::start_with(gc_archive_it::transfer_kit::KitOptions {
+        sim: SimConfig {
+            behaviour: Behaviour {
+                range: RangeSupport::Honoured,
+                transcode_serial: TranscodeSerial::PerEncode,
+                ..Default::default()
+            },
+            ..SimConfig::default()
+        },
+        ..Default::default()
+    })
+    .await;
+    let added = kit.add_recording(RecordingSpec::new(MediaSource::Real(
+        genesys_sim::Codec::OggOpus,
+    )));
+    let memory = Arc::new(MemoryStore::new("mem").with_min_part_size(4096));
+    let store = Arc::new(FaultyStore::new(memory.clone()));
+    let deps = kit.deps_with_store(store.clone());
+    let settings = gc_archive::transfer::TransferSettings {
+        media_format: gc_archive::config::MediaFormat::Transcoded("OGG_OPUS".into()),
+        chunk_size: 4096,
+        frame_len: 4096,
+        fetch_concurrency: 1,
+        uploads_in_flight: 1,
+        ..kit.settings("w1")
+    };
+    // The first run archives one chunk of encode 1, then stops.
+    store.fail_after(StoreOp::UploadPart, ".opus.enc", 1, 1_000);
+    assert!(transfer_recording(&deps, &added.job, &settings, None)
+        .await
+        .is_err());
+    store.clear();
+    assert_eq!(memory.open_uploads(), 1);
+    // The resume gets a fresh URL, which is a fresh encode: it must not continue the parts.
+    let err = transfer_recording(&deps, &added.job, &settings, None)
+        .await
+        .expect_err("another encode");
+    assert!(
+        matches!(&err, TransferError::SourceIntegrity { reason } if reason.contains("another encode")),
+        "{err:?}"
+    );
+    assert_eq!(
+        memory.open_uploads(),
+        0,
+        "the spliceable upload is discarded"
+    );
+    // Archived again from scratch: exactly one encode's bytes.
+    let manifest = match transfer_recording(&deps, &added.job, &settings, None).await {
+        Ok(TransferOutcome::Archived(m)) => *m,
+        other => panic!("expected Archived, got {other:?}"),
+    };
+    let ciphertext = memory
+        .object(&manifest.object_key)
+        .expect("archived object");
+    let (plain, _) =
+        gc_archive_it::transfer_kit::decrypt_archive(&ciphertext, &added.job, kit.keyring.clone())
+            .await
+            .expect("decrypts");
+    assert_eq!(
+        plain,
+        kit.sim
+            .rendition_bytes(&added.recording_id, "OGG_OPUS")
+            .unwrap(),
+        "the archive is the latest encode, whole"
+    );
+    assert!(manifest
+        .source
+        .integrity
+        .iter()
+        .any(|e| e.starts_with("ogg page crc32")));
 }
