@@ -346,7 +346,7 @@ fn unverified_evidence(up: &UploadState) -> Vec<String> {
 }
 
 struct InFlight {
-    part: JoinHandle<Result<UploadedPart, TransferError>>,
+    part: AbortOnDrop<Result<UploadedPart, TransferError>>,
     chunk_crc32: u32,
     hash_after: crate::transfer::hash::Sha256State,
     encryptor_after: Option<crate::crypto::EncryptorCheckpoint>,
@@ -431,20 +431,25 @@ impl Run<'_> {
                 return self.complete(owned, started, evidence).await;
             }
         }
-        let source = MediaSource::open(
-            genesys.clone(),
-            self.job.conversation.clone(),
-            self.job.recording.clone(),
-            self.request(),
-            owned.state.batch_job.clone(),
-        )
-        .await?;
+        let batch_job = owned.state.batch_job.clone();
+        let source = self
+            .leased(
+                owned,
+                MediaSource::open(
+                    genesys.clone(),
+                    self.job.conversation.clone(),
+                    self.job.recording.clone(),
+                    self.request(),
+                    batch_job,
+                ),
+            )
+            .await??;
         self.source = Some(source.clone());
         let probe_range = ByteRange {
             start: resume_offset,
             end: resume_offset + chunk - 1,
         };
-        let probe = source.probe(probe_range).await?;
+        let probe = self.leased(owned, source.probe(probe_range)).await??;
         let (total, content_type, ranged, probe_checksums) = match &probe {
             Probe::Ranged {
                 total,
@@ -562,7 +567,7 @@ impl Run<'_> {
                 self.drain(owned, &mut in_flight, 0).await?;
                 return self.suspend(owned, parts_total, chunk, total).await;
             }
-            let plain = match chunks.next().await {
+            let plain = match self.leased(owned, chunks.next()).await? {
                 Some(Ok(c)) => c,
                 Some(Err(e)) => {
                     // Parts already fetched and being uploaded are good: record them, so the
@@ -630,15 +635,25 @@ impl Run<'_> {
             let key = ObjectKey::new(up.object_key.clone());
             let upload_id = up.upload_id.clone();
             let part_number = (index + 1) as i32;
-            let part = tokio::spawn(async move {
-                let policy = crate::retry::RetryPolicy::default();
-                policy
-                    .run(None, || {
-                        store.upload_part(&key, &upload_id, part_number, ciphertext.clone(), digest)
-                    })
-                    .await
-                    .map_err(TransferError::from)
-            });
+            let deadline = self.deadline;
+            // One retry layer: the SDK's own (standard mode) retries the part; the whole
+            // upload is bounded by the Lambda deadline; the task is aborted with its handle, so
+            // nothing uploads on after this worker stopped.
+            let part = AbortOnDrop(tokio::spawn(async move {
+                let upload = store.upload_part(&key, &upload_id, part_number, ciphertext, digest);
+                match deadline {
+                    Some(d) => tokio::time::timeout_at(d, upload).await.unwrap_or_else(|_| {
+                        Err(StoreError::Request {
+                            operation: "UploadPart",
+                            key: key.to_string(),
+                            reason: "the invocation's deadline passed".into(),
+                            transient: true,
+                        })
+                    }),
+                    None => upload.await,
+                }
+                .map_err(TransferError::from)
+            }));
             in_flight.push_back(InFlight {
                 part,
                 chunk_crc32,
@@ -787,9 +802,9 @@ impl Run<'_> {
             let Some(f) = in_flight.pop_front() else {
                 break;
             };
-            let part = f
-                .part
-                .await
+            let part = self
+                .leased(owned, f.part)
+                .await?
                 .map_err(|e| TransferError::Internal(format!("upload task: {e}")))??;
             let up = owned
                 .state
@@ -833,16 +848,23 @@ impl Run<'_> {
             self.job.conversation_start,
             codec.extension(),
         );
-        let encryptor = FrameEncryptor::new(
-            self.deps.keyring.as_ref(),
-            self.job.encryption_context(),
-            self.settings.frame_len,
-        )
-        .await?;
+        let encryptor = self
+            .leased(
+                owned,
+                FrameEncryptor::new(
+                    self.deps.keyring.as_ref(),
+                    self.job.encryption_context(),
+                    self.settings.frame_len,
+                ),
+            )
+            .await??;
         let upload_id = self
-            .store()
-            .create_multipart(&key, "application/octet-stream")
-            .await?;
+            .leased(
+                owned,
+                self.store()
+                    .create_multipart(&key, "application/octet-stream"),
+            )
+            .await??;
         owned.state.upload = Some(UploadState {
             object_key: key.to_string(),
             upload_id,
@@ -866,8 +888,41 @@ impl Run<'_> {
         cpu.encryptor = Some(encryptor);
         cpu.md5 = checksums.md5.is_some().then(md5::Md5::default);
         cpu.ogg = is_ogg(codec).then(|| OggPageChecker::starting_at(0));
-        // Record the upload id before any part exists, so a crash leaves nothing unowned.
-        owned.save(self.store()).await
+        // Record the upload id before any part exists, so a crash leaves nothing unowned; if
+        // it cannot be recorded, nobody else knows the upload: its creator aborts it.
+        if let Err(e) = owned.save(self.store()).await {
+            if let Err(abort) = self.store().abort_multipart(&key, &upload_id_of(owned)).await {
+                tracing::warn!(error = %abort, "could not abort the unrecorded upload; the bucket lifecycle rule will");
+            }
+            owned.state.upload = None;
+            return Err(e);
+        }
+        Ok(())
+    }
+
+    /// Awaits `work` while keeping the checkpoint's lease alive: every third of the lease the
+    /// checkpoint is written again (a conditional write, so a lost transfer shows at once).
+    /// Long waits (a batch job, a 429's Retry-After, KMS, one slow part) never run unleased.
+    async fn leased<T>(
+        &self,
+        owned: &mut OwnedCheckpoint,
+        work: impl std::future::Future<Output = T>,
+    ) -> Result<T, TransferError> {
+        let every = (self.settings.lease / 3).max(Duration::from_millis(100));
+        tokio::pin!(work);
+        let mut tick = tokio::time::interval_at(Instant::now() + every, every);
+        loop {
+            tokio::select! {
+                out = &mut work => return Ok(out),
+                _ = tick.tick() => {
+                    owned.state.lease_until = Utc::now()
+                        + chrono::Duration::from_std(self.settings.lease)
+                            .unwrap_or(chrono::Duration::MAX);
+                    owned.save(self.store()).await?;
+                    tracing::debug!("lease renewed");
+                }
+            }
+        }
     }
 
     async fn complete(
@@ -1302,7 +1357,16 @@ fn whole_body_chunks(
     })
 }
 
-/// Aborts a spawned fetch when the transfer stops early (suspend or error).
+fn upload_id_of(owned: &OwnedCheckpoint) -> String {
+    owned
+        .state
+        .upload
+        .as_ref()
+        .map(|u| u.upload_id.clone())
+        .unwrap_or_default()
+}
+
+/// Aborts a spawned fetch or part upload when the transfer stops early (suspend or error).
 struct AbortOnDrop<T>(JoinHandle<T>);
 
 impl<T> Drop for AbortOnDrop<T> {

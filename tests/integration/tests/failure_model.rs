@@ -422,3 +422,59 @@ async fn a_resume_onto_a_fresh_encode_starts_over_instead_of_splicing() {
         .iter()
         .any(|e| e.starts_with("ogg page crc32")));
 }
+
+/// Scenario 6: the lease was renewed only as parts drained, so the phase before the first
+/// part (locating the media, the probe, KMS, CreateMultipartUpload) and one slow part ran
+/// unleased: another worker took the transfer over while the first was still working. The
+/// lease is now kept alive on a timer while any of that is awaited.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_first_chunk_keeps_its_lease_and_a_second_worker_stays_out() {
+    use genesys_sim::{Fault, FaultRule, FaultTarget};
+    let kit = Kit::start().await;
+    let added = kit.add_recording(four_parts());
+    // The first chunk trickles in over about six leases.
+    kit.sim.inject(FaultRule {
+        target: FaultTarget::Media {
+            recording_id: Some(added.recording_id.clone()),
+        },
+        fault: Fault::SlowBody {
+            bytes_per_sec: SMALL_CHUNK / 6,
+        },
+        skip: 0,
+        times: 1,
+    });
+    let lease = std::time::Duration::from_secs(1);
+    let first = gc_archive::transfer::TransferSettings {
+        lease,
+        fetch_concurrency: 1,
+        ..kit.settings("worker-a")
+    };
+    let second = gc_archive::transfer::TransferSettings {
+        lease,
+        ..kit.settings("worker-b")
+    };
+    let deps = kit.deps();
+    let a = transfer_recording(&deps, &added.job, &first, None);
+    let b = async {
+        let mut seen = Vec::new();
+        // Knock twice while worker A is on its slow first chunk, after its lease would have
+        // run out twice over without renewal.
+        for _ in 0..2 {
+            tokio::time::sleep(lease * 2).await;
+            seen.push(transfer_recording(&deps, &added.job, &second, None).await);
+        }
+        seen
+    };
+    let (a, b) = tokio::join!(a, b);
+    for r in &b {
+        assert!(matches!(r, Err(TransferError::Busy { .. })), "worker B got in: {r:?}");
+    }
+    match a {
+        Ok(TransferOutcome::Archived(m)) => {
+            assert_eq!(m.timings.invocations, 1, "nobody took the transfer over");
+            kit.verify_archived(&added, &m, "wav", "WAV_PCM").await;
+        }
+        other => panic!("worker A: expected Archived, got {other:?}"),
+    }
+    kit.assert_nothing_left_behind().await;
+}
