@@ -28,6 +28,15 @@ pub fn rss_mib() -> f64 {
     proc_status_kib("VmRSS").unwrap_or(0) as f64 / 1024.0
 }
 
+/// CPU time the calling thread has run (user + system), from `/proc/thread-self/schedstat`. The
+/// kernel updates it at least every scheduler tick, so it is exact to a few milliseconds: read
+/// it around intervals of a second or more, not around single calls.
+pub fn thread_cpu_time() -> Option<Duration> {
+    let s = std::fs::read_to_string("/proc/thread-self/schedstat").ok()?;
+    let ns = s.split_whitespace().next()?.parse().ok()?;
+    Some(Duration::from_nanos(ns))
+}
+
 /// Decimal megabytes per second.
 pub fn mbps(bytes: u64, d: Duration) -> f64 {
     let s = d.as_secs_f64();
@@ -79,10 +88,20 @@ pub fn machine() -> serde_json::Value {
         .find_map(|l| l.strip_prefix("flags"))
         .unwrap_or_default();
     let has = |f: &str| flags.split_whitespace().any(|x| x == f);
-    let features: Vec<&str> = ["aes", "vaes", "vpclmulqdq", "sha_ni", "avx2", "avx512f"]
-        .into_iter()
-        .filter(|f| has(f))
-        .collect();
+    let features: Vec<&str> = [
+        "aes",
+        "vaes",
+        "vpclmulqdq",
+        "sha_ni",
+        "avx2",
+        "avx512f",
+        "avx512dq",
+        "avx512bw",
+        "avx512vl",
+    ]
+    .into_iter()
+    .filter(|f| has(f))
+    .collect();
     let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
     let load = std::fs::read_to_string("/proc/loadavg")
         .unwrap_or_default()

@@ -1,6 +1,8 @@
 //! Encryption: the resumable frame encryptor, a push-style streaming wrapper, and helpers.
 
-use aws_lc_rs::aead::{Aad, Nonce};
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use aws_lc_rs::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_256_GCM};
 use base64::Engine as _;
 use bytes::Bytes;
 use futures::{Stream, StreamExt};
@@ -9,7 +11,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use super::format::{
     check_frame_len, derive_keys, frame_iv, header_tag, parse_header, serialize_header_body,
-    verify_header_tag, BodyAad, MessageKeys, Parsed, FINAL_FRAME_MARKER, FINAL_OVERHEAD,
+    verify_header_tag, BodyAad, MessageKeys, Parsed, FINAL_FRAME_MARKER, FINAL_OVERHEAD, IV_LEN,
     MESSAGE_ID_LEN, REGULAR_OVERHEAD,
 };
 use super::{CryptoError, EncryptionContext, Keyring};
@@ -117,6 +119,10 @@ impl FrameEncryptor {
     }
 
     /// Encrypts `plaintext` as regular frames; its length must be a multiple of the frame length.
+    ///
+    /// `out` grows once by the exact size of the frames, and each frame's ciphertext is written
+    /// straight from `plaintext` into its place in `out` (out of place), so the plaintext is read
+    /// once, by AES-GCM itself; there is no copy of it into `out` to be encrypted in place.
     pub fn encrypt_regular(
         &mut self,
         plaintext: &[u8],
@@ -134,9 +140,29 @@ impl FrameEncryptor {
         if u64::from(self.next_seq) + frames as u64 > u64::from(FINAL_FRAME_MARKER) {
             return Err(CryptoError::TooManyFrames);
         }
-        out.reserve(frames * (f + REGULAR_OVERHEAD as usize));
-        for chunk in plaintext.chunks_exact(f) {
-            self.seal_frame(false, chunk, out)?;
+        let frame_out = f + REGULAR_OVERHEAD as usize;
+        let start = out.len();
+        // Safe Rust cannot hand uninitialised memory to the AEAD, so the room is zeroed first;
+        // writing zeros costs far less than copying the plaintext, which would also be read.
+        out.resize(start + frames * frame_out, 0);
+        let mut sealed = 0;
+        for (pt, frame) in plaintext
+            .chunks_exact(f)
+            .zip(out[start..].chunks_exact_mut(frame_out))
+        {
+            let seq = self.next_seq;
+            let (head, body) = frame.split_at_mut(4 + IV_LEN);
+            let iv = frame_iv(seq);
+            head[..4].copy_from_slice(&seq.to_be_bytes());
+            head[4..].copy_from_slice(&iv);
+            let (ct, tag) = body.split_at_mut(f);
+            if self.seal(false, seq, iv, pt, ct, tag).is_err() {
+                // Keep the frames already sealed: `out` and `next_sequence` stay consistent.
+                out.truncate(start + sealed * frame_out);
+                return Err(CryptoError::Primitive("AES-GCM seal"));
+            }
+            self.next_seq = seq.wrapping_add(1);
+            sealed += 1;
         }
         Ok(())
     }
@@ -152,46 +178,44 @@ impl FrameEncryptor {
         };
         let (head, last) = plaintext.split_at(regular);
         self.encrypt_regular(head, out)?;
-        out.reserve(last.len() + FINAL_OVERHEAD as usize);
-        self.seal_frame(true, last, out)
+        let seq = self.next_seq;
+        let start = out.len();
+        out.resize(start + last.len() + FINAL_OVERHEAD as usize, 0);
+        let frame = &mut out[start..];
+        let (head, body) = frame.split_at_mut(4 + 4 + IV_LEN + 4);
+        let iv = frame_iv(seq);
+        head[..4].copy_from_slice(&FINAL_FRAME_MARKER.to_be_bytes());
+        head[4..8].copy_from_slice(&seq.to_be_bytes());
+        head[8..8 + IV_LEN].copy_from_slice(&iv);
+        // `last` holds at most frame_len bytes, which is a u32.
+        head[8 + IV_LEN..].copy_from_slice(&(last.len() as u32).to_be_bytes());
+        let (ct, tag) = body.split_at_mut(last.len());
+        if self.seal(true, seq, iv, last, ct, tag).is_err() {
+            out.truncate(start);
+            return Err(CryptoError::Primitive("AES-GCM seal"));
+        }
+        Ok(())
     }
 
-    fn seal_frame(
-        &mut self,
+    /// Seals one frame's content from `plaintext` into `ciphertext` (same length) and `tag`.
+    fn seal(
+        &self,
         is_final: bool,
+        seq: u32,
+        iv: [u8; IV_LEN],
         plaintext: &[u8],
-        out: &mut Vec<u8>,
-    ) -> Result<(), CryptoError> {
-        let seq = self.next_seq;
-        let rollback = out.len();
-        if is_final {
-            out.extend_from_slice(&FINAL_FRAME_MARKER.to_be_bytes());
-        }
-        out.extend_from_slice(&seq.to_be_bytes());
-        let iv = frame_iv(seq);
-        out.extend_from_slice(&iv);
-        if is_final {
-            // Callers guarantee plaintext.len() <= frame_len, which is a u32.
-            out.extend_from_slice(&(plaintext.len() as u32).to_be_bytes());
-        }
-        let start = out.len();
-        out.extend_from_slice(plaintext);
+        ciphertext: &mut [u8],
+        tag: &mut [u8],
+    ) -> Result<(), aws_lc_rs::error::Unspecified> {
         let aad = BodyAad::new(&self.message_id, is_final, seq, plaintext.len() as u64);
-        match self.keys.aead.seal_in_place_separate_tag(
+        self.keys.aead.seal_out_of_place_scatter(
             Nonce::assume_unique_for_key(iv),
             Aad::from(aad.as_slice()),
-            &mut out[start..],
-        ) {
-            Ok(tag) => {
-                out.extend_from_slice(tag.as_ref());
-                self.next_seq = seq.wrapping_add(1);
-                Ok(())
-            }
-            Err(_) => {
-                out.truncate(rollback);
-                Err(CryptoError::Primitive("AES-GCM seal"))
-            }
-        }
+            plaintext,
+            ciphertext,
+            &[],
+            tag,
+        )
     }
 
     /// State to persist so that [`resume`](Self::resume) can continue this message.
@@ -423,167 +447,112 @@ pub async fn encrypt_bytes(
     Ok(out)
 }
 
-// TEMPORARY DIAGNOSTICS (removed before hand-back)
-#[doc(hidden)]
-pub fn __diag(plain: &[u8], frame: usize, reps: usize) -> Vec<(&'static str, std::time::Duration)> {
-    use aws_lc_rs::aead::{LessSafeKey, UnboundKey, AES_256_GCM};
-    use std::time::{Duration, Instant};
-    let key = LessSafeKey::new(UnboundKey::new(&AES_256_GCM, &[7u8; 32]).unwrap());
-    let aad = [1u8; 78];
-    let mut res: Vec<(&'static str, Duration)> = Vec::new();
-    let n = plain.len();
-    let mut hot16 = vec![0u8; 16384];
-    let mut hot64 = vec![0u8; frame];
-    let mut inplace = plain.to_vec();
-    let mut out: Vec<u8> = Vec::with_capacity(n + n / frame * 64 + 64);
-    let mut out2 = vec![0u8; n + n / frame * 64 + 64];
-    for _round in 0..2 {
-        let mut t = Duration::ZERO;
-        for _ in 0..reps {
-            let s = Instant::now();
-            for _ in 0..n / 16384 {
-                let tag = key
-                    .seal_in_place_separate_tag(
-                        Nonce::assume_unique_for_key([0; 12]),
-                        Aad::from(&aad[..]),
-                        &mut hot16,
-                    )
-                    .unwrap();
-                std::hint::black_box(tag);
-            }
-            t += s.elapsed();
-        }
-        res.push(("A hot 16K in place", t));
-        let mut t = Duration::ZERO;
-        for _ in 0..reps {
-            let s = Instant::now();
-            for _ in 0..n / frame {
-                let tag = key
-                    .seal_in_place_separate_tag(
-                        Nonce::assume_unique_for_key([0; 12]),
-                        Aad::from(&aad[..]),
-                        &mut hot64,
-                    )
-                    .unwrap();
-                std::hint::black_box(tag);
-            }
-            t += s.elapsed();
-        }
-        res.push(("B hot frame in place", t));
-        let mut t = Duration::ZERO;
-        for _ in 0..reps {
-            let s = Instant::now();
-            for c in inplace.chunks_exact_mut(frame) {
-                let tag = key
-                    .seal_in_place_separate_tag(
-                        Nonce::assume_unique_for_key([0; 12]),
-                        Aad::from(&aad[..]),
-                        c,
-                    )
-                    .unwrap();
-                std::hint::black_box(tag);
-            }
-            t += s.elapsed();
-        }
-        res.push(("C chunk in place, no copy", t));
-        let mut t = Duration::ZERO;
-        for _ in 0..reps {
-            out.clear();
-            let s = Instant::now();
-            for c in plain.chunks_exact(frame) {
-                out.extend_from_slice(&[0u8; 16]);
-                let st = out.len();
-                out.extend_from_slice(c);
-                let tag = key
-                    .seal_in_place_separate_tag(
-                        Nonce::assume_unique_for_key([0; 12]),
-                        Aad::from(&aad[..]),
-                        &mut out[st..],
-                    )
-                    .unwrap();
-                out.extend_from_slice(tag.as_ref());
-            }
-            t += s.elapsed();
-        }
-        res.push(("D per-frame copy + in place (current)", t));
-        let mut t = Duration::ZERO;
-        for _ in 0..reps {
-            out.clear();
-            let s = Instant::now();
-            out.extend_from_slice(plain);
-            for c in out.chunks_exact_mut(frame) {
-                let tag = key
-                    .seal_in_place_separate_tag(
-                        Nonce::assume_unique_for_key([0; 12]),
-                        Aad::from(&aad[..]),
-                        c,
-                    )
-                    .unwrap();
-                std::hint::black_box(tag);
-            }
-            t += s.elapsed();
-        }
-        res.push(("E whole-chunk copy then in place", t));
-        let mut t = Duration::ZERO;
-        for _ in 0..reps {
-            out.clear();
-            let s = Instant::now();
-            for c in plain.chunks_exact(frame) {
-                out.extend_from_slice(&[0u8; 16]);
-                let st = out.len();
-                out.resize(st + frame + 16, 0);
-                let (ct, tag) = out[st..].split_at_mut(frame);
-                key.seal_out_of_place_scatter(
-                    Nonce::assume_unique_for_key([0; 12]),
-                    Aad::from(&aad[..]),
-                    c,
-                    ct,
-                    &[],
-                    tag,
-                )
-                .unwrap();
-            }
-            t += s.elapsed();
-        }
-        res.push(("F per-frame resize(0) + out of place", t));
-        let mut t = Duration::ZERO;
-        for _ in 0..reps {
-            let s = Instant::now();
-            for (i, c) in plain.chunks_exact(frame).enumerate() {
-                let st = i * (frame + 32) + 16;
-                let (ct, tag) = out2[st..st + frame + 16].split_at_mut(frame);
-                key.seal_out_of_place_scatter(
-                    Nonce::assume_unique_for_key([0; 12]),
-                    Aad::from(&aad[..]),
-                    c,
-                    ct,
-                    &[],
-                    tag,
-                )
-                .unwrap();
-            }
-            t += s.elapsed();
-        }
-        res.push(("G out of place into pre-initialised buffer", t));
-        let mut t = Duration::ZERO;
-        for _ in 0..reps {
-            out.clear();
-            let s = Instant::now();
-            for c in plain.chunks_exact(frame) {
-                out.extend_from_slice(&[0u8; 16]);
-                out.extend_from_slice(c);
-            }
-            t += s.elapsed();
-        }
-        res.push(("H per-frame copy only", t));
-        let mut t = Duration::ZERO;
-        for _ in 0..reps {
-            out.clear();
-            let s = Instant::now();
-            out.resize(n, 0);
-            t += s.elapsed();
-        }
-        res.push(("I memset whole chunk only", t));
+/// Pays up front, once per process, what aws-lc would otherwise charge the first encryption:
+/// CPU feature detection, the seeding of its random generator (the CPU-jitter entropy source
+/// behind its DRBG tree takes tens of milliseconds), and a first AES-256-GCM key schedule and
+/// seal. Meant for a Lambda's init phase, which is not billed against the first invocation's
+/// timeout; later calls return at once. Threads that encrypt afterwards still seed their own
+/// generator, but from the process-wide one, which is cheap.
+pub fn warm_up() -> Result<(), CryptoError> {
+    static DONE: AtomicBool = AtomicBool::new(false);
+    if DONE.load(Ordering::Acquire) {
+        return Ok(());
     }
-    res
+    aws_lc_rs::init();
+    let mut key = zeroize::Zeroizing::new([0u8; 32]);
+    aws_lc_rs::rand::fill(key.as_mut()).map_err(|_| CryptoError::Primitive("random"))?;
+    let key = UnboundKey::new(&AES_256_GCM, key.as_ref())
+        .map_err(|_| CryptoError::Primitive("AES-256-GCM key"))?;
+    let _tag = header_tag(&LessSafeKey::new(key), b"warm-up")?;
+    // Two threads racing here both do the work once; that is harmless, and aws-lc's own
+    // initialisation is guarded by its own once-flags.
+    DONE.store(true, Ordering::Release);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crypto::RawAesKeyring;
+
+    /// The obvious layout, frame by frame: header fields, the plaintext copied in and sealed in
+    /// place, the tag appended. The out-of-place encryptor must produce exactly these bytes.
+    fn reference_body(enc: &FrameEncryptor, plaintext: &[u8]) -> Vec<u8> {
+        let f = enc.frame_len as usize;
+        let regular = if plaintext.is_empty() {
+            0
+        } else {
+            (plaintext.len() - 1) / f
+        };
+        let mut out = Vec::new();
+        let mut frames: Vec<(bool, &[u8])> = plaintext[..regular * f]
+            .chunks_exact(f)
+            .map(|c| (false, c))
+            .collect();
+        frames.push((true, &plaintext[regular * f..]));
+        for (i, (is_final, pt)) in frames.into_iter().enumerate() {
+            let seq = enc.next_seq + i as u32;
+            if is_final {
+                out.extend_from_slice(&FINAL_FRAME_MARKER.to_be_bytes());
+            }
+            out.extend_from_slice(&seq.to_be_bytes());
+            out.extend_from_slice(&frame_iv(seq));
+            if is_final {
+                out.extend_from_slice(&(pt.len() as u32).to_be_bytes());
+            }
+            let at = out.len();
+            out.extend_from_slice(pt);
+            let aad = BodyAad::new(&enc.message_id, is_final, seq, pt.len() as u64);
+            let tag = enc
+                .keys
+                .aead
+                .seal_in_place_separate_tag(
+                    Nonce::assume_unique_for_key(frame_iv(seq)),
+                    Aad::from(aad.as_slice()),
+                    &mut out[at..],
+                )
+                .expect("seal");
+            out.extend_from_slice(tag.as_ref());
+        }
+        out
+    }
+
+    #[tokio::test]
+    async fn out_of_place_frames_are_the_bytes_of_copy_and_seal_in_place() {
+        let keyring = RawAesKeyring::new("ns", "name", [9u8; 32]).expect("keyring");
+        let ctx = EncryptionContext::new().with("k", "v");
+        let plaintext: Vec<u8> = (0..200_000u32).map(|i| (i * 31 % 251) as u8).collect();
+        for frame_len in [1u32, 16, 1000, 4096, 65536] {
+            for len in [0usize, 1, 999, 1000, 1001, 4096 * 3, 65536, 200_000] {
+                let pt = &plaintext[..len];
+                let enc =
+                    FrameEncryptor::with_message_id(&keyring, ctx.clone(), frame_len, [7; 32])
+                        .await
+                        .expect("encryptor");
+                let expected = reference_body(&enc, pt);
+                // Whole message in one call, and in frame-aligned calls of two frames each.
+                let mut whole = vec![0xEE; 3];
+                let mut split = Vec::new();
+                let mut enc2 = FrameEncryptor::resume(&keyring, &enc.checkpoint())
+                    .await
+                    .expect("resume");
+                enc.finish(pt, &mut whole).expect("finish");
+                assert_eq!(&whole[..3], &[0xEE; 3], "bytes before the frames are kept");
+                assert!(
+                    whole[3..] == expected[..],
+                    "frame {frame_len}, len {len}: one call"
+                );
+                let f = frame_len as usize;
+                let regular = if len == 0 { 0 } else { (len - 1) / f * f };
+                for c in pt[..regular].chunks(2 * f) {
+                    enc2.encrypt_regular(c, &mut split).expect("regular");
+                }
+                enc2.finish(&pt[regular..], &mut split).expect("finish");
+                assert!(
+                    split == expected,
+                    "frame {frame_len}, len {len}: frame-aligned calls"
+                );
+            }
+        }
+    }
 }

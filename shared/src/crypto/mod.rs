@@ -24,10 +24,8 @@ pub use context::EncryptionContext;
 pub use decrypt::{
     decrypt_bytes, decrypt_to_writer, DecryptOptions, DecryptedInfo, StreamDecryptor,
 };
-#[doc(hidden)]
-pub use encrypt::__diag;
 pub use encrypt::{
-    ciphertext_len, encrypt_bytes, encrypt_stream, encrypt_to_writer, EncryptorCheckpoint,
+    ciphertext_len, encrypt_bytes, encrypt_stream, encrypt_to_writer, warm_up, EncryptorCheckpoint,
     FrameEncryptor, StreamEncryptor,
 };
 pub use error::CryptoError;

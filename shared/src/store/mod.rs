@@ -6,17 +6,21 @@
 //! Exactly-once rests here: the final object is completed with `If-None-Match: *`, manifests
 //! are created with `If-None-Match: *`, checkpoints are replaced with `If-Match: <etag>`.
 
+#[cfg(any(test, feature = "test-util"))]
 pub mod faulty;
 pub mod keys;
 pub mod manifest;
+#[cfg(any(test, feature = "test-util"))]
 pub mod memory;
 pub mod s3;
 
 use async_trait::async_trait;
 use bytes::Bytes;
 
+#[cfg(any(test, feature = "test-util"))]
 pub use faulty::{FaultyStore, StoreOp};
 pub use keys::{ArchiveLayout, ObjectKey};
+#[cfg(any(test, feature = "test-util"))]
 pub use memory::MemoryStore;
 pub use s3::S3Store;
 
