@@ -478,3 +478,84 @@ async fn a_slow_first_chunk_keeps_its_lease_and_a_second_worker_stays_out() {
     }
     kit.assert_nothing_left_behind().await;
 }
+
+/// Scenario 4: with every part uploaded, the engine still opened the media source first, so a
+/// recording deleted in Genesys meanwhile (or credentials rotated away) made the complete
+/// upload be discarded. Finishing now needs S3 only.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn finishing_an_uploaded_transfer_needs_no_genesys_call() {
+    let kit = Kit::start().await;
+    let added = kit.add_recording(four_parts());
+    let store = Arc::new(FaultyStore::new(kit.store.clone()));
+    let deps = kit.deps_with_store(store.clone());
+    let settings = kit.settings("w1");
+    // Every part is uploaded; CompleteMultipartUpload fails (transiently) for this run.
+    store.fail(StoreOp::Complete, ".wav.enc", 1_000);
+    let first = transfer_recording(&deps, &added.job, &settings, None).await;
+    store.clear();
+    assert!(first.is_err());
+    // Genesys is unreachable for this worker now (its secret was rotated away).
+    let base = kit.sim.base_url().parse().unwrap();
+    let offline = gc_archive::transfer::engine::TransferDeps {
+        genesys: gc_archive::genesys::GenesysClient::with_http(
+            gc_archive::genesys::client::http_client(std::time::Duration::from_secs(5)).unwrap(),
+            &base,
+            &base,
+            gc_archive::config::GenesysCredentials {
+                client_id: "nobody".into(),
+                client_secret: "nothing".to_string().into(),
+            },
+            gc_archive::retry::RetryPolicy::none(),
+        ),
+        store: store.clone() as Arc<dyn ObjectStore>,
+        keyring: kit.keyring.clone(),
+    };
+    kit.sim.clear_requests();
+    match transfer_recording(&offline, &added.job, &settings, None).await {
+        Ok(TransferOutcome::Archived(m)) => {
+            kit.verify_archived(&added, &m, "wav", "WAV_PCM").await
+        }
+        other => panic!("expected Archived from the checkpoint alone, got {other:?}"),
+    }
+    assert!(
+        kit.sim.requests().is_empty(),
+        "no Genesys request: {:?}",
+        kit.sim.requests()
+    );
+}
+
+/// Scenario 9 (part): a media 429 with `Retry-After: 2` was retried after ~100 ms. The wait
+/// now honours the header.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_media_429_waits_for_its_retry_after() {
+    use genesys_sim::{Fault, FaultRule, FaultTarget};
+    let kit = Kit::start().await;
+    let added = kit.add_recording(four_parts());
+    kit.sim.inject(FaultRule {
+        target: FaultTarget::Media {
+            recording_id: Some(added.recording_id.clone()),
+        },
+        fault: Fault::Status {
+            status: 429,
+            retry_after_secs: Some(2),
+        },
+        skip: 1,
+        times: 1,
+    });
+    let settings = gc_archive::transfer::TransferSettings {
+        fetch_concurrency: 1,
+        ..kit.settings("w1")
+    };
+    let manifest = kit.archive(&added.job, &settings).await;
+    kit.verify_archived(&added, &manifest, "wav", "WAV_PCM").await;
+    let media = kit.media_requests(&added.recording_id);
+    let at = media
+        .iter()
+        .position(|r| r.status == 429)
+        .expect("the 429 was served");
+    let waited = media[at + 1].at - media[at].at;
+    assert!(
+        waited >= chrono::Duration::milliseconds(1900),
+        "retried {waited:?} after a 429 with Retry-After: 2"
+    );
+}
