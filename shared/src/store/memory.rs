@@ -138,13 +138,8 @@ impl ObjectStore for MemoryStore {
                     .insert(key.to_string(), (body, new_etag.clone(), None));
                 Ok(Conditional::Written(new_etag))
             }
-            Some(_) => Ok(Conditional::PreconditionFailed),
-            None => Err(StoreError::Request {
-                operation: "PutObject",
-                key: key.to_string(),
-                reason: "NoSuchKey".into(),
-                transient: false,
-            }),
+            // Like S3: If-Match on a missing key fails its precondition (there is no such ETag).
+            Some(_) | None => Ok(Conditional::PreconditionFailed),
         }
     }
 

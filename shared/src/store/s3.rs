@@ -47,6 +47,10 @@ impl S3Store {
                 out.e_tag().unwrap_or_default().to_string(),
             )),
             Err(e) if is_precondition_failed(&e) => Ok(Conditional::PreconditionFailed),
+            // If-Match on a key that is gone: it is not the object we wrote any more.
+            Err(e) if if_match.is_some() && status(&e) == Some(404) => {
+                Ok(Conditional::PreconditionFailed)
+            }
             Err(e) => Err(request_error("PutObject", key, &e)),
         }
     }

@@ -25,7 +25,8 @@ use super::checkpoint::{
 use super::codec::{sniff, Codec};
 use super::hash::ResumableSha256;
 use super::integrity::{OggPageChecker, SourceChecksums};
-use super::range::{plan, ByteRange};
+use super::plan::ResumePlan;
+use super::range::ByteRange;
 use super::source::{MediaRequest, MediaSource, Probe};
 use super::TransferError;
 use crate::config::{MediaFormat, RecordingMedia};
@@ -153,8 +154,7 @@ pub async fn transfer_recording(
     );
     let checkpoint_key = layout.checkpoint_key(&job.recording, job.media_key.as_ref());
     if deps.store.exists(&manifest_key).await? {
-        // A crash after the manifest may have left the checkpoint; it is garbage now.
-        deps.store.delete(&checkpoint_key).await?;
+        remove_stale_checkpoint(deps.store.as_ref(), &checkpoint_key).await?;
         return Ok(TransferOutcome::AlreadyArchived { manifest_key });
     }
     let lease = chrono::Duration::from_std(settings.lease)
@@ -178,6 +178,13 @@ pub async fn transfer_recording(
         Claim::Owned(o) => *o,
         Claim::Busy { until } => return Err(TransferError::Busy { until }),
     };
+    // Another worker may have finished between the manifest check and the claim (it deletes
+    // its checkpoint last, which lets our claim in): do not start a second transfer.
+    if deps.store.exists(&manifest_key).await? {
+        owned.abort_upload(deps.store.as_ref()).await?;
+        owned.delete(deps.store.as_ref()).await?;
+        return Ok(TransferOutcome::AlreadyArchived { manifest_key });
+    }
     let genesys = match deadline {
         Some(d) => deps.genesys.with_deadline(d),
         None => deps.genesys.clone(),
@@ -207,13 +214,50 @@ pub async fn transfer_recording(
         };
     }
     run.fold_counters(&mut owned);
+    settle(&run, &mut owned, result).await
+}
+
+/// With the manifest written, a checkpoint left behind is garbage, but only once its lease
+/// ran out: a live one belongs to a worker still running, which finds the manifest itself.
+/// A dead worker's upload is aborted after the checkpoint is taken away from it (conditional
+/// delete), so no orphan stays.
+async fn remove_stale_checkpoint(
+    store: &dyn ObjectStore,
+    key: &ObjectKey,
+) -> Result<(), TransferError> {
+    let Some(found) = store.get(key).await? else {
+        return Ok(());
+    };
+    let state: Option<Checkpoint> = serde_json::from_slice(&found.body).ok();
+    if state.as_ref().is_some_and(|c| c.lease_until > Utc::now()) {
+        return Ok(());
+    }
+    if let Conditional::Written(()) = store.delete_if_match(key, &found.etag).await? {
+        if let Some(up) = state.and_then(|c| c.upload) {
+            store
+                .abort_multipart(&ObjectKey::new(up.object_key), &up.upload_id)
+                .await?;
+        }
+    }
+    Ok(())
+}
+
+/// Gives every failure its disposition's treatment of what this worker owns: recording
+/// faults clean up (only while still the owner), transient and infrastructure faults keep
+/// every part for the retry, a running batch job is remembered.
+async fn settle(
+    run: &Run<'_>,
+    owned: &mut OwnedCheckpoint,
+    result: Result<TransferOutcome, TransferError>,
+) -> Result<TransferOutcome, TransferError> {
+    let store = run.deps.store.as_ref();
     match result {
         Ok(outcome) => Ok(outcome),
         Err(TransferError::LostOwnership) => Err(TransferError::LostOwnership),
         Err(e @ TransferError::SourceIntegrity { .. }) => {
             // What was uploaded holds bytes the source disowns: start over, from nothing.
             tracing::warn!(error = %e, "discarding the upload; the next attempt starts over");
-            run.discard(&mut owned).await;
+            run.discard(owned).await;
             Err(e)
         }
         Err(TransferError::NotReady {
@@ -223,7 +267,7 @@ pub async fn transfer_recording(
         }) if owned.state.upload.is_none() => {
             // Keep the running batch job for the next attempt, and let that attempt in at once.
             owned.state.batch_job = Some(job_id.clone());
-            if let Err(e) = owned.release(deps.store.as_ref()).await {
+            if let Err(e) = owned.release(store).await {
                 tracing::warn!(error = %e, "could not record the batch download job");
             }
             Err(TransferError::NotReady {
@@ -232,10 +276,17 @@ pub async fn transfer_recording(
                 batch_job: Some(job_id),
             })
         }
+        Err(e) if e.is_infrastructure() && owned.state.upload.is_none() => {
+            // Nothing uploaded: nothing to keep.
+            if let Err(del) = owned.delete(store).await {
+                tracing::warn!(error = %del, "could not delete the empty checkpoint");
+            }
+            Err(e)
+        }
         Err(e) if e.is_infrastructure() => {
             // The deployment is broken, not the recording: keep every part and the checkpoint
             // for when it is fixed, and let the next attempt in at once.
-            if let Err(release) = owned.release(deps.store.as_ref()).await {
+            if let Err(release) = owned.release(store).await {
                 tracing::warn!(error = %release, "could not release the checkpoint lease");
             }
             Err(e)
@@ -243,20 +294,20 @@ pub async fn transfer_recording(
         Err(e) if e.is_transient() && owned.state.upload.is_none() => {
             // Nothing was uploaded yet (not ready, first chunk failed): a checkpoint without an
             // upload is worth nothing, so leave nothing behind; the retry starts afresh.
-            if let Err(del) = owned.delete(deps.store.as_ref()).await {
+            if let Err(del) = owned.delete(store).await {
                 tracing::warn!(error = %del, "could not delete the empty checkpoint");
             }
             Err(e)
         }
         Err(e) if e.is_transient() => {
             // Keep the parts for the retry; just let it take over at once.
-            if let Err(release) = owned.release(deps.store.as_ref()).await {
+            if let Err(release) = owned.release(store).await {
                 tracing::warn!(error = %release, "could not release the checkpoint lease");
             }
             Err(e)
         }
         Err(e) => {
-            run.discard(&mut owned).await;
+            run.discard(owned).await;
             Err(e)
         }
     }
@@ -278,6 +329,84 @@ struct Cpu {
     /// MD5 of the whole plaintext, when the source stated one (and the stream was seen whole).
     md5: Option<md5::Md5>,
     ogg: Option<OggPageChecker>,
+}
+
+impl Cpu {
+    /// A placeholder while the real state is in a blocking task.
+    fn empty() -> Cpu {
+        Cpu {
+            hasher: ResumableSha256::new(),
+            encryptor: None,
+            md5: None,
+            ogg: None,
+        }
+    }
+}
+
+/// What the probe showed about the media.
+struct ProbedMedia {
+    total: u64,
+    content_type: String,
+    ranged: bool,
+    checksums: SourceChecksums,
+}
+
+impl ProbedMedia {
+    fn of(probe: &Probe) -> ProbedMedia {
+        match probe {
+            Probe::Ranged {
+                total,
+                content_type,
+                checksums,
+                ..
+            } => ProbedMedia {
+                total: *total,
+                content_type: content_type.clone(),
+                ranged: true,
+                checksums: checksums.clone(),
+            },
+            Probe::Whole {
+                total,
+                content_type,
+                checksums,
+                ..
+            } => ProbedMedia {
+                total: *total,
+                content_type: content_type.clone(),
+                ranged: false,
+                checksums: checksums.clone(),
+            },
+        }
+    }
+}
+
+type ChunkStream = futures::stream::BoxStream<'static, Result<Bytes, TransferError>>;
+
+/// The part pipeline's inputs: where the chunks come from and the state they flow through.
+struct PartPipeline {
+    source: Arc<MediaSource>,
+    chunks: ChunkStream,
+    cpu: Cpu,
+    plan: ResumePlan,
+    parts_total: usize,
+    media: ProbedMedia,
+}
+
+enum NextChunk {
+    Bytes(Bytes),
+    Suspend,
+}
+
+fn log_progress(done: usize, total: usize) {
+    // Every tenth of a transfer of ten parts or more.
+    if total >= 10 && (done * 10 / total) != ((done - 1) * 10 / total) {
+        tracing::info!(
+            percent = done * 100 / total,
+            parts_done = done,
+            parts_total = total,
+            "transfer progress"
+        );
+    }
 }
 
 fn is_ogg(codec: Codec) -> bool {
@@ -409,27 +538,27 @@ impl Run<'_> {
         }
     }
 
+    /// One attempt, in three steps: the [`ResumePlan`] (from the checkpoint, checked against
+    /// the probe), the part pipeline (fetch → verify → hash → encrypt → upload, bounded), and
+    /// the finalizer (verify, complete, compare, manifest).
     async fn execute(
         &mut self,
         genesys: &GenesysClient,
         owned: &mut OwnedCheckpoint,
     ) -> Result<TransferOutcome, TransferError> {
         let started = Instant::now();
-        let chunk = owned
-            .state
-            .upload
-            .as_ref()
-            .map(|u| u.chunk_size)
-            .unwrap_or(self.settings.chunk_size);
-        let parts_done = owned.state.upload.as_ref().map_or(0, |u| u.parts.len());
-        let resume_offset = parts_done as u64 * chunk;
-        if let Some(up) = &owned.state.upload {
+        let plan =
+            ResumePlan::from_checkpoint(owned.state.upload.as_ref(), self.settings.chunk_size);
+        if plan.upload_complete {
             // Every part is uploaded: finishing needs S3 only, not Genesys (the recording may
             // even be gone there by now).
-            if resume_offset >= up.total_size {
-                let evidence = unverified_evidence(up);
-                return self.complete(owned, started, evidence).await;
-            }
+            let evidence = owned
+                .state
+                .upload
+                .as_ref()
+                .map(unverified_evidence)
+                .unwrap_or_default();
+            return self.complete(owned, started, evidence).await;
         }
         let batch_job = owned.state.batch_job.clone();
         let source = self
@@ -445,167 +574,175 @@ impl Run<'_> {
             )
             .await??;
         self.source = Some(source.clone());
-        let probe_range = ByteRange {
-            start: resume_offset,
-            end: resume_offset + chunk - 1,
-        };
-        let probe = self.leased(owned, source.probe(probe_range)).await??;
-        let (total, content_type, ranged, probe_checksums) = match &probe {
-            Probe::Ranged {
-                total,
-                content_type,
-                checksums,
-                ..
-            } => (*total, content_type.clone(), true, checksums.clone()),
-            Probe::Whole {
-                total,
-                content_type,
-                checksums,
-                ..
-            } => (*total, content_type.clone(), false, checksums.clone()),
-        };
-        if total == 0 {
-            return Err(TransferError::EmptyMedia);
-        }
-        if let Some(up) = &owned.state.upload {
-            if up.total_size != total || up.content_type != content_type {
-                // The source changed under us; the parts we have are not of this media.
-                return Err(TransferError::SizeMismatch {
-                    expected: up.total_size,
-                    actual: total,
-                });
-            }
-        }
-        let ranges = plan(total, chunk);
-        let parts_total = ranges.len();
+        let probe = self
+            .leased(owned, source.probe(plan.probe_range()))
+            .await??;
+        let media = ProbedMedia::of(&probe);
+        let ranges = plan.chunks(
+            owned.state.upload.as_ref(),
+            media.total,
+            &media.content_type,
+        )?;
         if let Some(max) = self.settings.max_bytes {
-            if total > max && owned.state.upload.is_none() {
-                tracing::info!(total, max, "too large to archive here; handing over");
+            if media.total > max && !plan.resumed {
+                tracing::info!(
+                    total = media.total,
+                    max,
+                    "too large to archive here; handing over"
+                );
                 owned.release(self.store()).await?;
                 return Ok(TransferOutcome::Suspended {
                     parts_done: 0,
-                    parts_total,
+                    parts_total: ranges.len(),
                     bytes_done: 0,
                 });
             }
         }
-        tracing::info!(total, parts_total, parts_done, ranged, "transfer starting");
+        tracing::info!(
+            total = media.total,
+            parts_total = ranges.len(),
+            parts_done = plan.parts_done,
+            ranged = media.ranged,
+            "transfer starting"
+        );
+        let chunks = self.chunk_stream(owned, probe, &source, &plan, &ranges, &media);
+        let cpu = self.restore_cpu(owned, &plan).await?;
+        if plan.resumed && media.ranged && plan.parts_done > 0 {
+            // Resuming: the last chunk archived before must come back byte for byte, else the
+            // source is another encode and the parts must not be continued.
+            self.same_media_as_before(
+                owned,
+                &source,
+                plan.parts_done - 1,
+                plan.chunk,
+                media.total,
+                &media.content_type,
+            )
+            .await?;
+        }
+        let pipeline = PartPipeline {
+            source,
+            chunks,
+            cpu,
+            plan,
+            parts_total: ranges.len(),
+            media,
+        };
+        self.pump(owned, pipeline, started).await
+    }
 
-        // The chunks still to do, in order, as a stream of verified plaintext.
-        let mut chunks: futures::stream::BoxStream<'static, Result<Bytes, TransferError>> =
-            match probe {
-                Probe::Ranged { first, .. } => {
-                    let rest = ranges[parts_done + 1..].to_vec();
-                    let src = source.clone();
-                    let ct = content_type.clone();
-                    let fetches = futures::stream::iter(rest)
-                        .map(move |r| {
-                            let src = src.clone();
-                            let ct = ct.clone();
-                            AbortOnDrop(tokio::spawn(async move { src.fetch(r, total, &ct).await }))
+    /// The chunks still to do, in order, as a stream of verified plaintext.
+    fn chunk_stream(
+        &self,
+        owned: &OwnedCheckpoint,
+        probe: Probe,
+        source: &Arc<MediaSource>,
+        plan: &ResumePlan,
+        ranges: &[ByteRange],
+        media: &ProbedMedia,
+    ) -> ChunkStream {
+        let total = media.total;
+        match probe {
+            Probe::Ranged { first, .. } => {
+                let rest = ranges[plan.parts_done + 1..].to_vec();
+                let src = source.clone();
+                let ct = media.content_type.clone();
+                let fetches = futures::stream::iter(rest)
+                    .map(move |r| {
+                        let src = src.clone();
+                        let ct = ct.clone();
+                        AbortOnDrop(tokio::spawn(async move { src.fetch(r, total, &ct).await }))
+                    })
+                    .buffered(self.settings.fetch_concurrency.max(1))
+                    .map(|joined| {
+                        joined.unwrap_or_else(|e| {
+                            Err(TransferError::Internal(format!("fetch task: {e}")))
                         })
-                        .buffered(self.settings.fetch_concurrency.max(1))
-                        .map(|joined| {
-                            joined.unwrap_or_else(|e| {
-                                Err(TransferError::Internal(format!("fetch task: {e}")))
-                            })
-                        });
-                    futures::stream::once(async move { Ok(first) })
-                        .chain(fetches)
-                        .boxed()
-                }
-                Probe::Whole { response, .. } => {
-                    // What an earlier invocation archived comes again first: hash it and
-                    // compare with the state the checkpoint recorded after it.
-                    let prefix = owned
-                        .state
-                        .upload
-                        .as_ref()
-                        .map(|u| u.plaintext_hash.clone());
-                    whole_body_chunks(response, resume_offset, chunk, total, prefix).boxed()
-                }
-            };
+                    });
+                futures::stream::once(async move { Ok(first) })
+                    .chain(fetches)
+                    .boxed()
+            }
+            Probe::Whole { response, .. } => {
+                // What an earlier invocation archived comes again first: hash it and compare
+                // with the state the checkpoint recorded after it.
+                let prefix = owned
+                    .state
+                    .upload
+                    .as_ref()
+                    .map(|u| u.plaintext_hash.clone());
+                whole_body_chunks(response, plan.resume_offset, plan.chunk, total, prefix).boxed()
+            }
+        }
+    }
 
-        let mut cpu = match &owned.state.upload {
-            Some(up) => Cpu {
-                hasher: ResumableSha256::restore(&up.plaintext_hash).ok_or_else(|| {
-                    TransferError::BadCheckpoint {
-                        key: owned.key.to_string(),
-                        reason: "plaintext hash state is inconsistent".into(),
-                    }
-                })?,
-                encryptor: Some(
-                    FrameEncryptor::resume(self.deps.keyring.as_ref(), &up.encryptor).await?,
-                ),
-                // A resumed transfer has not seen the prefix: a whole-object MD5 cannot be
-                // recomputed here (its state is not resumable), Ogg pages are checked from the
-                // next page on.
-                md5: None,
-                ogg: is_ogg(up.codec).then(|| OggPageChecker::starting_at(resume_offset)),
-            },
-            None => Cpu {
+    /// The hash and encryption state to continue from (a fresh one for a new transfer).
+    async fn restore_cpu(
+        &self,
+        owned: &OwnedCheckpoint,
+        plan: &ResumePlan,
+    ) -> Result<Cpu, TransferError> {
+        let Some(up) = &owned.state.upload else {
+            return Ok(Cpu {
                 hasher: ResumableSha256::new(),
                 encryptor: None,
                 md5: None,
                 ogg: None,
-            },
+            });
         };
-        let resumed = owned.state.upload.is_some();
-        if resumed && ranged && parts_done > 0 {
-            // Resuming: the last chunk archived before must come back byte for byte, else the
-            // source is another encode and the parts must not be continued.
-            self.same_media_as_before(owned, &source, parts_done - 1, chunk, total, &content_type)
-                .await?;
-        }
-        let mut refreshes_seen = source.refreshes.load(Ordering::Relaxed);
+        Ok(Cpu {
+            hasher: ResumableSha256::restore(&up.plaintext_hash).ok_or_else(|| {
+                TransferError::BadCheckpoint {
+                    key: owned.key.to_string(),
+                    reason: "plaintext hash state is inconsistent".into(),
+                }
+            })?,
+            encryptor: Some(
+                FrameEncryptor::resume(self.deps.keyring.as_ref(), &up.encryptor).await?,
+            ),
+            // A resumed transfer has not seen the prefix: a whole-object MD5 cannot be
+            // recomputed here (its state is not resumable); Ogg pages are checked from the next
+            // page on.
+            md5: None,
+            ogg: is_ogg(up.codec).then(|| OggPageChecker::starting_at(plan.resume_offset)),
+        })
+    }
+
+    /// The part pipeline: each chunk is verified, hashed, encrypted and uploaded, with at most
+    /// `uploads_in_flight` parts in memory; suspends before the deadline; then the finalizer.
+    async fn pump(
+        &self,
+        owned: &mut OwnedCheckpoint,
+        mut p: PartPipeline,
+        started: Instant,
+    ) -> Result<TransferOutcome, TransferError> {
+        let mut refreshes_seen = p.source.refreshes.load(Ordering::Relaxed);
         let mut in_flight: VecDeque<InFlight> = VecDeque::new();
-        let mut index = parts_done;
-        let mut next_progress = 10;
+        let mut index = p.plan.parts_done;
         let mut ciphertext_total = owned.state.upload.as_ref().map_or(0, |u| u.ciphertext_size);
-        while index < parts_total {
+        while index < p.parts_total {
             if self.deadline_near() {
                 self.drain(owned, &mut in_flight, 0).await?;
-                return self.suspend(owned, parts_total, chunk, total).await;
+                return self
+                    .suspend(owned, p.parts_total, p.plan.chunk, p.media.total)
+                    .await;
             }
-            let plain = match self.leased(owned, chunks.next()).await? {
-                Some(Ok(c)) => c,
-                Some(Err(e)) => {
-                    // Parts already fetched and being uploaded are good: record them, so the
-                    // retry (or the next invocation) does not download them again.
-                    if let Err(d) = self.drain(owned, &mut in_flight, 0).await {
-                        tracing::warn!(error = %d, "could not record the parts in flight");
-                        return Err(e);
-                    }
-                    if e.is_transient() && self.retries_cut_by_deadline() {
-                        // The chunk's retries were cut short by the deadline: stop as a
-                        // suspension (checkpoint saved, re-queued), not as a failure.
-                        tracing::info!(error = %e, "chunk failed close to the deadline; suspending");
-                        return self.suspend(owned, parts_total, chunk, total).await;
-                    }
-                    return Err(e);
-                }
-                None => {
-                    return Err(TransferError::SizeMismatch {
-                        expected: total,
-                        actual: index as u64 * chunk,
-                    })
+            let plain = match self
+                .next_chunk(owned, &mut p, &mut in_flight, index)
+                .await?
+            {
+                NextChunk::Bytes(b) => b,
+                NextChunk::Suspend => {
+                    return self
+                        .suspend(owned, p.parts_total, p.plan.chunk, p.media.total)
+                        .await
                 }
             };
             if owned.state.upload.is_none() {
-                self.start_upload(
-                    owned,
-                    &mut cpu,
-                    &plain,
-                    total,
-                    chunk,
-                    &content_type,
-                    ranged,
-                    &source,
-                    &probe_checksums,
-                )
-                .await?;
+                let (media, source) = (&p.media, p.source.clone());
+                self.start_upload(owned, &mut p.cpu, &plain, p.plan.chunk, media, &source)
+                    .await?;
             }
-            let last = index + 1 == parts_total;
             // Make room first: at most `uploads_in_flight` ciphertext parts exist at once,
             // counting the one about to be made.
             self.drain(
@@ -614,35 +751,108 @@ impl Run<'_> {
                 self.settings.uploads_in_flight.max(1) - 1,
             )
             .await?;
-            if source.refreshes.load(Ordering::Relaxed) != refreshes_seen {
-                // A fresh URL may be a fresh encode (a transcoded Ogg gets a new serial):
-                // the bytes already archived must still be what it serves.
-                refreshes_seen = source.refreshes.load(Ordering::Relaxed);
-                self.same_media_as_before(owned, &source, 0, chunk, total, &content_type)
-                    .await?;
+            if p.source.refreshes.load(Ordering::Relaxed) != refreshes_seen {
+                // A fresh URL may be a fresh encode (a transcoded Ogg gets a new serial): the
+                // bytes already archived must still be what it serves.
+                refreshes_seen = p.source.refreshes.load(Ordering::Relaxed);
+                self.same_media_as_before(
+                    owned,
+                    &p.source,
+                    0,
+                    p.plan.chunk,
+                    p.media.total,
+                    &p.media.content_type,
+                )
+                .await?;
             }
+            let last = index + 1 == p.parts_total;
+            let cpu = std::mem::replace(&mut p.cpu, Cpu::empty());
             let (next_cpu, ciphertext, digest, chunk_crc32) =
                 encrypt_chunk(cpu, plain, last, index == 0).await?;
-            cpu = next_cpu;
-            let up = owned
-                .state
-                .upload
-                .as_ref()
-                .ok_or_else(|| TransferError::Internal("upload state missing".into()))?;
+            p.cpu = next_cpu;
             ciphertext_total += ciphertext.len() as u64;
-            let ciphertext_after = ciphertext_total;
-            let store = self.deps.store.clone();
-            let key = ObjectKey::new(up.object_key.clone());
-            let upload_id = up.upload_id.clone();
-            let part_number = (index + 1) as i32;
-            let deadline = self.deadline;
-            // One retry layer: the SDK's own (standard mode) retries the part; the whole
-            // upload is bounded by the Lambda deadline; the task is aborted with its handle, so
-            // nothing uploads on after this worker stopped.
-            let part = AbortOnDrop(tokio::spawn(async move {
-                let upload = store.upload_part(&key, &upload_id, part_number, ciphertext, digest);
-                match deadline {
-                    Some(d) => tokio::time::timeout_at(d, upload).await.unwrap_or_else(|_| {
+            let part = self.spawn_upload(owned, index, ciphertext, digest)?;
+            in_flight.push_back(InFlight {
+                part,
+                chunk_crc32,
+                hash_after: p.cpu.hasher.save(),
+                encryptor_after: p.cpu.encryptor.as_ref().map(|e| e.checkpoint()),
+                ciphertext_after: ciphertext_total,
+            });
+            index += 1;
+            log_progress(index, p.parts_total);
+        }
+        self.drain(owned, &mut in_flight, 0).await?;
+        let hashed = p.cpu.hasher.len();
+        if hashed != p.media.total {
+            return Err(TransferError::SizeMismatch {
+                expected: p.media.total,
+                actual: hashed,
+            });
+        }
+        let evidence = verify_source_evidence(owned, &p.cpu, p.plan.resumed)?;
+        self.complete(owned, started, evidence).await
+    }
+
+    /// The next verified chunk; on a fetch failure the parts in flight are recorded first, and
+    /// a failure the deadline cut short becomes a suspension.
+    async fn next_chunk(
+        &self,
+        owned: &mut OwnedCheckpoint,
+        p: &mut PartPipeline,
+        in_flight: &mut VecDeque<InFlight>,
+        index: usize,
+    ) -> Result<NextChunk, TransferError> {
+        match self.leased(owned, p.chunks.next()).await? {
+            Some(Ok(c)) => Ok(NextChunk::Bytes(c)),
+            Some(Err(e)) => {
+                // Parts already fetched and being uploaded are good: record them, so the retry
+                // (or the next invocation) does not download them again.
+                if let Err(d) = self.drain(owned, in_flight, 0).await {
+                    tracing::warn!(error = %d, "could not record the parts in flight");
+                    return Err(e);
+                }
+                if e.is_transient() && self.retries_cut_by_deadline() {
+                    // The chunk's retries were cut short by the deadline: stop as a suspension
+                    // (checkpoint saved, re-queued), not as a failure.
+                    tracing::info!(error = %e, "chunk failed close to the deadline; suspending");
+                    return Ok(NextChunk::Suspend);
+                }
+                Err(e)
+            }
+            None => Err(TransferError::SizeMismatch {
+                expected: p.media.total,
+                actual: index as u64 * p.plan.chunk,
+            }),
+        }
+    }
+
+    /// Uploads one ciphertext part in its own task. One retry layer: the SDK's own (standard
+    /// mode) retries the part; the upload is bounded by the Lambda deadline; the task is
+    /// aborted with its handle, so nothing uploads on after this worker stopped.
+    fn spawn_upload(
+        &self,
+        owned: &OwnedCheckpoint,
+        index: usize,
+        ciphertext: Bytes,
+        digest: [u8; 32],
+    ) -> Result<AbortOnDrop<Result<UploadedPart, TransferError>>, TransferError> {
+        let up = owned
+            .state
+            .upload
+            .as_ref()
+            .ok_or_else(|| TransferError::Internal("upload state missing".into()))?;
+        let store = self.deps.store.clone();
+        let key = ObjectKey::new(up.object_key.clone());
+        let upload_id = up.upload_id.clone();
+        let part_number = (index + 1) as i32;
+        let deadline = self.deadline;
+        Ok(AbortOnDrop(tokio::spawn(async move {
+            let upload = store.upload_part(&key, &upload_id, part_number, ciphertext, digest);
+            match deadline {
+                Some(d) => tokio::time::timeout_at(d, upload)
+                    .await
+                    .unwrap_or_else(|_| {
                         Err(StoreError::Request {
                             operation: "UploadPart",
                             key: key.to_string(),
@@ -650,39 +860,10 @@ impl Run<'_> {
                             transient: true,
                         })
                     }),
-                    None => upload.await,
-                }
-                .map_err(TransferError::from)
-            }));
-            in_flight.push_back(InFlight {
-                part,
-                chunk_crc32,
-                hash_after: cpu.hasher.save(),
-                encryptor_after: cpu.encryptor.as_ref().map(|e| e.checkpoint()),
-                ciphertext_after,
-            });
-            index += 1;
-            let pct = index * 100 / parts_total;
-            if pct >= next_progress && parts_total >= 10 {
-                tracing::info!(
-                    percent = pct,
-                    parts_done = index,
-                    parts_total,
-                    "transfer progress"
-                );
-                next_progress = pct / 10 * 10 + 10;
+                None => upload.await,
             }
-        }
-        self.drain(owned, &mut in_flight, 0).await?;
-        let hasher_len = cpu.hasher.len();
-        if hasher_len != total {
-            return Err(TransferError::SizeMismatch {
-                expected: total,
-                actual: hasher_len,
-            });
-        }
-        let evidence = verify_source_evidence(owned, &cpu, resumed)?;
-        self.complete(owned, started, evidence).await
+            .map_err(TransferError::from)
+        })))
     }
 
     /// Fetches chunk `index` again and compares its CRC-32 with the one recorded when it was
@@ -826,19 +1007,21 @@ impl Run<'_> {
     }
 
     /// First chunk of a fresh transfer: check the codec, name the object, start the upload.
-    #[allow(clippy::too_many_arguments)]
     async fn start_upload(
         &self,
         owned: &mut OwnedCheckpoint,
         cpu: &mut Cpu,
         first: &Bytes,
-        total: u64,
         chunk: u64,
-        content_type: &str,
-        ranged: bool,
+        media: &ProbedMedia,
         source: &MediaSource,
-        checksums: &SourceChecksums,
     ) -> Result<(), TransferError> {
+        let (total, content_type, ranged, checksums) = (
+            media.total,
+            media.content_type.as_str(),
+            media.ranged,
+            &media.checksums,
+        );
         let codec = check_codec(first, content_type, &self.request())?;
         let key = self.settings.layout.object_key(
             &self.job.org,
@@ -891,7 +1074,11 @@ impl Run<'_> {
         // Record the upload id before any part exists, so a crash leaves nothing unowned; if
         // it cannot be recorded, nobody else knows the upload: its creator aborts it.
         if let Err(e) = owned.save(self.store()).await {
-            if let Err(abort) = self.store().abort_multipart(&key, &upload_id_of(owned)).await {
+            if let Err(abort) = self
+                .store()
+                .abort_multipart(&key, &upload_id_of(owned))
+                .await
+            {
                 tracing::warn!(error = %abort, "could not abort the unrecorded upload; the bucket lifecycle rule will");
             }
             owned.state.upload = None;
@@ -925,6 +1112,8 @@ impl Run<'_> {
         }
     }
 
+    /// The finalizer: verify what needs no round trip, complete with `If-None-Match: *`,
+    /// compare S3's composite checksum, then the manifest.
     async fn complete(
         &self,
         owned: &mut OwnedCheckpoint,
@@ -1037,6 +1226,20 @@ impl Run<'_> {
                 .into());
             }
         };
+        self.write_manifest(owned, started, integrity, &up, s3_checksum, hasher)
+            .await
+    }
+
+    /// Writes the manifest (`If-None-Match: *`): the archive exists from now on.
+    async fn write_manifest(
+        &self,
+        owned: &mut OwnedCheckpoint,
+        started: Instant,
+        integrity: Vec<String>,
+        up: &UploadState,
+        s3_checksum: String,
+        hasher: ResumableSha256,
+    ) -> Result<TransferOutcome, TransferError> {
         let plaintext_sha256 = hex::encode(hasher.finalize());
         let manifest = Manifest {
             manifest_version: MANIFEST_VERSION,

@@ -16,6 +16,7 @@ pub mod codec;
 pub mod engine;
 pub mod hash;
 pub mod integrity;
+pub mod plan;
 pub mod range;
 pub mod source;
 

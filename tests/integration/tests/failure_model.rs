@@ -467,7 +467,10 @@ async fn a_slow_first_chunk_keeps_its_lease_and_a_second_worker_stays_out() {
     };
     let (a, b) = tokio::join!(a, b);
     for r in &b {
-        assert!(matches!(r, Err(TransferError::Busy { .. })), "worker B got in: {r:?}");
+        assert!(
+            matches!(r, Err(TransferError::Busy { .. })),
+            "worker B got in: {r:?}"
+        );
     }
     match a {
         Ok(TransferOutcome::Archived(m)) => {
@@ -512,9 +515,7 @@ async fn finishing_an_uploaded_transfer_needs_no_genesys_call() {
     };
     kit.sim.clear_requests();
     match transfer_recording(&offline, &added.job, &settings, None).await {
-        Ok(TransferOutcome::Archived(m)) => {
-            kit.verify_archived(&added, &m, "wav", "WAV_PCM").await
-        }
+        Ok(TransferOutcome::Archived(m)) => kit.verify_archived(&added, &m, "wav", "WAV_PCM").await,
         other => panic!("expected Archived from the checkpoint alone, got {other:?}"),
     }
     assert!(
@@ -547,7 +548,8 @@ async fn a_media_429_waits_for_its_retry_after() {
         ..kit.settings("w1")
     };
     let manifest = kit.archive(&added.job, &settings).await;
-    kit.verify_archived(&added, &manifest, "wav", "WAV_PCM").await;
+    kit.verify_archived(&added, &manifest, "wav", "WAV_PCM")
+        .await;
     let media = kit.media_requests(&added.recording_id);
     let at = media
         .iter()
@@ -558,4 +560,76 @@ async fn a_media_429_waits_for_its_retry_after() {
         waited >= chrono::Duration::milliseconds(1900),
         "retried {waited:?} after a 429 with Retry-After: 2"
     );
+}
+
+/// A checkpoint beside an existing manifest: a live one (its worker still running) is left to
+/// its worker; a dead worker's (lease run out) is removed, and its upload aborted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_checkpoint_beside_a_manifest_is_removed_only_when_its_lease_ran_out() {
+    use gc_archive::store::{MemoryStore, ObjectKey};
+    let kit = Kit::start().await;
+    let added = kit.add_recording(four_parts());
+    let memory = Arc::new(MemoryStore::new("mem").with_min_part_size(SMALL_CHUNK));
+    let deps = kit.deps_with_store(memory.clone());
+    let settings = kit.settings("w1");
+    match transfer_recording(&deps, &added.job, &settings, None).await {
+        Ok(TransferOutcome::Archived(_)) => {}
+        other => panic!("{other:?}"),
+    }
+    // A worker that found no manifest a moment ago claimed and started an upload.
+    let ckpt = ObjectKey::new(kit.checkpoint_key(&added));
+    let upload = memory
+        .create_multipart(&ObjectKey::new(kit.object_key(&added, "wav")), "x")
+        .await
+        .unwrap();
+    let state = |lease: chrono::DateTime<chrono::Utc>| {
+        serde_json::json!({
+            "version": 1, "owner": "late", "leaseUntil": lease, "orgId": "o",
+            "conversationId": added.conversation_id, "recordingId": added.recording_id,
+            "startedAt": chrono::Utc::now(), "invocations": 1, "chunkRetries": 0, "urlRefreshes": 0,
+            "upload": {"objectKey": kit.object_key(&added, "wav"), "uploadId": upload,
+                       "totalSize": 1, "chunkSize": 1, "contentType": "", "codec": "WAV_PCM",
+                       "ranged": true, "mediaHost": "h", "parts": [],
+                       "plaintextHash": {"state": "6a09e667bb67ae853c6ef372a54ff53a510e527f9b05688c1f83d9ab5be0cd19", "buffer": "", "length": 0},
+                       "encryptor": {"header": "", "frame_len": 4096, "next_sequence": 1},
+                       "ciphertextSize": 0, "frameLen": 4096, "messageId": ""}
+        })
+        .to_string()
+    };
+    memory
+        .put_if_absent(
+            &ckpt,
+            state(chrono::Utc::now() + chrono::Duration::seconds(60)).into(),
+            "application/json",
+        )
+        .await
+        .unwrap();
+    assert!(matches!(
+        transfer_recording(&deps, &added.job, &settings, None).await,
+        Ok(TransferOutcome::AlreadyArchived { .. })
+    ));
+    assert!(
+        memory.get(&ckpt).await.unwrap().is_some(),
+        "a live worker's checkpoint stays"
+    );
+    assert_eq!(memory.open_uploads(), 1);
+    // Its worker died: the lease runs out.
+    memory.delete(&ckpt).await.unwrap();
+    memory
+        .put_if_absent(
+            &ckpt,
+            state(chrono::Utc::now() - chrono::Duration::seconds(1)).into(),
+            "application/json",
+        )
+        .await
+        .unwrap();
+    assert!(matches!(
+        transfer_recording(&deps, &added.job, &settings, None).await,
+        Ok(TransferOutcome::AlreadyArchived { .. })
+    ));
+    assert!(
+        memory.get(&ckpt).await.unwrap().is_none(),
+        "the dead worker's checkpoint goes"
+    );
+    assert_eq!(memory.open_uploads(), 0, "and its upload");
 }
