@@ -101,6 +101,9 @@ pub async fn handler_deps(
     sdk: &aws_config::SdkConfig,
 ) -> Result<HandlerDeps, InitError> {
     let config = Config::from_map(env)?;
+    // aws-lc's CPU detection and RNG seeding (tens of ms) belong to the init phase, not to the
+    // first invocation's first encryption.
+    crate::crypto::warm_up().map_err(|e| InitError::Key(format!("crypto warm-up: {e}")))?;
     let secrets = aws_sdk_secretsmanager::Client::new(sdk);
     let credentials = resolve_credentials(&config.genesys.credentials, &secrets).await?;
     let genesys = GenesysClient::new(&config.genesys, credentials)?;

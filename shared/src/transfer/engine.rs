@@ -767,11 +767,11 @@ impl Run<'_> {
             }
             let last = index + 1 == p.parts_total;
             let cpu = std::mem::replace(&mut p.cpu, Cpu::empty());
-            let (next_cpu, ciphertext, digest, chunk_crc32) =
+            let (next_cpu, ciphertext, chunk_crc32) =
                 encrypt_chunk(cpu, plain, last, index == 0).await?;
             p.cpu = next_cpu;
             ciphertext_total += ciphertext.len() as u64;
-            let part = self.spawn_upload(owned, index, ciphertext, digest)?;
+            let part = self.spawn_upload(owned, index, ciphertext)?;
             in_flight.push_back(InFlight {
                 part,
                 chunk_crc32,
@@ -830,12 +830,13 @@ impl Run<'_> {
     /// Uploads one ciphertext part in its own task. One retry layer: the SDK's own (standard
     /// mode) retries the part; the upload is bounded by the Lambda deadline; the task is
     /// aborted with its handle, so nothing uploads on after this worker stopped.
+    /// The part's SHA-256 (S3 verifies it) is computed here, in the upload's own task, so it
+    /// overlaps the next chunk's hashing and encryption instead of adding to them.
     fn spawn_upload(
         &self,
         owned: &OwnedCheckpoint,
         index: usize,
         ciphertext: Bytes,
-        digest: [u8; 32],
     ) -> Result<AbortOnDrop<Result<UploadedPart, TransferError>>, TransferError> {
         let up = owned
             .state
@@ -848,6 +849,10 @@ impl Run<'_> {
         let part_number = (index + 1) as i32;
         let deadline = self.deadline;
         Ok(AbortOnDrop(tokio::spawn(async move {
+            let for_digest = ciphertext.clone();
+            let digest: [u8; 32] = tokio::task::spawn_blocking(move || Sha256::digest(&for_digest).into())
+                .await
+                .map_err(|e| TransferError::Internal(format!("part digest task: {e}")))?;
             let upload = store.upload_part(&key, &upload_id, part_number, ciphertext, digest);
             match deadline {
                 Some(d) => tokio::time::timeout_at(d, upload)
@@ -1396,7 +1401,7 @@ async fn encrypt_chunk(
     plain: Bytes,
     last: bool,
     first: bool,
-) -> Result<(Cpu, Bytes, [u8; 32], u32), TransferError> {
+) -> Result<(Cpu, Bytes, u32), TransferError> {
     let Cpu {
         mut hasher,
         encryptor,
@@ -1434,14 +1439,13 @@ async fn encrypt_chunk(
             encryptor.encrypt_regular(&plain, &mut out)?;
             Some(encryptor)
         };
-        let digest: [u8; 32] = Sha256::digest(&out).into();
-        Ok::<_, TransferError>((next, Bytes::from(out), digest))
+        Ok::<_, TransferError>((next, Bytes::from(out)))
     });
     let (hashed, encrypted) = tokio::join!(hash_task, enc_task);
     let (hasher, md5, ogg, ogg_ok, crc) =
         hashed.map_err(|e| TransferError::Internal(format!("hash task: {e}")))?;
     ogg_ok.map_err(|reason| TransferError::SourceIntegrity { reason })?;
-    let (encryptor, ciphertext, digest) =
+    let (encryptor, ciphertext) =
         encrypted.map_err(|e| TransferError::Internal(format!("encrypt task: {e}")))??;
     Ok((
         Cpu {
@@ -1451,7 +1455,6 @@ async fn encrypt_chunk(
             ogg,
         },
         ciphertext,
-        digest,
         crc,
     ))
 }
