@@ -5,6 +5,8 @@
 //! Benchmarks print figures; they assert nothing about speed. Throughput is in decimal MB/s
 //! (10^6 bytes per second), the unit `openssl speed` uses, so ratios against it are direct.
 
+#![forbid(unsafe_code)]
+
 use std::path::PathBuf;
 use std::time::Duration;
 

@@ -7,6 +7,8 @@
 //! makes init succeed without any network: inline Genesys credentials (no Secrets Manager call),
 //! a Genesys base URL and an AWS endpoint where nothing listens (init makes no call to either).
 
+#![forbid(unsafe_code)]
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 

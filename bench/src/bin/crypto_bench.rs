@@ -9,6 +9,8 @@
 //! time, so that other builds on a shared machine do not skew the ratio; wall-clock figures are
 //! printed next to them. The input is generated chunk by chunk (never held whole).
 
+#![forbid(unsafe_code)]
+
 use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -49,8 +51,12 @@ struct Args {
     /// Minimum duration of each throughput measurement (seconds).
     #[arg(long, default_value_t = 1.0)]
     seconds: f64,
-    /// `openssl speed -seconds`.
+    /// Rounds of `openssl speed` followed at once by our encryption; the ratio is the median of
+    /// the rounds' ratios, so a machine whose speed drifts compares like with like.
     #[arg(long, default_value_t = 3)]
+    rounds: usize,
+    /// `openssl speed -seconds`, per round.
+    #[arg(long, default_value_t = 1)]
     openssl_seconds: u32,
     /// Child processes per first-encryption case (without and with warm-up).
     #[arg(long, default_value_t = 5)]
@@ -62,7 +68,10 @@ struct Args {
     /// the parent uses for its per-size peak-RSS children).
     #[arg(long)]
     json: bool,
-    /// Child mode: only the throughput measurements, as one JSON line.
+    /// Child mode: only the encryption throughput, as one JSON line.
+    #[arg(long, hide = true)]
+    child_encrypt: bool,
+    /// Child mode: the other throughput measurements, as one JSON line.
     #[arg(long, hide = true)]
     child_throughput: bool,
     /// Child mode: time the first encryption of this process, as one JSON line.
@@ -147,12 +156,46 @@ fn time_boxed(
     Ok(Measure { bytes, wall, cpu })
 }
 
-/// Single-core throughput on one generated plaintext chunk, encrypted again and again as the
-/// successive parts of one message.
+/// One generated plaintext chunk, encrypted again and again as the successive parts of one
+/// message: every throughput figure is taken on these same bytes.
+fn plaintext_chunk(chunk: usize) -> Vec<u8> {
+    let mut plain = vec![0u8; chunk];
+    Generator::new(0x9e37_79b9_7f4a_7c15).fill(&mut plain);
+    plain
+}
+
+fn output_capacity(chunk: usize, frame_len: u32) -> usize {
+    chunk + (chunk / frame_len as usize + 2) * 40
+}
+
+fn new_encryptor(
+    rt: &tokio::runtime::Runtime,
+    keyring: &dyn Keyring,
+    frame_len: u32,
+) -> anyhow::Result<FrameEncryptor> {
+    Ok(rt.block_on(FrameEncryptor::new(keyring, context(), frame_len))?)
+}
+
+/// `encrypt_regular` of the chunk into one reused output buffer, one thread.
+fn encrypt_only(
+    rt: &tokio::runtime::Runtime,
+    plain: &[u8],
+    frame_len: u32,
+    min: Duration,
+) -> anyhow::Result<Measure> {
+    let keyring = keyring()?;
+    let mut enc = new_encryptor(rt, keyring.as_ref(), frame_len)?;
+    let mut out: Vec<u8> = Vec::with_capacity(output_capacity(plain.len(), frame_len));
+    time_boxed(min, || {
+        out.clear();
+        enc.encrypt_regular(plain, &mut out)?;
+        Ok(plain.len() as u64)
+    })
+}
+
+/// The other single-core figures, on the same chunk.
 struct Throughput {
-    /// `encrypt_regular` into one reused output buffer.
-    encrypt: Measure,
-    /// The same into a new `Vec` per chunk, as the transfer engine allocates its parts.
+    /// `encrypt_regular` into a new `Vec` per chunk, as the transfer engine allocates its parts.
     encrypt_fresh: Measure,
     /// Encrypt, then SHA-256 (`sha2`) of the ciphertext part: encryption plus one hash.
     encrypt_sha256: Measure,
@@ -163,7 +206,6 @@ struct Throughput {
 impl Throughput {
     fn json(&self) -> Value {
         json!({
-            "encrypt": self.encrypt.json(),
             "encrypt_fresh_buffer": self.encrypt_fresh.json(),
             "encrypt_sha256": self.encrypt_sha256.json(),
             "sha256_sha2": self.sha2.json(),
@@ -173,7 +215,6 @@ impl Throughput {
 
     fn from_json(v: &Value) -> Option<Self> {
         Some(Throughput {
-            encrypt: Measure::from_json(&v["encrypt"])?,
             encrypt_fresh: Measure::from_json(&v["encrypt_fresh_buffer"])?,
             encrypt_sha256: Measure::from_json(&v["encrypt_sha256"])?,
             sha2: Measure::from_json(&v["sha256_sha2"])?,
@@ -184,70 +225,74 @@ impl Throughput {
 
 fn throughput(
     rt: &tokio::runtime::Runtime,
-    chunk: usize,
+    plain: &[u8],
     frame_len: u32,
     min: Duration,
 ) -> anyhow::Result<Throughput> {
     let keyring = keyring()?;
-    let new_encryptor = || rt.block_on(FrameEncryptor::new(keyring.as_ref(), context(), frame_len));
-    let mut plain = vec![0u8; chunk];
-    Generator::new(0x9e37_79b9_7f4a_7c15).fill(&mut plain);
-    let out_cap = chunk + (chunk / frame_len as usize + 2) * 40;
+    let chunk = plain.len() as u64;
+    let out_cap = output_capacity(plain.len(), frame_len);
 
-    let mut enc = new_encryptor()?;
-    let mut out: Vec<u8> = Vec::with_capacity(out_cap);
-    let encrypt = time_boxed(min, || {
-        out.clear();
-        enc.encrypt_regular(&plain, &mut out)?;
-        Ok(chunk as u64)
-    })?;
-
-    let mut enc = new_encryptor()?;
+    let mut enc = new_encryptor(rt, keyring.as_ref(), frame_len)?;
     let encrypt_fresh = time_boxed(min, || {
         let mut out = Vec::with_capacity(out_cap);
-        enc.encrypt_regular(&plain, &mut out)?;
+        enc.encrypt_regular(plain, &mut out)?;
         std::hint::black_box(out);
-        Ok(chunk as u64)
+        Ok(chunk)
     })?;
 
-    let mut enc = new_encryptor()?;
+    let mut enc = new_encryptor(rt, keyring.as_ref(), frame_len)?;
+    let mut out: Vec<u8> = Vec::with_capacity(out_cap);
     let encrypt_sha256 = time_boxed(min, || {
         out.clear();
-        enc.encrypt_regular(&plain, &mut out)?;
+        enc.encrypt_regular(plain, &mut out)?;
         let digest: [u8; 32] = sha2::Sha256::digest(&out).into();
         std::hint::black_box(digest);
-        Ok(chunk as u64)
+        Ok(chunk)
     })?;
 
     let mut h = sha2::Sha256::new();
     let sha2 = time_boxed(min, || {
-        h.update(&plain);
-        Ok(chunk as u64)
+        h.update(plain);
+        Ok(chunk)
     })?;
     std::hint::black_box(h.finalize());
 
     let mut h = ResumableSha256::new();
     let resumable = time_boxed(min, || {
-        h.update(&plain);
-        Ok(chunk as u64)
+        h.update(plain);
+        Ok(chunk)
     })?;
     std::hint::black_box(h.finalize());
 
     let mut a = ResumableSha256::new();
-    a.update(&plain);
-    let b: [u8; 32] = sha2::Sha256::digest(&plain).into();
+    a.update(plain);
+    let b: [u8; 32] = sha2::Sha256::digest(plain).into();
     ensure!(
         a.finalize() == b,
         "ResumableSha256 and sha2::Sha256 disagree"
     );
 
     Ok(Throughput {
-        encrypt,
         encrypt_fresh,
         encrypt_sha256,
         sha2,
         resumable,
     })
+}
+
+/// One round: `openssl speed`, then our encryption natively and (in a child) with AVX-512
+/// masked, back to back.
+struct Round {
+    openssl: Result<f64, String>,
+    native: Measure,
+    masked: Option<Measure>,
+}
+
+impl Round {
+    fn ratio(&self, m: &Measure) -> Option<f64> {
+        self.openssl.as_ref().ok().map(|o| m.mbps() / o)
+    }
 }
 
 struct RoundTrip {
@@ -375,6 +420,22 @@ fn median(mut v: Vec<f64>) -> Option<f64> {
     v.get(v.len() / 2).copied()
 }
 
+/// Median of a non-empty list of measures, by throughput.
+fn median_measure(v: &[Measure]) -> Option<Measure> {
+    let mut v = v.to_vec();
+    v.sort_by(|a, b| a.mbps().total_cmp(&b.mbps()));
+    v.get(v.len() / 2).copied()
+}
+
+fn spread(v: &[f64], scale: f64, unit: &str) -> String {
+    let lo = v.iter().copied().fold(f64::INFINITY, f64::min) * scale;
+    let hi = v.iter().copied().fold(f64::NEG_INFINITY, f64::max) * scale;
+    match median(v.to_vec()) {
+        Some(m) => format!("{:.0}{unit} (range {lo:.0}..{hi:.0}{unit})", m * scale),
+        None => "n/a".into(),
+    }
+}
+
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     ensure!(
@@ -394,6 +455,8 @@ fn main() -> anyhow::Result<()> {
         args.chunk_mib.to_string(),
         "--frame-len".to_string(),
         args.frame_len.to_string(),
+        "--seconds".to_string(),
+        args.seconds.to_string(),
     ];
 
     if args.child_first_encrypt {
@@ -403,12 +466,16 @@ fn main() -> anyhow::Result<()> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    if args.child_throughput {
-        let t = throughput(&rt, chunk as usize, args.frame_len, min)?;
-        println!(
-            "{}",
-            json!({"bench": "crypto-bench-throughput", "throughput": t.json()})
-        );
+    if args.child_encrypt || args.child_throughput {
+        let plain = plaintext_chunk(chunk as usize);
+        let v = if args.child_encrypt {
+            json!({"bench": "crypto-bench-encrypt",
+                   "encrypt": encrypt_only(&rt, &plain, args.frame_len, min)?.json()})
+        } else {
+            json!({"bench": "crypto-bench-throughput",
+                   "throughput": throughput(&rt, &plain, args.frame_len, min)?.json()})
+        };
+        println!("{v}");
         return Ok(());
     }
     if args.json {
@@ -436,27 +503,51 @@ fn main() -> anyhow::Result<()> {
     .iter()
     .all(|f| features.contains(f));
     let preset_mask = std::env::var("OPENSSL_ia32cap").ok();
+    let run_masked = avx512_gcm && preset_mask.is_none();
     println!(
-        "crypto-bench: throughput on one {} MiB chunk per call, frame {} B, raw AES keyring, \
-         1 thread, >= {} s each; MB/s = 10^6 B/s of plaintext over CPU time (wall in brackets)",
-        args.chunk_mib, args.frame_len, args.seconds
+        "crypto-bench: one {} MiB chunk per call, frame {} B, raw AES keyring, 1 thread, \
+         >= {} s per figure, {} rounds of openssl + encrypt; MB/s = 10^6 B/s of plaintext over \
+         CPU time (wall in brackets)",
+        args.chunk_mib, args.frame_len, args.seconds, args.rounds
     );
 
-    let native = throughput(&rt, chunk as usize, args.frame_len, min)?;
-    let openssl = openssl_aes_gcm_mbps(args.openssl_seconds);
-    // The same measurements with AVX-512 hidden, in a child (aws-lc reads the mask at start).
-    let masked = if avx512_gcm && preset_mask.is_none() {
-        let mut a = vec![
-            "--child-throughput".to_string(),
-            "--seconds".to_string(),
-            args.seconds.to_string(),
-        ];
+    let plain = plaintext_chunk(chunk as usize);
+    let child_args = |mode: &str| {
+        let mut a = vec![mode.to_string()];
         a.extend(common.iter().cloned());
-        let v = child(&a, &[("OPENSSL_ia32cap", MASK_AVX512)])?;
+        a
+    };
+    let mut rounds = Vec::new();
+    for _ in 0..args.rounds.max(1) {
+        let openssl = openssl_aes_gcm_mbps(args.openssl_seconds);
+        let native = encrypt_only(&rt, &plain, args.frame_len, min)?;
+        // aws-lc reads the mask when it starts, so the masked figure needs its own process.
+        let masked = if run_masked {
+            let v = child(
+                &child_args("--child-encrypt"),
+                &[("OPENSSL_ia32cap", MASK_AVX512)],
+            )?;
+            Some(Measure::from_json(&v["encrypt"]).context("encrypt child JSON")?)
+        } else {
+            None
+        };
+        rounds.push(Round {
+            openssl,
+            native,
+            masked,
+        });
+    }
+    let native = throughput(&rt, &plain, args.frame_len, min)?;
+    let masked = if run_masked {
+        let v = child(
+            &child_args("--child-throughput"),
+            &[("OPENSSL_ia32cap", MASK_AVX512)],
+        )?;
         Some(Throughput::from_json(&v["throughput"]).context("throughput child JSON")?)
     } else {
         None
     };
+    drop(plain);
     let r = rt.block_on(round_trip(size, chunk, args.frame_len))?;
 
     let mut first = Vec::new();
@@ -492,13 +583,35 @@ fn main() -> anyhow::Result<()> {
     } else {
         "aws-lc AES-NI/AVX path (no AVX-512)"
     };
+    let openssl_all: Vec<f64> = rounds
+        .iter()
+        .filter_map(|r| r.openssl.as_ref().ok().copied())
+        .collect();
+    let openssl_err = rounds
+        .iter()
+        .find_map(|r| r.openssl.as_ref().err().cloned());
+    let enc_native = median_measure(&rounds.iter().map(|r| r.native).collect::<Vec<_>>())
+        .context("no rounds")?;
+    let enc_masked = median_measure(&rounds.iter().filter_map(|r| r.masked).collect::<Vec<_>>());
+    let ratios_native: Vec<f64> = rounds.iter().filter_map(|r| r.ratio(&r.native)).collect();
+    let ratios_masked: Vec<f64> = rounds
+        .iter()
+        .filter_map(|r| r.masked.as_ref().and_then(|m| r.ratio(m)))
+        .collect();
+    let r_native = median(ratios_native.clone());
+    let r_masked = median(ratios_masked.clone());
+
     let cell = |x: &Measure| format!("{:.0} ({:.0})", x.mbps(), x.wall_mbps());
-    let mut t = Table::new(&["measure, one thread", "MB/s CPU (wall)", "note"]);
-    let rows = |t: &mut Table, tp: &Throughput, tag: &str| {
+    let mut t = Table::new(&[
+        "measure, one thread, same 8 MiB chunk",
+        "MB/s CPU (wall)",
+        "note",
+    ]);
+    let rows = |t: &mut Table, enc: &Measure, tp: &Throughput, tag: &str| {
         t.row(vec![
             format!("encrypt (FrameEncryptor.encrypt_regular){tag}"),
-            cell(&tp.encrypt),
-            format!("{:.0} MiB", tp.encrypt.bytes as f64 / MIB as f64),
+            cell(enc),
+            "median of the rounds".into(),
         ]);
         t.row(vec![
             format!("encrypt, new output Vec per chunk{tag}"),
@@ -511,7 +624,7 @@ fn main() -> anyhow::Result<()> {
             "single-core limit for encrypt + hash".into(),
         ]);
     };
-    rows(&mut t, &native, "");
+    rows(&mut t, &enc_native, &native, "");
     t.row(vec![
         "SHA-256 sha2::Sha256".into(),
         cell(&native.sha2),
@@ -522,53 +635,68 @@ fn main() -> anyhow::Result<()> {
         cell(&native.resumable),
         "same digest as sha2".into(),
     ]);
-    let openssl_mbps = match &openssl {
-        Ok(o) => {
-            t.row(vec![
-                "openssl speed -evp aes-256-gcm -bytes 16384".into(),
-                format!("{o:.0}"),
-                format!("{} s, user CPU time", args.openssl_seconds),
-            ]);
-            Some(*o)
-        }
-        Err(why) => {
-            t.row(vec![
-                "openssl speed -evp aes-256-gcm".into(),
-                "n/a".into(),
-                why.clone(),
-            ]);
-            None
-        }
-    };
-    if let Some(mk) = &masked {
-        rows(&mut t, mk, ", AVX-512 masked");
+    t.row(vec![
+        "openssl speed -evp aes-256-gcm -bytes 16384".into(),
+        median(openssl_all.clone()).map_or("n/a".into(), |o| format!("{o:.0}")),
+        openssl_err.clone().unwrap_or_else(|| {
+            format!(
+                "median of {} x {} s, user CPU time",
+                openssl_all.len(),
+                args.openssl_seconds
+            )
+        }),
+    ]);
+    if let (Some(enc), Some(tp)) = (&enc_masked, &masked) {
+        rows(&mut t, enc, tp, ", AVX-512 masked");
     }
     println!();
     println!("CPU: {cpu} ({aes_path})");
     t.print();
     println!();
-    let ratio = |x: &Measure| openssl_mbps.map(|o| x.mbps() / o);
+    let mut t = Table::new(&[
+        "round",
+        "openssl MB/s",
+        "encrypt MB/s",
+        "ratio",
+        "masked MB/s",
+        "ratio",
+    ]);
+    for (i, r) in rounds.iter().enumerate() {
+        let pct = |x: Option<f64>| x.map_or("n/a".into(), |x| format!("{:.0}%", x * 100.0));
+        t.row(vec![
+            (i + 1).to_string(),
+            r.openssl
+                .as_ref()
+                .map_or("n/a".into(), |o| format!("{o:.0}")),
+            format!("{:.0}", r.native.mbps()),
+            pct(r.ratio(&r.native)),
+            r.masked
+                .as_ref()
+                .map_or("-".into(), |m| format!("{:.0}", m.mbps())),
+            pct(r.masked.as_ref().and_then(|m| r.ratio(m))),
+        ]);
+    }
+    t.print();
     let verdict = |x: f64| if x >= 0.8 { "MET" } else { "MISSED" };
-    let r_native = ratio(&native.encrypt);
-    let r_masked = masked.as_ref().and_then(|mk| ratio(&mk.encrypt));
     match r_native {
         Some(x) => println!(
-            "{cpu}: encrypt / openssl AES-256-GCM = {:.0}% ({aes_path}; target >= 80%): {}",
-            x * 100.0,
+            "{cpu}: encrypt / openssl AES-256-GCM = {} ({aes_path}; target >= 80%): {}",
+            spread(&ratios_native, 100.0, "%"),
             verdict(x)
         ),
         None => println!("encrypt / openssl: not measured (openssl missing or failed)"),
     }
     if let Some(x) = r_masked {
         println!(
-            "{cpu}: encrypt / openssl AES-256-GCM = {:.0}% with AVX-512 masked \
-             (OPENSSL_ia32cap={MASK_AVX512}, the path of CPUs without AVX-512; target >= 80%): {}",
-            x * 100.0,
+            "{cpu}: encrypt / openssl AES-256-GCM = {} with AVX-512 masked \
+             (OPENSSL_ia32cap={MASK_AVX512}: the path of CPUs without AVX-512; target >= 80%): {}",
+            spread(&ratios_masked, 100.0, "%"),
             verdict(x)
         );
     }
     println!(
-        "single-core limit for encrypt + hash (encrypt, then SHA-256 of the part): {:.0} MB/s{}",
+        "{cpu}: single-core limit for encrypt + hash (encrypt, then SHA-256 of the part): \
+         {:.0} MB/s{}",
         native.encrypt_sha256.mbps(),
         masked
             .as_ref()
@@ -599,18 +727,15 @@ fn main() -> anyhow::Result<()> {
     let field = |runs: &[Value], k: &str| -> Vec<f64> {
         runs.iter().filter_map(|v| v[k].as_f64()).collect()
     };
-    let summary = |v: Vec<f64>| -> String {
+    let ms = |v: Vec<f64>| -> String {
         let lo = v.iter().copied().fold(f64::INFINITY, f64::min);
         let hi = v.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-        match median(v) {
-            Some(m) => format!("{m:.2} (min {lo:.2}, max {hi:.2})"),
-            None => "n/a".into(),
-        }
+        median(v).map_or("n/a".into(), |m| format!("{m:.2} ({lo:.2}..{hi:.2})"))
     };
     let mut t = Table::new(&[
         "first encryption of a process (child each)",
-        "first ms median",
-        "second ms median",
+        "first ms: median (range)",
+        "second ms",
     ]);
     for (runs, name) in first
         .iter()
@@ -618,16 +743,16 @@ fn main() -> anyhow::Result<()> {
     {
         t.row(vec![
             format!("{name}, {} runs", runs.len()),
-            summary(field(runs, "first_encrypt_ms")),
-            summary(field(runs, "second_encrypt_ms")),
+            ms(field(runs, "first_encrypt_ms")),
+            ms(field(runs, "second_encrypt_ms")),
         ]);
     }
     t.print();
     let warm_cost = median(field(&first[1], "warm_up_ms"));
     let warm_again = median(field(&first[1], "warm_up_again_us"));
     println!(
-        "warm_up() itself: {} ms the first time, {} us when called again (medians); \
-         one-frame message on a fresh thread, keyring built before",
+        "{cpu}: warm_up() costs {} ms the first time and {} us when called again (medians); \
+         timed: FrameEncryptor::new + finish of one frame on a fresh thread, keyring built before",
         warm_cost.map_or("?".into(), |x| format!("{x:.2}")),
         warm_again.map_or("?".into(), |x| format!("{x:.2}")),
     );
@@ -665,14 +790,21 @@ fn main() -> anyhow::Result<()> {
             "size_mib": args.size_mib,
             "chunk_mib": args.chunk_mib,
             "frame_len": args.frame_len,
-            "encrypt_mbps": native.encrypt.mbps(),
+            "encrypt_mbps": enc_native.mbps(),
             "encrypt_sha256_mbps": native.encrypt_sha256.mbps(),
             "sha256_sha2_mbps": native.sha2.mbps(),
             "sha256_resumable_mbps": native.resumable.mbps(),
-            "openssl_aes_256_gcm_mbps": openssl_mbps,
-            "openssl_error": openssl.as_ref().err(),
+            "openssl_aes_256_gcm_mbps": median(openssl_all),
+            "openssl_error": openssl_err,
             "encrypt_vs_openssl": r_native,
+            "encrypt_avx512_masked_mbps": enc_masked.map(|m| m.mbps()),
+            "encrypt_sha256_avx512_masked_mbps": masked.as_ref().map(|t| t.encrypt_sha256.mbps()),
             "encrypt_vs_openssl_avx512_masked": r_masked,
+            "rounds": rounds.iter().map(|r| json!({
+                "openssl_mbps": r.openssl.as_ref().ok(),
+                "encrypt": r.native.json(),
+                "encrypt_avx512_masked": r.masked.map(|m| m.json()),
+            })).collect::<Vec<_>>(),
             "throughput": native.json(),
             "throughput_avx512_masked": masked.as_ref().map(Throughput::json),
             "round_trip": {

@@ -10,6 +10,8 @@
 //! does on its side), the simulator generating and serving the bytes, and HTTP on loopback, but
 //! it can overlap the plaintext hash with encryption on the second core.
 
+#![forbid(unsafe_code)]
+
 use std::io::Read as _;
 use std::sync::Arc;
 use std::time::{Duration, Instant};

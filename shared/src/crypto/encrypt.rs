@@ -121,8 +121,8 @@ impl FrameEncryptor {
     /// Encrypts `plaintext` as regular frames; its length must be a multiple of the frame length.
     ///
     /// `out` grows once by the exact size of the frames, and each frame's ciphertext is written
-    /// straight from `plaintext` into its place in `out` (out of place), so the plaintext is read
-    /// once, by AES-GCM itself; there is no copy of it into `out` to be encrypted in place.
+    /// straight from `plaintext` into its place in `out` (out of place): the plaintext is read
+    /// once, by AES-GCM itself, instead of being copied into `out` and encrypted in place.
     pub fn encrypt_regular(
         &mut self,
         plaintext: &[u8],
@@ -142,14 +142,16 @@ impl FrameEncryptor {
         }
         let frame_out = f + REGULAR_OVERHEAD as usize;
         let start = out.len();
-        // Safe Rust cannot hand uninitialised memory to the AEAD, so the room is zeroed first;
-        // writing zeros costs far less than copying the plaintext, which would also be read.
+        // Safe Rust cannot hand uninitialised memory to the AEAD, so the room for all frames is
+        // zeroed first, in one go (a per-frame `resize` measured slower). Writing zeros costs
+        // far less than copying the plaintext in, which AES-GCM then has to read again.
         out.resize(start + frames * frame_out, 0);
-        let mut sealed = 0;
-        for (pt, frame) in plaintext
+        let first_seq = self.next_seq;
+        let slots = plaintext
             .chunks_exact(f)
-            .zip(out[start..].chunks_exact_mut(frame_out))
-        {
+            .zip(out[start..].chunks_exact_mut(frame_out));
+        let mut failed = false;
+        for (pt, frame) in slots {
             let seq = self.next_seq;
             let (head, body) = frame.split_at_mut(4 + IV_LEN);
             let iv = frame_iv(seq);
@@ -157,12 +159,16 @@ impl FrameEncryptor {
             head[4..].copy_from_slice(&iv);
             let (ct, tag) = body.split_at_mut(f);
             if self.seal(false, seq, iv, pt, ct, tag).is_err() {
-                // Keep the frames already sealed: `out` and `next_sequence` stay consistent.
-                out.truncate(start + sealed * frame_out);
-                return Err(CryptoError::Primitive("AES-GCM seal"));
+                failed = true;
+                break;
             }
             self.next_seq = seq.wrapping_add(1);
-            sealed += 1;
+        }
+        if failed {
+            // Keep the frames already sealed, so `out` and `next_sequence` stay consistent.
+            let sealed = (self.next_seq - first_seq) as usize;
+            out.truncate(start + sealed * frame_out);
+            return Err(CryptoError::Primitive("AES-GCM seal"));
         }
         Ok(())
     }

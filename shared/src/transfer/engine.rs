@@ -850,9 +850,10 @@ impl Run<'_> {
         let deadline = self.deadline;
         Ok(AbortOnDrop(tokio::spawn(async move {
             let for_digest = ciphertext.clone();
-            let digest: [u8; 32] = tokio::task::spawn_blocking(move || Sha256::digest(&for_digest).into())
-                .await
-                .map_err(|e| TransferError::Internal(format!("part digest task: {e}")))?;
+            let digest: [u8; 32] =
+                tokio::task::spawn_blocking(move || Sha256::digest(&for_digest).into())
+                    .await
+                    .map_err(|e| TransferError::Internal(format!("part digest task: {e}")))?;
             let upload = store.upload_part(&key, &upload_id, part_number, ciphertext, digest);
             match deadline {
                 Some(d) => tokio::time::timeout_at(d, upload)

@@ -58,6 +58,8 @@
 //! the first rule with budget left applies. API faults are evaluated before token checks;
 //! media faults after the URL signature/expiry checks.
 
+#![forbid(unsafe_code)]
+
 mod digest;
 mod docs;
 mod media;

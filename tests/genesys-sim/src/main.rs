@@ -1,5 +1,7 @@
 //! `gc-sim`: run the Genesys Cloud API simulator from the command line.
 
+#![forbid(unsafe_code)]
+
 use clap::{Parser, ValueEnum};
 use genesys_sim::{
     AcceptedBody, Behaviour, CustomAttributesListShape, ExpiredUrl, MediaContentType, MediaUriKeys,

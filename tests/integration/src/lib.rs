@@ -4,6 +4,8 @@
 //! Every helper here starts what it needs itself and stops it on drop, so a test never depends on
 //! a server somebody else left running and never leaves one behind.
 
+#![forbid(unsafe_code)]
+
 pub mod esm;
 pub mod fault_proxy;
 pub mod iam;

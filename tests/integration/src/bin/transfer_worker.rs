@@ -17,6 +17,8 @@
 //! Output: one line per step on stdout (`started`, `busy until …`, `archived …`). Exit codes:
 //! 0 archived, 3 already archived, 4 suspended, 1 any other outcome, 2 bad configuration.
 
+#![forbid(unsafe_code)]
+
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
