@@ -800,6 +800,23 @@ pub async fn transfer_disposition(
 mod tests {
     use super::*;
 
+    /// The template's default must be the derived one: 24 h of pending horizon, 30 s base.
+    #[test]
+    fn the_templates_archive_receive_limit_is_the_derived_one() {
+        let template = include_str!("../../template.yaml");
+        let default = template
+            .split("ArchiveMaxReceiveCount:")
+            .nth(1)
+            .and_then(|rest| rest.split("Default:").nth(1))
+            .and_then(|rest| rest.split_whitespace().next())
+            .and_then(|v| v.parse::<u32>().ok())
+            .expect("ArchiveMaxReceiveCount has a numeric Default");
+        assert_eq!(
+            default,
+            receives_to_cover(Duration::from_secs(86_400), Duration::from_secs(30))
+        );
+    }
+
     #[test]
     fn the_receive_limit_covers_the_pending_horizon() {
         let n = receives_to_cover(Duration::from_secs(86_400), Duration::from_secs(30));

@@ -115,6 +115,11 @@ pub struct Notifier {
 }
 
 impl Notifier {
+    /// No webhook and no event bus: nothing is ever published.
+    pub fn is_empty(&self) -> bool {
+        self.webhook.is_none() && self.eventbridge.is_none()
+    }
+
     pub async fn publish(&self, result: &ArchiveResult) -> Vec<NotifyError> {
         let mut errors = Vec::new();
         if let (Some(http), Some(hook)) = (&self.http, &self.webhook) {

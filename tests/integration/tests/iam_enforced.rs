@@ -277,8 +277,16 @@ async fn both_functions_archive_through_every_path_under_their_template_roles() 
 
     // Every archive is complete and decrypts (KMS Decrypt as the admin) to the source bytes;
     // the write-back reached Genesys.
+    // An object, a manifest, and the result outbox marker (results are published) each.
     let keys = stack.list_keys(&format!("{PREFIX}/{org}/")).await.unwrap();
-    assert_eq!(keys.len(), 2 * all.len(), "{keys:#?}");
+    assert_eq!(keys.len(), 3 * all.len(), "{keys:#?}");
+    assert_eq!(
+        keys.iter()
+            .filter(|k| k.ends_with(".published.json"))
+            .count(),
+        all.len(),
+        "{keys:#?}"
+    );
     let keyring = Arc::new(KmsKeyring::new(
         aws_sdk_kms::Client::new(&stack.sdk),
         stack.key_arn.clone(),
@@ -412,31 +420,31 @@ async fn archive_on_event_without_kms_generate_data_key_cannot_archive() {
     let outcome = archive_poll(&stack, &crippled).await;
     assert_eq!(outcome.received, 1);
 
-    // Nothing archived; the failure is audited and announced, naming the denied call.
+    // Nothing archived. A denied KMS call is the deployment's fault, not the recording's: the
+    // invocation fails naming it (Lambda's Errors alarm), nothing is reported as a failed
+    // recording, nothing is dead-lettered, and the message stays for the retry.
     let prefix = format!("{PREFIX}/{org}/");
     assert!(stack.list_keys(&prefix).await.unwrap().is_empty());
-    let failed: Vec<_> = audit(&stack)
-        .await
-        .into_iter()
-        .filter(|r| r.outcome == "failed" && r.recording_id == rid)
-        .collect();
-    assert_eq!(failed.len(), 1, "{failed:#?}");
-    let reason = failed[0].reason.clone().unwrap_or_default();
-    assert!(reason.contains("GenerateDataKey"), "{reason}");
-    let events = stack
-        .iam
-        .as_ref()
-        .unwrap()
-        .result_events(&stack.sqs)
+    let error = outcome.handler_error.clone().unwrap_or_default();
+    assert!(
+        error.contains("infrastructure") && error.contains("GenerateDataKey"),
+        "{error:?}"
+    );
+    assert!(
+        audit(&stack)
+            .await
+            .iter()
+            .all(|r| r.outcome != "failed" || r.recording_id != rid),
+        "an infrastructure failure is not the recording's failure"
+    );
+    let dead = stack
+        .sqs
+        .receive_message()
+        .queue_url(&stack.archive_queue.dlq_url)
+        .send()
         .await
         .unwrap();
-    assert!(
-        events
-            .iter()
-            .any(|e| e["detail-type"] == gc_archive::notify::DETAIL_FAILED
-                && e["detail"]["recordingId"] == rid.as_str()),
-        "{events:#?}"
-    );
+    assert!(dead.messages().is_empty(), "nothing dead-lettered");
 
     // Control: the template's own policy archives the same recording.
     let whole = stack.deps_as("archive-on-event").await.unwrap();
