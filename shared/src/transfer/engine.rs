@@ -828,8 +828,9 @@ impl Run<'_> {
     }
 
     /// Uploads one ciphertext part in its own task. One retry layer: the SDK's own (standard
-    /// mode) retries the part; the upload is bounded by the Lambda deadline; the task is
-    /// aborted with its handle, so nothing uploads on after this worker stopped.
+    /// mode) retries the part (with its own timeouts); the task is aborted with its handle, so
+    /// nothing uploads on after this worker stopped. Not cut at the deadline itself: the
+    /// suspension drains the parts in flight `suspend_margin` before it.
     /// The part's SHA-256 (S3 verifies it) is computed here, in the upload's own task, so it
     /// overlaps the next chunk's hashing and encryption instead of adding to them.
     fn spawn_upload(
@@ -847,28 +848,16 @@ impl Run<'_> {
         let key = ObjectKey::new(up.object_key.clone());
         let upload_id = up.upload_id.clone();
         let part_number = (index + 1) as i32;
-        let deadline = self.deadline;
         Ok(AbortOnDrop(tokio::spawn(async move {
             let for_digest = ciphertext.clone();
             let digest: [u8; 32] =
                 tokio::task::spawn_blocking(move || Sha256::digest(&for_digest).into())
                     .await
                     .map_err(|e| TransferError::Internal(format!("part digest task: {e}")))?;
-            let upload = store.upload_part(&key, &upload_id, part_number, ciphertext, digest);
-            match deadline {
-                Some(d) => tokio::time::timeout_at(d, upload)
-                    .await
-                    .unwrap_or_else(|_| {
-                        Err(StoreError::Request {
-                            operation: "UploadPart",
-                            key: key.to_string(),
-                            reason: "the invocation's deadline passed".into(),
-                            transient: true,
-                        })
-                    }),
-                None => upload.await,
-            }
-            .map_err(TransferError::from)
+            store
+                .upload_part(&key, &upload_id, part_number, ciphertext, digest)
+                .await
+                .map_err(TransferError::from)
         })))
     }
 

@@ -213,10 +213,14 @@ async fn resumes_from_the_first_missing_part_after_a_deadline() {
         .await;
     kit.assert_nothing_left_behind().await;
 
-    // Run 2 fetched exactly the parts run 1 did not upload, each once, in order.
-    let expected2: Vec<String> = (parts_done as u64..12)
-        .map(|i| chunk_range(i, SMALL_CHUNK, total))
-        .collect();
+    // Run 2 fetched exactly the parts run 1 did not upload, each once, in order, and, after
+    // the first of them, the last uploaded part once more: the resume's check that the source
+    // is still the encode the uploaded parts came from.
+    let mut expected2: Vec<String> = vec![
+        chunk_range(parts_done as u64, SMALL_CHUNK, total),
+        chunk_range(parts_done as u64 - 1, SMALL_CHUNK, total),
+    ];
+    expected2.extend((parts_done as u64 + 1..12).map(|i| chunk_range(i, SMALL_CHUNK, total)));
     assert_eq!(run2, expected2);
     // Run 1 fetched the uploaded parts, plus at most the one chunk in flight at the deadline.
     let done1: Vec<String> = (0..parts_done as u64)
@@ -598,10 +602,12 @@ async fn a_fault_that_never_clears_fails_with_the_chunk_range_and_the_next_run_f
         manifest.timings.chunk_retries, 4,
         "the first run's failures are counted"
     );
-    // The retry started at the failed chunk: the two uploaded parts were not fetched again.
+    // The retry started at the failed chunk; of the two uploaded parts only the last was
+    // fetched again, once, to check the source is still the same encode.
     assert_eq!(
         served_ranges(&kit.media_requests(&added.recording_id)),
-        (2..5)
+        [2, 1, 3, 4]
+            .into_iter()
             .map(|i| chunk_range(i, SMALL_CHUNK, total))
             .collect::<Vec<_>>()
     );
