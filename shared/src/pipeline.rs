@@ -476,20 +476,15 @@ impl ArchiveService {
     }
 
     /// The result event of an archive, derived from its manifest alone (same id and body
-    /// whenever it is sent), published unless its outbox marker says it already was: a worker
-    /// that died after writing the manifest has its event sent by the next delivery.
+    /// whenever it is sent), then its outbox marker: a worker that died after writing the
+    /// manifest has its event sent by the next delivery (`ensure_published`).
     async fn publish_archived(&self, manifest: &Manifest) {
         if self.notifier.is_empty() {
             return;
         }
+        // Callers know the marker is absent: a fresh archive has none yet, and
+        // `ensure_published` looked before calling.
         let marker = published_marker(&manifest.object_key);
-        match self.store.exists(&marker).await {
-            Ok(true) => return,
-            Ok(false) => {}
-            Err(e) => {
-                tracing::warn!(error = %e, "could not read the result outbox; publishing");
-            }
-        }
         let result = ArchiveResult {
             id: format!("archived-{}", manifest.encryption.message_id),
             kind: DETAIL_ARCHIVED.into(),

@@ -47,6 +47,26 @@ impl Keyring for FlakyKeyring {
     }
 }
 
+/// A Genesys client for the kit's simulator with other credentials than the kit's.
+fn client_with_credentials(
+    kit: &Kit,
+    client_id: &str,
+    secret: &str,
+    retry: gc_archive::retry::RetryPolicy,
+) -> gc_archive::genesys::GenesysClient {
+    let base = kit.sim.base_url().parse().unwrap();
+    gc_archive::genesys::GenesysClient::with_http(
+        gc_archive::genesys::client::http_client(std::time::Duration::from_secs(5)).unwrap(),
+        &base,
+        &base,
+        gc_archive::config::GenesysCredentials {
+            client_id: client_id.to_string(),
+            client_secret: secret.to_string().into(),
+        },
+        retry,
+    )
+}
+
 fn four_parts() -> RecordingSpec {
     RecordingSpec::new(MediaSource::SynthWav {
         size_bytes: 3 * SMALL_CHUNK + 1000,
@@ -175,15 +195,10 @@ async fn rotated_genesys_credentials_are_infrastructure_and_keep_the_parts() {
     let first = run_with_part_failures(&deps, &added.job, &settings, &store).await;
     assert!(first.is_err());
     // A warm container still holds the old secret after a rotation.
-    let base = kit.sim.base_url().parse().unwrap();
-    let stale = gc_archive::genesys::GenesysClient::with_http(
-        gc_archive::genesys::client::http_client(std::time::Duration::from_secs(5)).unwrap(),
-        &base,
-        &base,
-        gc_archive::config::GenesysCredentials {
-            client_id: kit.sim.client_id().to_string(),
-            client_secret: "rotated-away".to_string().into(),
-        },
+    let stale = client_with_credentials(
+        &kit,
+        kit.sim.client_id(),
+        "rotated-away",
         gc_archive::retry::RetryPolicy::default()
             .with_base_delay(std::time::Duration::from_millis(5)),
     );
@@ -498,16 +513,11 @@ async fn finishing_an_uploaded_transfer_needs_no_genesys_call() {
     store.clear();
     assert!(first.is_err());
     // Genesys is unreachable for this worker now (its secret was rotated away).
-    let base = kit.sim.base_url().parse().unwrap();
     let offline = gc_archive::transfer::engine::TransferDeps {
-        genesys: gc_archive::genesys::GenesysClient::with_http(
-            gc_archive::genesys::client::http_client(std::time::Duration::from_secs(5)).unwrap(),
-            &base,
-            &base,
-            gc_archive::config::GenesysCredentials {
-                client_id: "nobody".into(),
-                client_secret: "nothing".to_string().into(),
-            },
+        genesys: client_with_credentials(
+            &kit,
+            "nobody",
+            "nothing",
             gc_archive::retry::RetryPolicy::none(),
         ),
         store: store.clone() as Arc<dyn ObjectStore>,
