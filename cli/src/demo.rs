@@ -300,8 +300,12 @@ pub async fn run(args: DemoArgs) -> Result<()> {
         m.plaintext.size, m.plaintext.codec, m.source.format_id, m.plaintext.sha256
     );
     println!(
-        "             S3 composite checksum {}",
-        m.ciphertext.s3_checksum_sha256
+        "             S3 full-object CRC64NVME {} ({} parts)",
+        m.ciphertext
+            .s3_checksum_crc64nvme
+            .as_deref()
+            .unwrap_or("none"),
+        m.ciphertext.parts
     );
     if manifests.len() != audio.len() {
         bail!(

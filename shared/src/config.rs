@@ -435,7 +435,7 @@ impl ArchiveConfig {
         let concurrency = parse_number(env, "ARCHIVE_CONCURRENCY", 2, 1, 16, problems) as usize;
         let frame_len =
             parse_number(env, "ARCHIVE_FRAME_LEN", 65536, 4096, 1 << 20, problems) as u32;
-        if (chunk_mib * MIB) % frame_len as u64 != 0 {
+        if !(chunk_mib * MIB).is_multiple_of(frame_len as u64) {
             problems.push(format!(
                 "ARCHIVE_FRAME_LEN {frame_len} must divide the chunk size ({chunk_mib} MiB) so parts end on frame boundaries"
             ));

@@ -92,9 +92,12 @@ impl ArchiveService {
             None => self.genesys.clone(),
         };
         let conv = client.conversation(conversation).await?;
-        let start = conv.start_time.ok_or_else(|| {
-            TransferError::Internal(format!("conversation {conversation} has no startTime"))
-        })?;
+        let start = conv
+            .start_time
+            .ok_or_else(|| TransferError::MissingConversationField {
+                conversation: conversation.to_string(),
+                field: "startTime",
+            })?;
         Ok(ConversationFacts {
             start,
             participants: conv

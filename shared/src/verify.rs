@@ -82,12 +82,24 @@ pub async fn verify_archive(
         .send()
         .await
         .map_err(|e| read_err(&key, aws_error_summary(&e)))?;
-    match head.checksum_sha256() {
-        Some(c) if composite_matches(&manifest.ciphertext.s3_checksum_sha256, c) => {}
-        other => problems.push(format!(
-            "S3 checksum {:?} does not match the manifest's {}",
-            other, manifest.ciphertext.s3_checksum_sha256
-        )),
+    match (
+        &manifest.ciphertext.s3_checksum_crc64nvme,
+        &manifest.ciphertext.s3_checksum_sha256,
+    ) {
+        (Some(want), _) => match head.checksum_crc64_nvme() {
+            Some(c) if c == want => {}
+            other => problems.push(format!(
+                "S3 checksum: the object's full-object CRC64NVME is {}, the manifest's {want}",
+                other.unwrap_or("absent")
+            )),
+        },
+        (None, Some(want)) => match head.checksum_sha256() {
+            Some(c) if composite_matches(want, c) => {}
+            other => problems.push(format!(
+                "S3 checksum {other:?} does not match the manifest's {want}"
+            )),
+        },
+        (None, None) => problems.push("the manifest names no S3 checksum for the object".into()),
     }
 
     let required: EncryptionContext = manifest

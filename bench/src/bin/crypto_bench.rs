@@ -443,7 +443,7 @@ fn main() -> anyhow::Result<()> {
         "sizes must be positive"
     );
     ensure!(
-        (args.chunk_mib * MIB) % u64::from(args.frame_len) == 0,
+        (args.chunk_mib * MIB).is_multiple_of(u64::from(args.frame_len)),
         "the frame length must divide the chunk size"
     );
     ensure!(args.seconds > 0.0, "--seconds must be positive");

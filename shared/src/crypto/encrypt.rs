@@ -128,29 +128,78 @@ impl FrameEncryptor {
         plaintext: &[u8],
         out: &mut Vec<u8>,
     ) -> Result<(), CryptoError> {
+        let start = out.len();
+        let first_seq = self.next_seq;
+        // Safe Rust cannot hand uninitialised memory to the AEAD, so the room for all frames is
+        // zeroed first, in one go (a per-frame `resize` measured slower). Callers that reuse
+        // buffers avoid even that with `encrypt_regular_into`.
+        out.resize(start + self.regular_len(plaintext.len())?, 0);
+        match self.encrypt_regular_into(plaintext, &mut out[start..]) {
+            Ok(n) => {
+                out.truncate(start + n);
+                Ok(())
+            }
+            Err(e) => {
+                // Keep the frames already sealed, so `out` and `next_sequence` stay consistent.
+                let sealed = (self.next_seq - first_seq) as usize;
+                out.truncate(
+                    start + sealed * (self.frame_len as usize + REGULAR_OVERHEAD as usize),
+                );
+                Err(e)
+            }
+        }
+    }
+
+    /// Bytes that `plaintext_len` bytes of regular frames take (it must be frame-aligned).
+    pub fn regular_len(&self, plaintext_len: usize) -> Result<usize, CryptoError> {
         let f = self.frame_len as usize;
-        if plaintext.len() % f != 0 {
+        if !plaintext_len.is_multiple_of(f) {
             return Err(CryptoError::NotFrameAligned {
-                len: plaintext.len(),
+                len: plaintext_len,
                 frame_len: self.frame_len,
             });
         }
+        Ok(plaintext_len / f * (f + REGULAR_OVERHEAD as usize))
+    }
+
+    /// Bytes that [`finish`](Self::finish) writes for `plaintext_len` bytes.
+    pub fn final_len(&self, plaintext_len: usize) -> usize {
+        let f = self.frame_len as usize;
+        let regular = if plaintext_len == 0 {
+            0
+        } else {
+            (plaintext_len - 1) / f
+        };
+        regular * (f + REGULAR_OVERHEAD as usize)
+            + (plaintext_len - regular * f)
+            + FINAL_OVERHEAD as usize
+    }
+
+    /// Like [`encrypt_regular`](Self::encrypt_regular), into the front of `out` (which may hold
+    /// anything: every byte written is overwritten); returns the bytes written. On a failure the
+    /// frames sealed before it stay written and counted in `next_sequence`.
+    pub fn encrypt_regular_into(
+        &mut self,
+        plaintext: &[u8],
+        out: &mut [u8],
+    ) -> Result<usize, CryptoError> {
+        let f = self.frame_len as usize;
+        let need = self.regular_len(plaintext.len())?;
         let frames = plaintext.len() / f;
         // The last regular frame may use 0xFFFF_FFFE; 0xFFFF_FFFF is the final-frame marker.
         if u64::from(self.next_seq) + frames as u64 > u64::from(FINAL_FRAME_MARKER) {
             return Err(CryptoError::TooManyFrames);
         }
+        if out.len() < need {
+            return Err(CryptoError::OutputTooSmall {
+                need,
+                have: out.len(),
+            });
+        }
         let frame_out = f + REGULAR_OVERHEAD as usize;
-        let start = out.len();
-        // Safe Rust cannot hand uninitialised memory to the AEAD, so the room for all frames is
-        // zeroed first, in one go (a per-frame `resize` measured slower). Writing zeros costs
-        // far less than copying the plaintext in, which AES-GCM then has to read again.
-        out.resize(start + frames * frame_out, 0);
-        let first_seq = self.next_seq;
         let slots = plaintext
             .chunks_exact(f)
-            .zip(out[start..].chunks_exact_mut(frame_out));
-        let mut failed = false;
+            .zip(out[..need].chunks_exact_mut(frame_out));
         for (pt, frame) in slots {
             let seq = self.next_seq;
             let (head, body) = frame.split_at_mut(4 + IV_LEN);
@@ -158,24 +207,39 @@ impl FrameEncryptor {
             head[..4].copy_from_slice(&seq.to_be_bytes());
             head[4..].copy_from_slice(&iv);
             let (ct, tag) = body.split_at_mut(f);
-            if self.seal(false, seq, iv, pt, ct, tag).is_err() {
-                failed = true;
-                break;
-            }
+            self.seal(false, seq, iv, pt, ct, tag)
+                .map_err(|_| CryptoError::Primitive("AES-GCM seal"))?;
             self.next_seq = seq.wrapping_add(1);
         }
-        if failed {
-            // Keep the frames already sealed, so `out` and `next_sequence` stay consistent.
-            let sealed = (self.next_seq - first_seq) as usize;
-            out.truncate(start + sealed * frame_out);
-            return Err(CryptoError::Primitive("AES-GCM seal"));
-        }
-        Ok(())
+        Ok(need)
     }
 
     /// Encrypts the rest of the message: whole regular frames, then the final frame holding the
     /// last 1..=frame_len bytes (or nothing, for an empty remainder).
-    pub fn finish(mut self, plaintext: &[u8], out: &mut Vec<u8>) -> Result<(), CryptoError> {
+    pub fn finish(self, plaintext: &[u8], out: &mut Vec<u8>) -> Result<(), CryptoError> {
+        let start = out.len();
+        out.resize(start + self.final_len(plaintext.len()), 0);
+        match self.finish_into(plaintext, &mut out[start..]) {
+            Ok(n) => {
+                out.truncate(start + n);
+                Ok(())
+            }
+            Err(e) => {
+                out.truncate(start);
+                Err(e)
+            }
+        }
+    }
+
+    /// Like [`finish`](Self::finish), into the front of `out`; returns the bytes written.
+    pub fn finish_into(mut self, plaintext: &[u8], out: &mut [u8]) -> Result<usize, CryptoError> {
+        let need = self.final_len(plaintext.len());
+        if out.len() < need {
+            return Err(CryptoError::OutputTooSmall {
+                need,
+                have: out.len(),
+            });
+        }
         let f = self.frame_len as usize;
         let regular = if plaintext.is_empty() {
             0
@@ -183,11 +247,9 @@ impl FrameEncryptor {
             (plaintext.len() - 1) / f * f
         };
         let (head, last) = plaintext.split_at(regular);
-        self.encrypt_regular(head, out)?;
+        let start = self.encrypt_regular_into(head, out)?;
         let seq = self.next_seq;
-        let start = out.len();
-        out.resize(start + last.len() + FINAL_OVERHEAD as usize, 0);
-        let frame = &mut out[start..];
+        let frame = &mut out[start..need];
         let (head, body) = frame.split_at_mut(4 + 4 + IV_LEN + 4);
         let iv = frame_iv(seq);
         head[..4].copy_from_slice(&FINAL_FRAME_MARKER.to_be_bytes());
@@ -196,11 +258,9 @@ impl FrameEncryptor {
         // `last` holds at most frame_len bytes, which is a u32.
         head[8 + IV_LEN..].copy_from_slice(&(last.len() as u32).to_be_bytes());
         let (ct, tag) = body.split_at_mut(last.len());
-        if self.seal(true, seq, iv, last, ct, tag).is_err() {
-            out.truncate(start);
-            return Err(CryptoError::Primitive("AES-GCM seal"));
-        }
-        Ok(())
+        self.seal(true, seq, iv, last, ct, tag)
+            .map_err(|_| CryptoError::Primitive("AES-GCM seal"))?;
+        Ok(need)
     }
 
     /// Seals one frame's content from `plaintext` into `ciphertext` (same length) and `tag`.

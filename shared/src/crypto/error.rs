@@ -60,6 +60,8 @@ pub enum CryptoError {
     NotFrameAligned { len: usize, frame_len: u32 },
     #[error("message would need more than 2^32 - 1 frames")]
     TooManyFrames,
+    #[error("output buffer holds {have} bytes, the frames need {need}")]
+    OutputTooSmall { need: usize, have: usize },
     #[error("invalid checkpoint: {0}")]
     Checkpoint(String),
     #[error("cryptographic primitive failed: {0}")]

@@ -198,11 +198,11 @@ impl ObjectStore for FaultyStore {
         upload_id: &str,
         part_number: i32,
         body: Bytes,
-        sha256: [u8; 32],
+        crc64nvme: Crc64Nvme,
     ) -> Result<UploadedPart, StoreError> {
         self.check(StoreOp::UploadPart, key)?;
         self.inner
-            .upload_part(key, upload_id, part_number, body, sha256)
+            .upload_part(key, upload_id, part_number, body, crc64nvme)
             .await
     }
 
@@ -211,10 +211,11 @@ impl ObjectStore for FaultyStore {
         key: &ObjectKey,
         upload_id: &str,
         parts: &[UploadedPart],
+        whole: Crc64Nvme,
     ) -> Result<Conditional<CompletedObject>, StoreError> {
         self.check(StoreOp::Complete, key)?;
         self.inner
-            .complete_multipart_if_absent(key, upload_id, parts)
+            .complete_multipart_if_absent(key, upload_id, parts, whole)
             .await
     }
 
@@ -233,8 +234,8 @@ impl ObjectStore for FaultyStore {
         self.inner.list(prefix).await
     }
 
-    async fn checksum_sha256(&self, key: &ObjectKey) -> Result<Option<String>, StoreError> {
+    async fn checksum_crc64nvme(&self, key: &ObjectKey) -> Result<Option<String>, StoreError> {
         self.check(StoreOp::Checksum, key)?;
-        self.inner.checksum_sha256(key).await
+        self.inner.checksum_crc64nvme(key).await
     }
 }

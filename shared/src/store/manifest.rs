@@ -6,7 +6,8 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-pub const MANIFEST_VERSION: u32 = 1;
+/// 2: the object's integrity value is S3's full-object CRC64NVME (1: composite SHA-256).
+pub const MANIFEST_VERSION: u32 = 2;
 
 fn audio() -> String {
     "audio".into()
@@ -56,11 +57,19 @@ pub struct PlaintextInfo {
 #[serde(rename_all = "camelCase")]
 pub struct CiphertextInfo {
     pub size: u64,
-    /// Base64 SHA-256 of each S3 part, in order (S3 verified each on upload).
+    /// Base64 CRC64NVME of each S3 part, in order (S3 verified each on upload).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub crc64nvme_parts: Vec<String>,
+    /// S3's full-object CRC64NVME of the archive: checked by S3 at completion and against
+    /// S3 after it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub s3_checksum_crc64nvme: Option<String>,
+    /// Version-1 manifests: base64 SHA-256 of each part.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub sha256_parts: Vec<String>,
-    /// S3's composite SHA-256 over the part digests (`<b64>-<parts>`): the whole object's
-    /// integrity value, checked against S3 after completion.
-    pub s3_checksum_sha256: String,
+    /// Version-1 manifests: S3's composite SHA-256 (`<b64>-<parts>`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub s3_checksum_sha256: Option<String>,
     pub parts: u32,
 }
 

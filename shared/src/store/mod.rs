@@ -1,11 +1,12 @@
 //! Where archives are written: the [`ObjectStore`] trait (S3 semantics the design relies on:
-//! conditional writes, multipart uploads with per-part SHA-256 checksums), its S3
+//! conditional writes, multipart uploads with a full-object CRC64NVME checksum), its S3
 //! implementation, an in-memory implementation for unit tests and benchmarks, the key layout
 //! ([`keys`]) and the manifest ([`manifest`]).
 //!
 //! Exactly-once rests here: the final object is completed with `If-None-Match: *`, manifests
 //! are created with `If-None-Match: *`, checkpoints are replaced with `If-Match: <etag>`.
 
+pub mod checksum;
 #[cfg(any(test, feature = "test-util"))]
 pub mod faulty;
 pub mod keys;
@@ -17,6 +18,7 @@ pub mod s3;
 use async_trait::async_trait;
 use bytes::Bytes;
 
+pub use checksum::Crc64Nvme;
 #[cfg(any(test, feature = "test-util"))]
 pub use faulty::{FaultyStore, StoreOp};
 pub use keys::{ArchiveLayout, ObjectKey};
@@ -90,17 +92,25 @@ pub struct StoredObject {
 pub struct UploadedPart {
     pub part_number: i32,
     pub etag: String,
-    /// Base64 SHA-256 of the part's bytes, as S3 reports it.
-    pub checksum_sha256: String,
+    /// Base64 CRC64NVME of the part's bytes, as S3 verified it (a version-1 checkpoint holds
+    /// a SHA-256 here; such an upload is only ever aborted).
+    #[serde(alias = "checksumSha256")]
+    pub checksum: String,
     pub size: u64,
+}
+
+impl UploadedPart {
+    pub fn crc64nvme(&self) -> Option<Crc64Nvme> {
+        Crc64Nvme::from_base64(&self.checksum)
+    }
 }
 
 /// A completed object's identity.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CompletedObject {
     pub etag: String,
-    /// S3's composite checksum `<b64>-<parts>` when it reported one.
-    pub checksum_sha256: Option<String>,
+    /// S3's full-object CRC64NVME when it reported one.
+    pub checksum_crc64nvme: Option<String>,
 }
 
 #[async_trait]
@@ -139,35 +149,38 @@ pub trait ObjectStore: Send + Sync {
         etag: &str,
     ) -> Result<Conditional<()>, StoreError>;
 
-    /// Starts a multipart upload with SHA-256 part checksums; returns the upload id.
+    /// Starts a multipart upload with CRC64NVME checksums of type FULL_OBJECT; returns the
+    /// upload id.
     async fn create_multipart(
         &self,
         key: &ObjectKey,
         content_type: &str,
     ) -> Result<String, StoreError>;
 
-    /// Uploads one part with its SHA-256 (S3 verifies it on real S3).
+    /// Uploads one part with its CRC64NVME (S3 verifies it on real S3).
     async fn upload_part(
         &self,
         key: &ObjectKey,
         upload_id: &str,
         part_number: i32,
         body: Bytes,
-        sha256: [u8; 32],
+        crc64nvme: Crc64Nvme,
     ) -> Result<UploadedPart, StoreError>;
 
-    /// Completes with `If-None-Match: *`: never replaces an existing object.
+    /// Completes with `If-None-Match: *`: never replaces an existing object. `whole` is the
+    /// object's CRC64NVME; real S3 refuses the completion when the parts do not add up to it.
     async fn complete_multipart_if_absent(
         &self,
         key: &ObjectKey,
         upload_id: &str,
         parts: &[UploadedPart],
+        whole: Crc64Nvme,
     ) -> Result<Conditional<CompletedObject>, StoreError>;
 
     async fn abort_multipart(&self, key: &ObjectKey, upload_id: &str) -> Result<(), StoreError>;
 
-    /// The composite SHA-256 S3 holds for `key` (`<b64>` or `<b64>-N`), if any.
-    async fn checksum_sha256(&self, key: &ObjectKey) -> Result<Option<String>, StoreError>;
+    /// The full-object CRC64NVME S3 holds for `key` (base64), if any.
+    async fn checksum_crc64nvme(&self, key: &ObjectKey) -> Result<Option<String>, StoreError>;
 
     /// Copies `from` to `to` (CopyObject; objects up to 5 GiB).
     async fn copy(&self, from: &ObjectKey, to: &ObjectKey) -> Result<(), StoreError>;
@@ -176,23 +189,7 @@ pub trait ObjectStore: Send + Sync {
     async fn list(&self, prefix: &str) -> Result<Vec<ObjectKey>, StoreError>;
 }
 
-/// The composite checksum S3 computes for a multipart object: SHA-256 over the concatenated
-/// binary part digests, base64, with `-<part count>`.
-pub fn composite_sha256(part_digests: &[[u8; 32]]) -> String {
-    use base64::Engine as _;
-    use sha2::{Digest, Sha256};
-    let mut h = Sha256::new();
-    for d in part_digests {
-        h.update(d);
-    }
-    format!(
-        "{}-{}",
-        base64::engine::general_purpose::STANDARD.encode(h.finalize()),
-        part_digests.len()
-    )
-}
-
-/// Compares composite checksums, accepting S3's two spellings (`<b64>-N` from GetObject,
+/// Compares composite SHA-256 checksums (version-1 manifests), accepting S3's two spellings (`<b64>-N` from GetObject,
 /// `<b64>` from HeadObject on some implementations).
 pub fn composite_matches(expected: &str, reported: &str) -> bool {
     let strip = |s: &str| s.split('-').next().unwrap_or("").to_string();
@@ -206,12 +203,14 @@ mod tests {
 
     #[test]
     fn composite_checksum_accepts_both_spellings_and_rejects_others() {
-        let c = composite_sha256(&[[1u8; 32], [2u8; 32]]);
-        assert!(c.ends_with("-2"));
+        let c = "q6Jd9W1oQ4gM0aSjRku3Ck1bLbFq8v0aP0v4dIhWbZQ=-2";
         let bare = c.trim_end_matches("-2");
-        assert!(composite_matches(&c, &c));
-        assert!(composite_matches(&c, bare));
-        assert!(!composite_matches(&c, &format!("{bare}-3")));
-        assert!(!composite_matches(&c, &composite_sha256(&[[1u8; 32]])));
+        assert!(composite_matches(c, c));
+        assert!(composite_matches(c, bare));
+        assert!(!composite_matches(c, &format!("{bare}-3")));
+        assert!(!composite_matches(
+            c,
+            "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=-2"
+        ));
     }
 }

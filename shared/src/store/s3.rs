@@ -5,7 +5,9 @@
 use async_trait::async_trait;
 use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::primitives::ByteStream;
-use aws_sdk_s3::types::{ChecksumAlgorithm, ChecksumMode, CompletedMultipartUpload, CompletedPart};
+use aws_sdk_s3::types::{
+    ChecksumAlgorithm, ChecksumMode, ChecksumType, CompletedMultipartUpload, CompletedPart,
+};
 use base64::Engine as _;
 use bytes::Bytes;
 
@@ -259,7 +261,8 @@ impl ObjectStore for S3Store {
             .bucket(&self.bucket)
             .key(key.as_str())
             .content_type(content_type)
-            .checksum_algorithm(ChecksumAlgorithm::Sha256)
+            .checksum_algorithm(ChecksumAlgorithm::Crc64Nvme)
+            .checksum_type(ChecksumType::FullObject)
             .send()
             .await
             .map_err(|e| request_error("CreateMultipartUpload", key, &e))?;
@@ -279,10 +282,10 @@ impl ObjectStore for S3Store {
         upload_id: &str,
         part_number: i32,
         body: Bytes,
-        sha256: [u8; 32],
+        crc64nvme: Crc64Nvme,
     ) -> Result<UploadedPart, StoreError> {
         let size = body.len() as u64;
-        let checksum = b64(&sha256);
+        let checksum = crc64nvme.to_base64();
         let out = self
             .client
             .upload_part()
@@ -290,8 +293,8 @@ impl ObjectStore for S3Store {
             .key(key.as_str())
             .upload_id(upload_id)
             .part_number(part_number)
-            .checksum_algorithm(ChecksumAlgorithm::Sha256)
-            .checksum_sha256(&checksum)
+            .checksum_algorithm(ChecksumAlgorithm::Crc64Nvme)
+            .checksum_crc64_nvme(&checksum)
             .body(ByteStream::from(body))
             .send()
             .await
@@ -307,7 +310,7 @@ impl ObjectStore for S3Store {
                 }
             })?;
         // S3 echoes the checksum it verified; a different echo means it stored something else.
-        if let Some(echo) = out.checksum_sha256() {
+        if let Some(echo) = out.checksum_crc64_nvme() {
             if echo != checksum {
                 return Err(StoreError::ChecksumMismatch {
                     key: format!("{key} part {part_number}"),
@@ -319,7 +322,7 @@ impl ObjectStore for S3Store {
         Ok(UploadedPart {
             part_number,
             etag: out.e_tag().unwrap_or_default().to_string(),
-            checksum_sha256: checksum,
+            checksum,
             size,
         })
     }
@@ -329,6 +332,7 @@ impl ObjectStore for S3Store {
         key: &ObjectKey,
         upload_id: &str,
         parts: &[UploadedPart],
+        whole: Crc64Nvme,
     ) -> Result<Conditional<CompletedObject>, StoreError> {
         let completed: Vec<CompletedPart> = parts
             .iter()
@@ -336,7 +340,7 @@ impl ObjectStore for S3Store {
                 CompletedPart::builder()
                     .part_number(p.part_number)
                     .e_tag(&p.etag)
-                    .checksum_sha256(&p.checksum_sha256)
+                    .checksum_crc64_nvme(&p.checksum)
                     .build()
             })
             .collect();
@@ -347,6 +351,8 @@ impl ObjectStore for S3Store {
             .key(key.as_str())
             .upload_id(upload_id)
             .if_none_match("*")
+            .checksum_type(ChecksumType::FullObject)
+            .checksum_crc64_nvme(whole.to_base64())
             .multipart_upload(
                 CompletedMultipartUpload::builder()
                     .set_parts(Some(completed))
@@ -357,7 +363,7 @@ impl ObjectStore for S3Store {
         {
             Ok(out) => Ok(Conditional::Written(CompletedObject {
                 etag: out.e_tag().unwrap_or_default().to_string(),
-                checksum_sha256: out.checksum_sha256().map(str::to_string),
+                checksum_crc64nvme: out.checksum_crc64_nvme().map(str::to_string),
             })),
             Err(e) if is_precondition_failed(&e) => Ok(Conditional::PreconditionFailed),
             Err(e) if status(&e) == Some(404) => Err(StoreError::NoSuchUpload {
@@ -409,7 +415,7 @@ impl ObjectStore for S3Store {
             .map_err(|e| request_error("CopyObject", to, &e))
     }
 
-    async fn checksum_sha256(&self, key: &ObjectKey) -> Result<Option<String>, StoreError> {
+    async fn checksum_crc64nvme(&self, key: &ObjectKey) -> Result<Option<String>, StoreError> {
         let out = self
             .client
             .head_object()
@@ -419,7 +425,7 @@ impl ObjectStore for S3Store {
             .send()
             .await;
         match out {
-            Ok(out) => Ok(out.checksum_sha256().map(str::to_string)),
+            Ok(out) => Ok(out.checksum_crc64_nvme().map(str::to_string)),
             // No object, no checksum: callers decide what a missing object means.
             Err(e) if status(&e) == Some(404) => Ok(None),
             Err(e) => Err(request_error("HeadObject", key, &e)),

@@ -16,7 +16,11 @@ use super::TransferError;
 use crate::crypto::EncryptorCheckpoint;
 use crate::store::{Conditional, ObjectKey, ObjectStore, UploadedPart};
 
-pub const CHECKPOINT_VERSION: u32 = 1;
+/// 2: parts carry CRC64NVME checksums of a FULL_OBJECT upload. A version-1 checkpoint (SHA-256
+/// parts) is still taken over, but its upload is aborted and the transfer starts over: its
+/// parts cannot be completed under the new checksum type.
+pub const CHECKPOINT_VERSION: u32 = 2;
+const OLDEST_READABLE_VERSION: u32 = 1;
 
 /// The multipart upload in progress and everything needed to continue it byte-identically.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -53,6 +57,10 @@ pub struct UploadState {
     /// fetched again and compared, so two encodes are never spliced into one archive.
     #[serde(default)]
     pub chunk_crc32: Vec<u32>,
+    /// CRC64NVME of the ciphertext of every part so far (base64): the object's full-object
+    /// checksum once all parts are in.
+    #[serde(default)]
+    pub ciphertext_crc64nvme: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -89,7 +97,10 @@ pub enum Claim {
 fn encode(cp: &Checkpoint) -> Result<Bytes, TransferError> {
     serde_json::to_vec(cp)
         .map(Bytes::from)
-        .map_err(|e| TransferError::Internal(format!("checkpoint serialization: {e}")))
+        .map_err(|e| TransferError::Encode {
+            what: "checkpoint",
+            reason: e.to_string(),
+        })
 }
 
 /// Creates the checkpoint, or takes over one whose lease ran out.
@@ -120,10 +131,13 @@ pub async fn claim(
                     reason: e.to_string(),
                 }
             })?;
-            if state.version != CHECKPOINT_VERSION {
+            if !(OLDEST_READABLE_VERSION..=CHECKPOINT_VERSION).contains(&state.version) {
                 return Err(TransferError::BadCheckpoint {
                     key: key.to_string(),
-                    reason: format!("version {} is not {CHECKPOINT_VERSION}", state.version),
+                    reason: format!(
+                        "version {} is not {OLDEST_READABLE_VERSION}..={CHECKPOINT_VERSION}",
+                        state.version
+                    ),
                 });
             }
             let now = Utc::now();
@@ -260,6 +274,7 @@ mod tests {
             duration_ms: None,
             source_checksums: Default::default(),
             chunk_crc32: Vec::new(),
+            ciphertext_crc64nvme: None,
         });
         let written = store
             .put_if_match(

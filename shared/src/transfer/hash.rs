@@ -1,25 +1,17 @@
 //! SHA-256 whose state can be saved in a checkpoint and restored in another process.
 //!
-//! Hand-written on top of `sha2::compress256` because no maintained SHA-256 crate exposes a
+//! Hand-written on top of `sha2`'s `compress256` because no maintained SHA-256 crate exposes a
 //! serializable mid-stream state; the compression function (SHA-NI accelerated) is still the
 //! crate's, only the block buffering and padding are ours, and they are tested against
-//! `sha2::Sha256` below.
+//! `sha2::Sha256` below. The compression function is sha2 0.11's, which takes plain
+//! `[u8; 64]` blocks, so whole blocks are hashed where they lie (no copy).
 
 use serde::{Deserialize, Serialize};
-use sha2::digest::generic_array::{typenum::U64, GenericArray};
+use sha2_blocks::block_api::compress256;
 
 const H0: [u32; 8] = [
     0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a, 0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19,
 ];
-
-/// A 64-byte slice as a block; `GenericArray::clone_from_slice` copies byte by byte, which
-/// halves hashing speed.
-fn block(chunk: &[u8]) -> GenericArray<u8, U64> {
-    let bytes: [u8; 64] = chunk
-        .try_into()
-        .expect("chunks_exact(64) yields 64-byte slices");
-    GenericArray::from(bytes)
-}
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ResumableSha256 {
@@ -66,22 +58,14 @@ impl ResumableSha256 {
             let take = (64 - self.buffer.len()).min(data.len());
             self.buffer.extend_from_slice(&data[..take]);
             data = &data[take..];
-            if self.buffer.len() == 64 {
-                let block = GenericArray::clone_from_slice(&self.buffer);
-                sha2::compress256(&mut self.state, &[block]);
+            if let Ok(block) = <[u8; 64]>::try_from(self.buffer.as_slice()) {
+                compress256(&mut self.state, &[block]);
                 self.buffer.clear();
             }
         }
-        let whole = data.len() / 64 * 64;
-        // compress256 takes GenericArray blocks; copying 64 KiB at a time into one reused,
-        // cache-resident buffer costs far less than the hashing and needs no unsafe cast.
-        let mut blocks: Vec<GenericArray<u8, U64>> = Vec::with_capacity(1024);
-        for batch in data[..whole].chunks(64 * 1024) {
-            blocks.clear();
-            blocks.extend(batch.chunks_exact(64).map(block));
-            sha2::compress256(&mut self.state, &blocks);
-        }
-        self.buffer.extend_from_slice(&data[whole..]);
+        let (blocks, rest) = data.as_chunks::<64>();
+        compress256(&mut self.state, blocks);
+        self.buffer.extend_from_slice(rest);
     }
 
     pub fn finalize(mut self) -> [u8; 32] {
@@ -92,11 +76,8 @@ impl ResumableSha256 {
             tail.push(0);
         }
         tail.extend_from_slice(&bit_len.to_be_bytes());
-        let blocks: Vec<GenericArray<u8, U64>> = tail
-            .chunks_exact(64)
-            .map(GenericArray::clone_from_slice)
-            .collect();
-        sha2::compress256(&mut self.state, &blocks);
+        let (blocks, _) = tail.as_chunks::<64>();
+        compress256(&mut self.state, blocks);
         let mut out = [0u8; 32];
         for (i, w) in self.state.iter().enumerate() {
             out[i * 4..i * 4 + 4].copy_from_slice(&w.to_be_bytes());
@@ -133,6 +114,85 @@ impl ResumableSha256 {
             buffer,
             length: saved.length,
         })
+    }
+}
+
+/// The plaintext SHA-256 on a blocking thread of its own, chunk after chunk in order.
+///
+/// Why: the manifest's SHA-256 is the pipeline's largest per-byte cost (encryption with
+/// AES-NI is several times faster). Hashing chunk `k` while chunk `k` is encrypted and
+/// uploaded and chunk `k + 1` is fetched keeps one core on SHA-256 without pause, instead of
+/// waiting for both at every chunk. Each chunk's receiver yields the state after it, which the
+/// checkpoint records with the chunk's part.
+pub struct HashLane {
+    chunks: Option<
+        tokio::sync::mpsc::Sender<(bytes::Bytes, tokio::sync::oneshot::Sender<Sha256State>)>,
+    >,
+    worker: tokio::task::JoinHandle<ResumableSha256>,
+}
+
+/// Room for one chunk in a [`HashLane`].
+pub struct LaneSlot(
+    tokio::sync::mpsc::OwnedPermit<(bytes::Bytes, tokio::sync::oneshot::Sender<Sha256State>)>,
+);
+
+impl LaneSlot {
+    /// Queues the chunk; the receiver yields the hash state after it.
+    pub fn send(self, chunk: bytes::Bytes) -> tokio::sync::oneshot::Receiver<Sha256State> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.0.send((chunk, tx));
+        rx
+    }
+}
+
+/// The lane's thread ended early (it panicked, or the runtime is shutting down).
+#[derive(Debug, thiserror::Error)]
+#[error("the plaintext hash lane stopped")]
+pub struct LaneStopped;
+
+impl HashLane {
+    /// Continues `hasher`; at most `depth` chunks wait to be hashed (the caller waits then).
+    pub fn start(hasher: ResumableSha256, depth: usize) -> HashLane {
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<(
+            bytes::Bytes,
+            tokio::sync::oneshot::Sender<Sha256State>,
+        )>(depth.max(1));
+        let worker = tokio::task::spawn_blocking(move || {
+            let mut hasher = hasher;
+            while let Some((chunk, after)) = rx.blocking_recv() {
+                hasher.update(&chunk);
+                drop(chunk);
+                // The receiver may be gone (the transfer stopped): nothing to tell then.
+                let _ = after.send(hasher.save());
+            }
+            hasher
+        });
+        HashLane {
+            chunks: Some(tx),
+            worker,
+        }
+    }
+
+    /// Queues the next chunk; the receiver yields the hash state after it.
+    pub async fn push(
+        &self,
+        chunk: bytes::Bytes,
+    ) -> Result<tokio::sync::oneshot::Receiver<Sha256State>, LaneStopped> {
+        Ok(self.reserve().await?.send(chunk))
+    }
+
+    /// Waits until the lane can take a chunk. Taking the next chunk from its source only
+    /// then keeps chunks from piling up in front of a lane that lags (memory).
+    pub async fn reserve(&self) -> Result<LaneSlot, LaneStopped> {
+        let lane = self.chunks.clone().ok_or(LaneStopped)?;
+        let permit = lane.reserve_owned().await.map_err(|_| LaneStopped)?;
+        Ok(LaneSlot(permit))
+    }
+
+    /// Waits for every queued chunk and returns the hasher.
+    pub async fn finish(mut self) -> Result<ResumableSha256, LaneStopped> {
+        self.chunks = None;
+        (&mut self.worker).await.map_err(|_| LaneStopped)
     }
 }
 
@@ -175,5 +235,32 @@ mod tests {
         let mut s = ResumableSha256::new().save();
         s.length = 3;
         assert!(ResumableSha256::restore(&s).is_none());
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_lane_hashes_chunks_in_order_and_reports_each_state() {
+        let data: Vec<u8> = (0..300_000u32).map(|i| (i % 253) as u8).collect();
+        let lane = HashLane::start(ResumableSha256::new(), 2);
+        let mut after = Vec::new();
+        for chunk in data.chunks(70_001) {
+            after.push(
+                lane.push(bytes::Bytes::copy_from_slice(chunk))
+                    .await
+                    .unwrap(),
+            );
+        }
+        let mut states = Vec::new();
+        for rx in after {
+            states.push(rx.await.unwrap());
+        }
+        let hasher = lane.finish().await.unwrap();
+        assert_eq!(hasher.len(), data.len() as u64);
+        let expected: [u8; 32] = Sha256::digest(&data).into();
+        assert_eq!(hasher.finalize(), expected);
+        // Each state is the hash after its chunk: restoring the second and adding the rest
+        // gives the whole digest.
+        let mut resumed = ResumableSha256::restore(&states[1]).unwrap();
+        resumed.update(&data[2 * 70_001..]);
+        assert_eq!(resumed.finalize(), expected);
     }
 }

@@ -5,12 +5,14 @@
 //!   given the bearer token) and verified range requests.
 //! * [`codec`]: codec sniffing and declared-type checks.
 //! * [`hash`]: SHA-256 whose state survives a checkpoint.
+//! * [`buffers`]: chunk buffers reused instead of reallocated (flat memory, no allocator tuning).
 //! * [`checkpoint`]: the transfer's state in S3, owned through `If-Match`.
 //! * [`engine`]: the loop that strings them together with encryption and the multipart sink.
 //!
 //! What it does not do: decide *which* recordings to archive (archive-on-event, sweeps), or
 //! anything after the manifest (write-back, notifications: `pipeline`).
 
+pub mod buffers;
 pub mod checkpoint;
 pub mod codec;
 pub mod engine;
@@ -99,8 +101,48 @@ pub enum TransferError {
     Store(#[from] StoreError),
     #[error("encryption: {0}")]
     Crypto(#[from] CryptoError),
-    #[error("internal: {0}")]
-    Internal(String),
+    /// The transfer settings cannot work (a deployment fault: every recording would fail).
+    #[error("transfer settings: {0}")]
+    Settings(String),
+    /// Genesys answered without a field the archive needs.
+    #[error("conversation {conversation} has no {field} in Genesys")]
+    MissingConversationField {
+        conversation: String,
+        field: &'static str,
+    },
+    /// A task of this transfer (a fetch, the hash lane, an encryption, an upload) panicked or
+    /// was cancelled; the attempt is retried, and a repeat ends in the DLQ with this reason.
+    #[error("the {task} task failed: {reason}")]
+    TaskFailed { task: &'static str, reason: String },
+    /// A state the engine never creates (a bug): reported with what was found, never retried.
+    #[error("transfer invariant broken: {0}")]
+    Invariant(&'static str),
+    /// Our own state (a checkpoint, a manifest) could not be serialized.
+    #[error("could not serialize the {what}: {reason}")]
+    Encode { what: &'static str, reason: String },
+}
+
+impl From<hash::LaneStopped> for TransferError {
+    fn from(_: hash::LaneStopped) -> Self {
+        TransferError::TaskFailed {
+            task: "plaintext hash",
+            reason: "the hash lane stopped".into(),
+        }
+    }
+}
+
+impl TransferError {
+    /// A spawned task's join failure.
+    pub(crate) fn task(task: &'static str, e: tokio::task::JoinError) -> TransferError {
+        TransferError::TaskFailed {
+            task,
+            reason: if e.is_panic() {
+                "panicked".into()
+            } else {
+                "cancelled".into()
+            },
+        }
+    }
 }
 
 impl From<GenesysError> for TransferError {
@@ -134,7 +176,11 @@ impl TransferError {
             TransferError::BadCheckpoint { .. } => "bad_checkpoint",
             TransferError::Store(_) => "store",
             TransferError::Crypto(_) => "crypto",
-            TransferError::Internal(_) => "internal",
+            TransferError::Settings(_) => "settings",
+            TransferError::MissingConversationField { .. } => "conversation_incomplete",
+            TransferError::TaskFailed { .. } => "task_failed",
+            TransferError::Invariant(_) => "invariant",
+            TransferError::Encode { .. } => "encode",
         }
     }
 }
@@ -153,7 +199,9 @@ impl Retryable for TransferError {
             },
             TransferError::Stream { .. }
             | TransferError::SourceIntegrity { .. }
-            | TransferError::Quarantined { .. } => RetryClass::Transient { retry_after: None },
+            | TransferError::Quarantined { .. }
+            | TransferError::TaskFailed { .. } => RetryClass::Transient { retry_after: None },
+            TransferError::Settings(_) => RetryClass::Infrastructure,
             TransferError::Genesys(e) => e.retry_class(),
             TransferError::Store(e) => e.retry_class(),
             TransferError::Crypto(e) => e.retry_class(),

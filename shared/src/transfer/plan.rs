@@ -88,7 +88,7 @@ mod tests {
                 .map(|n| UploadedPart {
                     part_number: n,
                     etag: "e".into(),
-                    checksum_sha256: String::new(),
+                    checksum: String::new(),
                     size: chunk,
                 })
                 .collect(),
@@ -104,6 +104,7 @@ mod tests {
             duration_ms: None,
             source_checksums: Default::default(),
             chunk_crc32: Vec::new(),
+            ciphertext_crc64nvme: None,
         }
     }
 

@@ -16,7 +16,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use futures::StreamExt;
 use tokio::sync::Mutex;
 
@@ -706,7 +706,7 @@ impl ChunkFailure {
 
 /// Reads exactly `len` bytes of body into one buffer, failing on a short or long body.
 async fn read_exact(resp: reqwest::Response, len: u64) -> Result<Bytes, AttemptError> {
-    let mut buf = BytesMut::with_capacity(len as usize);
+    let mut buf = super::buffers::BufferPool::global().take(len as usize);
     let mut stream = resp.bytes_stream();
     while let Some(piece) = stream.next().await {
         let piece = piece.map_err(|e| {
@@ -721,7 +721,7 @@ async fn read_exact(resp: reqwest::Response, len: u64) -> Result<Bytes, AttemptE
                 "body is longer than the {len} bytes announced"
             )));
         }
-        buf.extend_from_slice(&piece);
+        buf.append(&piece);
     }
     if (buf.len() as u64) < len {
         return Err(transient(format!(

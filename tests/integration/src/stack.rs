@@ -234,7 +234,6 @@ impl LocalStack {
         );
         env.insert("AWS_REGION".into(), crate::moto::REGION.into());
         env.insert("AWS_LAMBDA_LOG_FORMAT".into(), "JSON".into());
-        env.insert("MALLOC_ARENA_MAX".into(), "1".into());
         env
     }
 

@@ -18,7 +18,7 @@ use gc_archive::crypto::{
 use gc_archive::genesys::GenesysClient;
 use gc_archive::retry::RetryPolicy;
 use gc_archive::store::manifest::Manifest;
-use gc_archive::store::{composite_matches, composite_sha256, ArchiveLayout, ObjectStore, S3Store};
+use gc_archive::store::{ArchiveLayout, Crc64Nvme, ObjectStore, S3Store};
 use gc_archive::transfer::engine::{TransferDeps, TransferJob, TransferSettings};
 use gc_archive::transfer::hash::ResumableSha256;
 use gc_archive::transfer::{transfer_recording, TransferError, TransferOutcome};
@@ -416,7 +416,7 @@ impl Kit {
     }
 
     /// The full verification of an archived recording: key layout, manifest fields against the
-    /// simulator's media, S3's composite checksum, and a decryption (same keyring, required
+    /// simulator's media, the part and full-object CRC64NVME (ours and S3's), and a decryption (same keyring, required
     /// encryption context) that yields exactly the simulator's bytes.
     pub async fn verify_archived(
         &self,
@@ -464,35 +464,38 @@ impl Kit {
         let chunk = manifest.source.chunk_size;
         let parts = media.len().div_ceil(chunk as usize);
         assert_eq!(manifest.ciphertext.parts as usize, parts, "part count");
-        assert_eq!(manifest.ciphertext.sha256_parts.len(), parts);
+        assert_eq!(manifest.ciphertext.crc64nvme_parts.len(), parts);
 
         let ciphertext = self
             .get_object(&manifest.object_key)
             .await
             .expect("archived object");
         assert_eq!(manifest.ciphertext.size, ciphertext.len() as u64);
-        // Split the object into the parts the engine uploaded and check every digest.
+        // Split the object into the parts the engine uploaded and check every part's CRC.
         let sizes = part_sizes(
             ciphertext.len() as u64,
             media.len() as u64,
             chunk,
             manifest.encryption.frame_length,
         );
-        let mut digests = Vec::new();
         let mut at = 0usize;
         for (i, size) in sizes.iter().enumerate() {
-            let d = sha256(&ciphertext[at..at + *size as usize]);
+            let crc = Crc64Nvme::of(&ciphertext[at..at + *size as usize]);
             assert_eq!(
-                manifest.ciphertext.sha256_parts[i],
-                base64(&d, STANDARD),
-                "part {} digest",
+                manifest.ciphertext.crc64nvme_parts[i],
+                base64(&crc.0.to_be_bytes(), STANDARD),
+                "part {} checksum",
                 i + 1
             );
-            digests.push(d);
             at += *size as usize;
         }
-        let composite = composite_sha256(&digests);
-        assert_eq!(manifest.ciphertext.s3_checksum_sha256, composite);
+        // The whole object's CRC over its bytes (not combined from the parts, as the engine
+        // does), and what S3 computed on its own side.
+        let whole = base64(&Crc64Nvme::of(&ciphertext).0.to_be_bytes(), STANDARD);
+        assert_eq!(
+            manifest.ciphertext.s3_checksum_crc64nvme.as_deref(),
+            Some(whole.as_str())
+        );
         let head = self
             .s3
             .head_object()
@@ -502,12 +505,14 @@ impl Kit {
             .send()
             .await
             .expect("HeadObject");
-        let reported = head
-            .checksum_sha256()
-            .expect("S3 reports a SHA-256 checksum");
-        assert!(
-            composite_matches(&composite, reported),
-            "{composite} vs {reported}"
+        assert_eq!(
+            head.checksum_crc64_nvme(),
+            Some(whole.as_str()),
+            "S3's full-object CRC64NVME"
+        );
+        assert_eq!(
+            head.checksum_type(),
+            Some(&aws_sdk_s3::types::ChecksumType::FullObject)
         );
 
         let (plain, info) = decrypt_archive(&ciphertext, &added.job, self.keyring.clone())

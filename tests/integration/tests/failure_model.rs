@@ -643,3 +643,61 @@ async fn a_checkpoint_beside_a_manifest_is_removed_only_when_its_lease_ran_out()
     );
     assert_eq!(memory.open_uploads(), 0, "and its upload");
 }
+
+/// Checkpoints of version 1 carry SHA-256 parts of an upload that cannot be completed under the
+/// FULL_OBJECT CRC64NVME checksum new uploads use: a worker taking one over aborts that upload
+/// (it owns it now) and starts the transfer over, instead of failing on it for ever.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_version_1_checkpoint_is_taken_over_its_upload_aborted_and_the_transfer_restarted() {
+    use gc_archive::store::{MemoryStore, ObjectKey};
+    use gc_archive_it::transfer_kit::sha256_hex;
+    let kit = Kit::start().await;
+    let added = kit.add_recording(four_parts());
+    let memory = Arc::new(MemoryStore::new("mem").with_min_part_size(SMALL_CHUNK));
+    let deps = kit.deps_with_store(memory.clone());
+    let settings = kit.settings("w1");
+    let old_upload = memory
+        .create_multipart(&ObjectKey::new(kit.object_key(&added, "wav")), "x")
+        .await
+        .unwrap();
+    let sha256_part = "47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU=";
+    let checkpoint = serde_json::json!({
+        "version": 1, "owner": "old-release", "leaseUntil": chrono::Utc::now() - chrono::Duration::seconds(1),
+        "orgId": "o", "conversationId": added.conversation_id, "recordingId": added.recording_id,
+        "startedAt": chrono::Utc::now(), "invocations": 1, "chunkRetries": 0, "urlRefreshes": 0,
+        "upload": {"objectKey": kit.object_key(&added, "wav"), "uploadId": old_upload,
+                   "totalSize": 1, "chunkSize": SMALL_CHUNK, "contentType": "", "codec": "WAV_PCM",
+                   "ranged": true, "mediaHost": "h",
+                   "parts": [{"partNumber": 1, "etag": "e", "checksumSha256": sha256_part, "size": SMALL_CHUNK}],
+                   "plaintextHash": {"state": "6a09e667bb67ae853c6ef372a54ff53a510e527f9b05688c1f83d9ab5be0cd19", "buffer": "", "length": 0},
+                   "encryptor": {"header": "", "frame_len": 4096, "next_sequence": 1},
+                   "ciphertextSize": 0, "frameLen": 4096, "messageId": ""}
+    });
+    memory
+        .put_if_absent(
+            &ObjectKey::new(kit.checkpoint_key(&added)),
+            checkpoint.to_string().into(),
+            "application/json",
+        )
+        .await
+        .unwrap();
+    assert_eq!(memory.open_uploads(), 1);
+    let manifest = match transfer_recording(&deps, &added.job, &settings, None).await {
+        Ok(TransferOutcome::Archived(m)) => m,
+        other => panic!("expected Archived, got {other:?}"),
+    };
+    assert_eq!(
+        manifest.timings.invocations, 2,
+        "the old checkpoint was taken over"
+    );
+    assert_eq!(manifest.ciphertext.parts, 4, "every part made again");
+    let media = kit.sim.media_bytes(&added.recording_id).expect("media");
+    assert_eq!(manifest.plaintext.sha256, sha256_hex(&media));
+    assert!(manifest.ciphertext.s3_checksum_crc64nvme.is_some());
+    assert_eq!(memory.open_uploads(), 0, "the old upload was aborted");
+    assert!(memory
+        .get(&ObjectKey::new(kit.checkpoint_key(&added)))
+        .await
+        .unwrap()
+        .is_none());
+}

@@ -246,8 +246,11 @@ impl Matrix {
             }
             Ok(other) => return fail(&label, format!("unexpected outcome {other:?}")),
             Err(e) => {
-                if matches!(e, TransferError::Internal(_)) {
-                    return fail(&label, format!("an untyped failure: {e}"));
+                if matches!(
+                    e,
+                    TransferError::Invariant(_) | TransferError::TaskFailed { .. }
+                ) {
+                    return fail(&label, format!("an engine failure, not the fault's: {e}"));
                 }
                 if expect == Expect::Archived {
                     return fail(&label, format!("a retry should have absorbed it: {e}"));

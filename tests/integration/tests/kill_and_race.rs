@@ -475,7 +475,7 @@ mod late_claim {
     use async_trait::async_trait;
     use bytes::Bytes;
     use gc_archive::store::{
-        CompletedObject, Conditional, ObjectKey, ObjectStore, StoreError, StoredObject,
+        CompletedObject, Conditional, Crc64Nvme, ObjectKey, ObjectStore, StoreError, StoredObject,
         UploadedPart,
     };
 
@@ -538,7 +538,7 @@ mod late_claim {
             u: &str,
             n: i32,
             b: Bytes,
-            s: [u8; 32],
+            s: Crc64Nvme,
         ) -> Result<UploadedPart, StoreError> {
             self.inner.upload_part(k, u, n, b, s).await
         }
@@ -547,14 +547,15 @@ mod late_claim {
             k: &ObjectKey,
             u: &str,
             p: &[UploadedPart],
+            w: Crc64Nvme,
         ) -> Result<Conditional<CompletedObject>, StoreError> {
-            self.inner.complete_multipart_if_absent(k, u, p).await
+            self.inner.complete_multipart_if_absent(k, u, p, w).await
         }
         async fn abort_multipart(&self, k: &ObjectKey, u: &str) -> Result<(), StoreError> {
             self.inner.abort_multipart(k, u).await
         }
-        async fn checksum_sha256(&self, k: &ObjectKey) -> Result<Option<String>, StoreError> {
-            self.inner.checksum_sha256(k).await
+        async fn checksum_crc64nvme(&self, k: &ObjectKey) -> Result<Option<String>, StoreError> {
+            self.inner.checksum_crc64nvme(k).await
         }
         async fn copy(&self, f: &ObjectKey, t: &ObjectKey) -> Result<(), StoreError> {
             self.inner.copy(f, t).await
