@@ -489,11 +489,17 @@ fn unverified_evidence(up: &UploadState) -> Vec<String> {
     e
 }
 
+/// A part on its way: its upload, and what the checkpoint records once it is in.
 struct InFlight {
+    pending: PendingPart,
+    /// The plaintext hash state after the part's chunk (from the hash lane).
+    hash_after: tokio::sync::oneshot::Receiver<crate::transfer::hash::Sha256State>,
+}
+
+struct PendingPart {
     part: AbortOnDrop<Result<UploadedPart, TransferError>>,
     chunk_crc32: u32,
     ciphertext_crc_after: Crc64Nvme,
-    hash_after: tokio::sync::oneshot::Receiver<crate::transfer::hash::Sha256State>,
     encryptor_after: Option<crate::crypto::EncryptorCheckpoint>,
     ciphertext_after: u64,
 }
@@ -579,43 +585,29 @@ impl Run<'_> {
                 .unwrap_or_default();
             return self.complete(owned, started, evidence).await;
         }
-        let batch_job = owned.state.batch_job.clone();
-        let source = self
-            .leased(
-                owned,
-                MediaSource::open(
-                    genesys.clone(),
-                    self.job.conversation.clone(),
-                    self.job.recording.clone(),
-                    self.request(),
-                    batch_job,
-                ),
-            )
-            .await??;
-        self.source = Some(source.clone());
-        let probe = self
-            .leased(owned, source.probe(plan.probe_range()))
-            .await??;
+        let (source, probe) = self.open_and_probe(genesys, owned, &plan).await?;
         let media = ProbedMedia::of(&probe);
         let ranges = plan.chunks(
             owned.state.upload.as_ref(),
             media.total,
             &media.content_type,
         )?;
-        if let Some(max) = self.settings.max_bytes {
-            if media.total > max && !plan.resumed {
-                tracing::info!(
-                    total = media.total,
-                    max,
-                    "too large to archive here; handing over"
-                );
-                owned.release(self.store()).await?;
-                return Ok(TransferOutcome::Suspended {
-                    parts_done: 0,
-                    parts_total: ranges.len(),
-                    bytes_done: 0,
-                });
-            }
+        if self
+            .settings
+            .max_bytes
+            .is_some_and(|max| media.total > max && !plan.resumed)
+        {
+            // Too large for this invocation (archive-on-event's inline limit): hand it over.
+            tracing::info!(
+                total = media.total,
+                "too large to archive here; handing over"
+            );
+            owned.release(self.store()).await?;
+            return Ok(TransferOutcome::Suspended {
+                parts_done: 0,
+                parts_total: ranges.len(),
+                bytes_done: 0,
+            });
         }
         tracing::info!(
             total = media.total,
@@ -649,6 +641,34 @@ impl Run<'_> {
             media,
         };
         self.pump(owned, pipeline, started).await
+    }
+
+    /// The media source (the signed URL, a batch job remembered from an earlier attempt) and
+    /// the first response, both under the lease.
+    async fn open_and_probe(
+        &mut self,
+        genesys: &GenesysClient,
+        owned: &mut OwnedCheckpoint,
+        plan: &ResumePlan,
+    ) -> Result<(Arc<MediaSource>, Probe), TransferError> {
+        let batch_job = owned.state.batch_job.clone();
+        let source = self
+            .leased(
+                owned,
+                MediaSource::open(
+                    genesys.clone(),
+                    self.job.conversation.clone(),
+                    self.job.recording.clone(),
+                    self.request(),
+                    batch_job,
+                ),
+            )
+            .await??;
+        self.source = Some(source.clone());
+        let probe = self
+            .leased(owned, source.probe(plan.probe_range()))
+            .await??;
+        Ok((source, probe))
     }
 
     /// The chunks still to do, in order, as a stream of verified plaintext.
@@ -788,21 +808,13 @@ impl Run<'_> {
                 )
                 .await?;
             }
-            let last = index + 1 == p.parts_total;
             let hash_after = slot.send(plain.clone());
-            let cpu = std::mem::replace(&mut p.cpu, Cpu::empty());
-            let (next_cpu, sealed) = encrypt_chunk(cpu, plain, last, index == 0).await?;
-            p.cpu = next_cpu;
-            ciphertext_total += sealed.ciphertext.len() as u64;
-            let chunk_crc32 = sealed.chunk_crc32;
-            let part = self.spawn_upload(owned, index, sealed.ciphertext, sealed.part_crc)?;
+            let part = self
+                .seal_and_upload(owned, &mut p, index, plain, &mut ciphertext_total)
+                .await?;
             in_flight.push_back(InFlight {
-                part,
-                chunk_crc32,
-                ciphertext_crc_after: p.cpu.ciphertext_crc,
+                pending: part,
                 hash_after,
-                encryptor_after: p.cpu.encryptor.as_ref().map(|e| e.checkpoint()),
-                ciphertext_after: ciphertext_total,
             });
             index += 1;
             log_progress(index, p.parts_total);
@@ -817,6 +829,31 @@ impl Run<'_> {
         }
         let evidence = verify_source_evidence(owned, &p.cpu, &hasher, p.plan.resumed)?;
         self.complete(owned, started, evidence).await
+    }
+
+    /// Encrypts chunk `index` (with the cheap checks) and starts its part upload; the caller
+    /// adds the hash lane's state after the chunk.
+    async fn seal_and_upload(
+        &self,
+        owned: &OwnedCheckpoint,
+        p: &mut PartPipeline,
+        index: usize,
+        plain: Bytes,
+        ciphertext_total: &mut u64,
+    ) -> Result<PendingPart, TransferError> {
+        let last = index + 1 == p.parts_total;
+        let cpu = std::mem::replace(&mut p.cpu, Cpu::empty());
+        let (next_cpu, sealed) = encrypt_chunk(cpu, plain, last, index == 0).await?;
+        p.cpu = next_cpu;
+        *ciphertext_total += sealed.ciphertext.len() as u64;
+        let part = self.spawn_upload(owned, index, sealed.ciphertext, sealed.part_crc)?;
+        Ok(PendingPart {
+            part,
+            chunk_crc32: sealed.chunk_crc32,
+            ciphertext_crc_after: p.cpu.ciphertext_crc,
+            encryptor_after: p.cpu.encryptor.as_ref().map(|e| e.checkpoint()),
+            ciphertext_after: *ciphertext_total,
+        })
     }
 
     /// The next verified chunk; on a fetch failure the parts in flight are recorded first, and
@@ -994,7 +1031,11 @@ impl Run<'_> {
         keep: usize,
     ) -> Result<(), TransferError> {
         while in_flight.len() > keep {
-            let Some(f) = in_flight.pop_front() else {
+            let Some(InFlight {
+                pending: f,
+                hash_after,
+            }) = in_flight.pop_front()
+            else {
                 break;
             };
             let part = self
@@ -1009,7 +1050,7 @@ impl Run<'_> {
             up.parts.push(part);
             up.chunk_crc32.push(f.chunk_crc32);
             up.ciphertext_crc64nvme = Some(f.ciphertext_crc_after.to_base64());
-            up.plaintext_hash = f.hash_after.await.map_err(|_| LaneStopped)?;
+            up.plaintext_hash = hash_after.await.map_err(|_| LaneStopped)?;
             if let Some(e) = f.encryptor_after {
                 up.encryptor = e;
             }
@@ -1128,8 +1169,8 @@ impl Run<'_> {
         }
     }
 
-    /// The finalizer: verify what needs no round trip, complete with `If-None-Match: *`,
-    /// compare S3's composite checksum, then the manifest.
+    /// The finalizer: verify what needs no round trip, complete with `If-None-Match: *`
+    /// (or settle an object found there), compare S3's full-object checksum, then the manifest.
     async fn complete(
         &self,
         owned: &mut OwnedCheckpoint,
@@ -1142,108 +1183,108 @@ impl Run<'_> {
             .clone()
             .ok_or(TransferError::Invariant("completion without an upload"))?;
         let key = ObjectKey::new(up.object_key.clone());
-        // Verify before visible: everything that needs no S3 round trip is checked before
-        // CompleteMultipartUpload makes the object appear at its final key.
-        let hasher = ResumableSha256::restore(&up.plaintext_hash).ok_or_else(|| {
-            TransferError::BadCheckpoint {
-                key: owned.key.to_string(),
-                reason: "plaintext hash state is inconsistent".into(),
-            }
-        })?;
-        if hasher.len() != up.total_size {
-            return Err(TransferError::SizeMismatch {
-                expected: up.total_size,
-                actual: hasher.len(),
-            });
-        }
-        let covered: u64 = up.parts.iter().map(|p| p.size).sum();
-        if covered != up.ciphertext_size || up.parts.is_empty() {
-            return Err(TransferError::BadCheckpoint {
-                key: owned.key.to_string(),
-                reason: format!(
-                    "parts hold {covered} ciphertext bytes, the encryptor wrote {}",
-                    up.ciphertext_size
-                ),
-            });
-        }
-        // Kept as the parts were made; combined from the parts for a checkpoint without it.
-        let expected = match up
-            .ciphertext_crc64nvme
-            .as_deref()
-            .map(Crc64Nvme::from_base64)
-        {
-            Some(Some(crc)) => crc,
-            _ => whole_object_crc(owned, &up)?,
-        };
+        let (hasher, expected) = verify_before_visible(owned, &up)?;
         match self
             .store()
             .complete_multipart_if_absent(&key, &up.upload_id, &up.parts, expected)
             .await
         {
             Ok(Conditional::Written(_)) => {}
-            // Completed by an earlier invocation that died before the manifest: if the object is
-            // ours (same full-object checksum), finish the job; otherwise leave it alone.
             Ok(Conditional::PreconditionFailed) | Err(StoreError::NoSuchUpload { .. }) => {
-                let found = self.store().checksum_crc64nvme(&key).await?;
-                if found.is_none() && !self.store().exists(&key).await? {
-                    // Neither our upload nor any object: the upload vanished before completion.
-                    return Err(StoreError::NoSuchUpload {
-                        operation: "CompleteMultipartUpload",
-                        key: key.to_string(),
-                        upload_id: up.upload_id.clone(),
-                    }
-                    .into());
-                }
-                if found.as_deref() != Some(expected.to_base64().as_str()) {
-                    owned.abort_upload(self.store()).await?;
-                    if self.store().exists(&self.manifest_key).await? {
-                        owned.delete(self.store()).await?;
-                        return Ok(TransferOutcome::AlreadyArchived {
-                            manifest_key: self.manifest_key.clone(),
-                        });
-                    }
-                    // An object nobody can vouch for (no manifest, not this transfer's parts)
-                    // must not block the recording forever: move it aside with the reason and
-                    // archive the recording again from scratch.
-                    let reason = format!(
-                        "found at the final key without a manifest; its CRC64NVME {} is not this transfer's {expected}",
-                        found.as_deref().unwrap_or("none")
-                    );
-                    let moved = self.quarantine(&key, &reason).await?;
-                    owned.delete(self.store()).await?;
-                    owned.state.upload = None;
-                    return Err(TransferError::Quarantined {
-                        key: key.to_string(),
-                        moved_to: moved.to_string(),
-                    });
+                if let Some(done) = self
+                    .object_already_there(owned, &key, &up, expected)
+                    .await?
+                {
+                    return Ok(done);
                 }
             }
             Err(e) => return Err(e.into()),
         }
-        let reported = self.store().checksum_crc64nvme(&key).await?;
-        let s3_checksum = match reported {
-            Some(r) if r == expected.to_base64() => r,
+        let s3_checksum = self.confirm_stored(&key, expected).await?;
+        self.write_manifest(owned, started, integrity, &up, s3_checksum, hasher)
+            .await
+    }
+
+    /// CompleteMultipartUpload found an object at the final key, or no upload any more: an
+    /// earlier invocation that died before the manifest completed it. If the object is ours
+    /// (this transfer's full-object CRC), the caller finishes the job (`None`); if a manifest
+    /// exists, the recording is archived. Anything else is moved aside to `_quarantine/` with
+    /// the reason, and this transfer's own upload (verified, complete) takes the key: the
+    /// recording is never blocked, and never downloaded twice for it.
+    async fn object_already_there(
+        &self,
+        owned: &mut OwnedCheckpoint,
+        key: &ObjectKey,
+        up: &UploadState,
+        expected: Crc64Nvme,
+    ) -> Result<Option<TransferOutcome>, TransferError> {
+        let found = self.store().checksum_crc64nvme(key).await?;
+        if found.is_none() && !self.store().exists(key).await? {
+            // Neither our upload nor any object: the upload vanished before completion.
+            return Err(StoreError::NoSuchUpload {
+                operation: "CompleteMultipartUpload",
+                key: key.to_string(),
+                upload_id: up.upload_id.clone(),
+            }
+            .into());
+        }
+        if found.as_deref() == Some(expected.to_base64().as_str()) {
+            return Ok(None);
+        }
+        if self.store().exists(&self.manifest_key).await? {
+            owned.abort_upload(self.store()).await?;
+            owned.delete(self.store()).await?;
+            return Ok(Some(TransferOutcome::AlreadyArchived {
+                manifest_key: self.manifest_key.clone(),
+            }));
+        }
+        let reason = format!(
+            "found at the final key without a manifest; its CRC64NVME {} is not this transfer's {expected}",
+            found.as_deref().unwrap_or("none")
+        );
+        let moved = self.quarantine(key, &reason).await?;
+        tracing::warn!(key = %key, moved_to = %moved, "moved an unvouched object aside; completing this transfer's upload");
+        match self
+            .store()
+            .complete_multipart_if_absent(key, &up.upload_id, &up.parts, expected)
+            .await?
+        {
+            Conditional::Written(_) => Ok(None),
+            // Another object arrived in between: let the retry look again.
+            Conditional::PreconditionFailed => Err(TransferError::Quarantined {
+                key: key.to_string(),
+                moved_to: moved.to_string(),
+            }),
+        }
+    }
+
+    /// S3's full-object CRC64NVME must be the one we computed; otherwise the stored bytes are
+    /// not what we sent, and the object never stays at the final key (it is kept aside for
+    /// whoever investigates).
+    async fn confirm_stored(
+        &self,
+        key: &ObjectKey,
+        expected: Crc64Nvme,
+    ) -> Result<String, TransferError> {
+        match self.store().checksum_crc64nvme(key).await? {
+            Some(r) if r == expected.to_base64() => Ok(r),
             other => {
-                // The stored bytes are not what we sent: never leave such an object at the
-                // final key; keep it aside for whoever investigates.
                 self.quarantine(
-                    &key,
+                    key,
                     &format!(
                         "S3 reports CRC64NVME {} for the parts we sent as {expected}",
                         other.as_deref().unwrap_or("none")
                     ),
                 )
                 .await?;
-                return Err(crate::store::StoreError::ChecksumMismatch {
+                Err(StoreError::ChecksumMismatch {
                     key: key.to_string(),
                     expected: expected.to_base64(),
                     actual: other.unwrap_or_else(|| "none".into()),
                 }
-                .into());
+                .into())
             }
-        };
-        self.write_manifest(owned, started, integrity, &up, s3_checksum, hasher)
-            .await
+        }
     }
 
     /// Writes the manifest (`If-None-Match: *`): the archive exists from now on.
@@ -1256,8 +1297,41 @@ impl Run<'_> {
         s3_checksum: String,
         hasher: ResumableSha256,
     ) -> Result<TransferOutcome, TransferError> {
+        let manifest = self.manifest_of(owned, started, integrity, up, s3_checksum, hasher);
+        let body = serde_json::to_vec_pretty(&manifest).map_err(|e| TransferError::Encode {
+            what: "manifest",
+            reason: e.to_string(),
+        })?;
+        let outcome = match self
+            .store()
+            .put_if_absent(&self.manifest_key, Bytes::from(body), "application/json")
+            .await?
+        {
+            Conditional::Written(_) => TransferOutcome::Archived(Box::new(manifest)),
+            Conditional::PreconditionFailed => TransferOutcome::AlreadyArchived {
+                manifest_key: self.manifest_key.clone(),
+            },
+        };
+        // The archive is complete whatever happens to the checkpoint now; a failed delete
+        // leaves garbage the next delivery removes (the manifest exists).
+        if let Err(e) = owned.delete(self.store()).await {
+            tracing::warn!(error = %e, "could not delete the finished transfer's checkpoint");
+        }
+        Ok(outcome)
+    }
+
+    /// The manifest of the finished archive: what it can be trusted for.
+    fn manifest_of(
+        &self,
+        owned: &OwnedCheckpoint,
+        started: Instant,
+        integrity: Vec<String>,
+        up: &UploadState,
+        s3_checksum: String,
+        hasher: ResumableSha256,
+    ) -> Manifest {
         let plaintext_sha256 = hex::encode(hasher.finalize());
-        let manifest = Manifest {
+        Manifest {
             manifest_version: MANIFEST_VERSION,
             org_id: self.job.org.to_string(),
             conversation_id: self.job.conversation.to_string(),
@@ -1322,28 +1396,50 @@ impl Run<'_> {
                 last_invocation_ms: started.elapsed().as_millis() as u64,
             },
             tool_version: concat!("gc-archive ", env!("CARGO_PKG_VERSION")).into(),
-        };
-        let body = serde_json::to_vec_pretty(&manifest).map_err(|e| TransferError::Encode {
-            what: "manifest",
-            reason: e.to_string(),
-        })?;
-        let outcome = match self
-            .store()
-            .put_if_absent(&self.manifest_key, Bytes::from(body), "application/json")
-            .await?
-        {
-            Conditional::Written(_) => TransferOutcome::Archived(Box::new(manifest)),
-            Conditional::PreconditionFailed => TransferOutcome::AlreadyArchived {
-                manifest_key: self.manifest_key.clone(),
-            },
-        };
-        // The archive is complete whatever happens to the checkpoint now; a failed delete
-        // leaves garbage the next delivery removes (the manifest exists).
-        if let Err(e) = owned.delete(self.store()).await {
-            tracing::warn!(error = %e, "could not delete the finished transfer's checkpoint");
         }
-        Ok(outcome)
     }
+}
+
+/// Verify before visible: everything that needs no S3 round trip (the plaintext hash state and
+/// its length, the parts covering every ciphertext byte) is checked before
+/// CompleteMultipartUpload makes the object appear at its final key. Returns the plaintext
+/// hasher and the object's expected CRC64NVME.
+fn verify_before_visible(
+    owned: &OwnedCheckpoint,
+    up: &UploadState,
+) -> Result<(ResumableSha256, Crc64Nvme), TransferError> {
+    let hasher = ResumableSha256::restore(&up.plaintext_hash).ok_or_else(|| {
+        TransferError::BadCheckpoint {
+            key: owned.key.to_string(),
+            reason: "plaintext hash state is inconsistent".into(),
+        }
+    })?;
+    if hasher.len() != up.total_size {
+        return Err(TransferError::SizeMismatch {
+            expected: up.total_size,
+            actual: hasher.len(),
+        });
+    }
+    let covered: u64 = up.parts.iter().map(|p| p.size).sum();
+    if covered != up.ciphertext_size || up.parts.is_empty() {
+        return Err(TransferError::BadCheckpoint {
+            key: owned.key.to_string(),
+            reason: format!(
+                "parts hold {covered} ciphertext bytes, the encryptor wrote {}",
+                up.ciphertext_size
+            ),
+        });
+    }
+    // Kept as the parts were made; combined from the parts for a checkpoint without it.
+    let expected = match up
+        .ciphertext_crc64nvme
+        .as_deref()
+        .map(Crc64Nvme::from_base64)
+    {
+        Some(Some(crc)) => crc,
+        _ => whole_object_crc(owned, up)?,
+    };
+    Ok((hasher, expected))
 }
 
 /// The object's CRC64NVME from its parts' (each verified by S3 on upload).
