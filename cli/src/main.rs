@@ -47,6 +47,20 @@ enum Command {
         #[arg(long)]
         recording: Option<String>,
     },
+    /// Sweep Genesys Cloud's analytics for ended conversations with recordings since the
+    /// stored watermark and put every one without an archive on the ArchiveQueue
+    /// (ARCHIVE_QUEUE_URL), as the scheduled sweep does. Prints the run's report as JSON.
+    Sweep {
+        /// Where the first run starts when no watermark exists yet (hours before now).
+        #[arg(long, default_value_t = 24)]
+        first_lookback_hours: u64,
+        /// How far before the watermark each run looks again.
+        #[arg(long, default_value_t = 60)]
+        overlap_minutes: u64,
+        /// How far behind now the sweep stays.
+        #[arg(long, default_value_t = 5)]
+        settle_minutes: u64,
+    },
     /// Decrypt an archive object (file or s3://bucket/key) to a file or stdout (-).
     Decrypt {
         #[arg(long = "in")]
@@ -99,6 +113,19 @@ async fn main() -> Result<()> {
             conversation,
             recording,
         } => archive(conversation, recording).await,
+        Command::Sweep {
+            first_lookback_hours,
+            overlap_minutes,
+            settle_minutes,
+        } => {
+            sweep(gc_archive::sweep::SweepSettings {
+                first_lookback: std::time::Duration::from_secs(first_lookback_hours * 3600),
+                overlap: std::time::Duration::from_secs(overlap_minutes * 60),
+                settle: std::time::Duration::from_secs(settle_minutes * 60),
+                ..Default::default()
+            })
+            .await
+        }
         Command::Decrypt {
             input,
             output,
@@ -164,6 +191,27 @@ mod exit {
     pub const TRY_LATER: i32 = 75;
     /// A recording was refused for good (see the reason); running again does not help.
     pub const REFUSED: i32 = 65;
+}
+
+async fn sweep(settings: gc_archive::sweep::SweepSettings) -> Result<()> {
+    let env = std::env::vars().collect();
+    let sdk = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+    let deps = gc_archive::bootstrap::handler_deps("cli", &env, &sdk).await?;
+    let queue = gc_archive::bootstrap::archive_queue(&sdk, &env)?;
+    let report = gc_archive::sweep::sweep_once(
+        &gc_archive::sweep::SweepDeps {
+            genesys: &deps.service.genesys,
+            store: deps.service.store.as_ref(),
+            layout: &deps.service.settings.layout,
+            queue: &queue,
+            org: &deps.service.org,
+        },
+        &settings,
+        chrono::Utc::now(),
+    )
+    .await?;
+    println!("{}", serde_json::to_string_pretty(&report)?);
+    Ok(())
 }
 
 async fn archive(conversation: String, recording: Option<String>) -> Result<()> {

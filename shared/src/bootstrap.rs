@@ -32,6 +32,8 @@ pub enum InitError {
     Key(String),
     #[error("webhook: {0}")]
     Webhook(String),
+    #[error("{0} is not set")]
+    Missing(&'static str),
 }
 
 /// Namespace and name of the raw AES wrapping key in ESDK terms (keyring provider id/info).
@@ -195,6 +197,19 @@ pub async fn handler_deps(
 }
 
 /// Converts the Lambda deadline (epoch milliseconds) into a monotonic instant.
+/// The ArchiveQueue our own producers (the recording sweep) send conversations to
+/// (`ARCHIVE_QUEUE_URL`).
+pub fn archive_queue(
+    sdk: &aws_config::SdkConfig,
+    env: &HashMap<String, String>,
+) -> Result<crate::queue::SqsArchiveQueue, InitError> {
+    let url = get(env, "ARCHIVE_QUEUE_URL").ok_or(InitError::Missing("ARCHIVE_QUEUE_URL"))?;
+    Ok(crate::queue::SqsArchiveQueue::new(
+        aws_sdk_sqs::Client::new(sdk),
+        url,
+    ))
+}
+
 pub fn deadline_from_epoch_ms(deadline_ms: u64) -> tokio::time::Instant {
     let now_ms = chrono::Utc::now().timestamp_millis().max(0) as u64;
     tokio::time::Instant::now() + Duration::from_millis(deadline_ms.saturating_sub(now_ms))

@@ -92,6 +92,9 @@ pub fn parse_genesys_event(json: &str) -> Result<EventIntent, EventError> {
 }
 
 pub fn parse_genesys_event_value(value: serde_json::Value) -> Result<EventIntent, EventError> {
+    if ConversationMessage::looks_like(&value) {
+        return ConversationMessage::from_value(value).map(|m| m.intent());
+    }
     let envelope: EventBridgeEnvelope =
         serde_json::from_value(value).map_err(|e| EventError::Shape(e.to_string()))?;
     let detail: GenesysDetail = serde_json::from_value(envelope.detail.clone())
@@ -131,6 +134,54 @@ pub fn parse_genesys_event_value(value: serde_json::Value) -> Result<EventIntent
         event_time,
         correlation_id: detail.metadata.and_then(|m| m.correlation_id),
     })
+}
+
+/// An ArchiveQueue message from our own producers (the recording sweep, a backfill): archive
+/// the recordings of this conversation, exactly as a conversation-end event from Genesys asks.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ConversationMessage {
+    pub version: u32,
+    pub org_id: OrgId,
+    pub conversation_id: ConversationId,
+    /// Who sent it: `sweep`, `backfill`.
+    pub origin: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub conversation_end: Option<DateTime<Utc>>,
+}
+
+pub const CONVERSATION_MESSAGE_VERSION: u32 = 1;
+
+impl ConversationMessage {
+    /// Ours, not an EventBridge event (no `detail`) and not a transfer job (no recording).
+    fn looks_like(value: &serde_json::Value) -> bool {
+        value.get("origin").is_some()
+            && value.get("conversationId").is_some()
+            && value.get("detail").is_none()
+            && value.get("recordingId").is_none()
+    }
+
+    fn from_value(value: serde_json::Value) -> Result<ConversationMessage, EventError> {
+        let m: ConversationMessage = serde_json::from_value(value)
+            .map_err(|e| EventError::Shape(format!("conversation message: {e}")))?;
+        if m.version != CONVERSATION_MESSAGE_VERSION {
+            return Err(EventError::Shape(format!(
+                "conversation message version {} is not {CONVERSATION_MESSAGE_VERSION}",
+                m.version
+            )));
+        }
+        Ok(m)
+    }
+
+    fn intent(self) -> EventIntent {
+        EventIntent::Conversation {
+            org: Some(self.org_id),
+            conversation: self.conversation_id,
+            topic: format!("gc-archive.{}", self.origin),
+            event_time: self.conversation_end,
+            correlation_id: None,
+        }
+    }
 }
 
 /// A TransferQueue message: one recording for chunk-recording.
@@ -274,5 +325,49 @@ mod tests {
         )
         .unwrap();
         assert_eq!(old.media, RecordingMedia::Audio);
+    }
+
+    #[test]
+    fn a_sweep_message_asks_for_the_conversation_like_an_end_event() {
+        let body = serde_json::json!({
+            "version": 1,
+            "orgId": "5a2b1f0e-7c1d-4d8e-9a43-0c9e1f2d3b4a",
+            "conversationId": "8c189fe7-d947-408c-9ab3-7843ecc028ce",
+            "origin": "sweep",
+            "conversationEnd": "2026-11-20T15:00:00Z"
+        });
+        match parse_genesys_event(&body.to_string()).unwrap() {
+            EventIntent::Conversation {
+                org,
+                conversation,
+                topic,
+                event_time,
+                ..
+            } => {
+                assert_eq!(
+                    org.unwrap().as_str(),
+                    "5a2b1f0e-7c1d-4d8e-9a43-0c9e1f2d3b4a"
+                );
+                assert_eq!(
+                    conversation.as_str(),
+                    "8c189fe7-d947-408c-9ab3-7843ecc028ce"
+                );
+                assert_eq!(topic, "gc-archive.sweep");
+                assert_eq!(
+                    event_time.unwrap().to_rfc3339(),
+                    "2026-11-20T15:00:00+00:00"
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+        let mut wrong = body.clone();
+        wrong["version"] = serde_json::json!(2);
+        assert!(matches!(
+            parse_genesys_event(&wrong.to_string()),
+            Err(EventError::Shape(_))
+        ));
+        let mut bad_id = body;
+        bad_id["conversationId"] = serde_json::json!("../other-folder");
+        assert!(parse_genesys_event(&bad_id.to_string()).is_err());
     }
 }

@@ -20,6 +20,7 @@ pub mod pipeline;
 pub mod queue;
 pub mod retry;
 pub mod store;
+pub mod sweep;
 pub mod text;
 pub mod transfer;
 pub mod verify;

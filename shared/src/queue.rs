@@ -172,6 +172,51 @@ impl Queues for SqsQueues {
     }
 }
 
+/// Where our own producers (the recording sweep, a backfill) put conversations to archive:
+/// the ArchiveQueue archive-on-event consumes.
+#[async_trait]
+pub trait ArchiveQueue: Send + Sync {
+    async fn enqueue_conversation(
+        &self,
+        message: &crate::events::ConversationMessage,
+    ) -> Result<(), QueueError>;
+}
+
+pub struct SqsArchiveQueue {
+    client: aws_sdk_sqs::Client,
+    url: String,
+}
+
+impl SqsArchiveQueue {
+    pub fn new(client: aws_sdk_sqs::Client, url: impl Into<String>) -> SqsArchiveQueue {
+        SqsArchiveQueue {
+            client,
+            url: url.into(),
+        }
+    }
+}
+
+#[async_trait]
+impl ArchiveQueue for SqsArchiveQueue {
+    async fn enqueue_conversation(
+        &self,
+        message: &crate::events::ConversationMessage,
+    ) -> Result<(), QueueError> {
+        let body = serde_json::to_string(message).map_err(|e| QueueError {
+            operation: "SendMessage",
+            reason: e.to_string(),
+        })?;
+        self.client
+            .send_message()
+            .queue_url(&self.url)
+            .message_body(body)
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(sdk_error("SendMessage"))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

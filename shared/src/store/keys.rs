@@ -130,6 +130,11 @@ impl ArchiveLayout {
         )
     }
 
+    /// The recording sweep's watermark (how far every conversation has been enqueued).
+    pub fn sweep_watermark_key(&self) -> ObjectKey {
+        join(&self.prefix, "_state/sweep/watermark.json".to_string())
+    }
+
     /// The resumable transfer's checkpoint.
     pub fn checkpoint_key(&self, recording: &RecordingId, media: Option<&MediaKey>) -> ObjectKey {
         join(

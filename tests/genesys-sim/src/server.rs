@@ -1463,11 +1463,14 @@ async fn analytics_query(State(sh): St, body: Bytes) -> Response {
             let mut o = json!({
                 "conversationId": c.id,
                 "conversationStart": ts(c.start),
-                "conversationEnd": ts(c.end),
                 "originatingDirection": c.direction,
                 "divisionIds": [c.division_id],
                 "participants": participants,
             });
+            // A conversation still running has no conversationEnd yet (AnalyticsConversation).
+            if c.end <= Utc::now() {
+                o["conversationEnd"] = json!(ts(c.end));
+            }
             if let Some(t) = &c.external_tag {
                 o["externalTag"] = json!(t);
             }

@@ -1,0 +1,199 @@
+//! The recording sweep against the simulator's analytics API, moto's S3 and SQS, and the real
+//! archive-on-event handler: after lost events it enqueues exactly the conversations without
+//! an archive, they are archived through the ArchiveQueue, a conversation still running holds
+//! the watermark, and a run that fails part-way leaves the watermark where it was.
+
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{SubsecRound, Utc};
+use gc_archive::events::ConversationMessage;
+use gc_archive::handlers::archive_on_event;
+use gc_archive::ids::OrgId;
+use gc_archive::queue::{ArchiveQueue, QueueError, SqsArchiveQueue};
+use gc_archive::store::{ArchiveLayout, S3Store};
+use gc_archive::sweep::{sweep_once, SweepDeps, SweepSettings, WatermarkStore};
+use gc_archive_it::stack::{LocalStack, StackOptions, BUCKET, PREFIX};
+use genesys_sim::{Codec, ConversationSpec, MediaSource, RecordingSpec};
+
+fn settings() -> SweepSettings {
+    SweepSettings {
+        overlap: Duration::from_secs(3600),
+        settle: Duration::ZERO,
+        max_open: Duration::from_secs(24 * 3600),
+        first_lookback: Duration::from_secs(6 * 3600),
+        window: Duration::from_secs(3600),
+    }
+}
+
+fn ended(minutes_ago: i64) -> ConversationSpec {
+    ConversationSpec {
+        start: Some(Utc::now() - chrono::Duration::minutes(minutes_ago)),
+        duration_secs: 120,
+        ..ConversationSpec::default()
+    }
+}
+
+fn recorded(stack: &LocalStack, spec: ConversationSpec) -> String {
+    let cid = stack.sim.add_conversation(spec);
+    stack
+        .sim
+        .add_recording(&cid, RecordingSpec::new(MediaSource::Real(Codec::WavUlaw)));
+    cid
+}
+
+/// Counts enqueues and fails every one after the first `ok`.
+struct FailingQueue {
+    inner: SqsArchiveQueue,
+    ok: u32,
+    sent: AtomicU32,
+}
+
+#[async_trait]
+impl ArchiveQueue for FailingQueue {
+    async fn enqueue_conversation(&self, m: &ConversationMessage) -> Result<(), QueueError> {
+        if self.sent.fetch_add(1, Ordering::SeqCst) >= self.ok {
+            return Err(QueueError {
+                operation: "SendMessage",
+                reason: "injected".into(),
+            });
+        }
+        self.inner.enqueue_conversation(m).await
+    }
+}
+
+async fn manifests(stack: &LocalStack, cid: &str) -> usize {
+    stack
+        .list_keys(&format!("{PREFIX}/"))
+        .await
+        .unwrap()
+        .iter()
+        .filter(|k| k.contains(cid) && k.ends_with(".manifest.json"))
+        .count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sweep_after_lost_events_archives_exactly_the_missing_conversations() {
+    let stack = LocalStack::start(StackOptions::default()).await.unwrap();
+    let archive = stack.deps("archive-on-event").await.unwrap();
+    let transfer = stack.deps("chunk-recording").await.unwrap();
+    // Six ended conversations with a recording over the last five hours; the events of three
+    // of them arrived (archived directly), the other three were lost.
+    let all: Vec<String> = (0..6)
+        .map(|i| recorded(&stack, ended(290 - i * 50)))
+        .collect();
+    let (delivered, lost) = all.split_at(3);
+    for cid in delivered {
+        let event = serde_json::json!({
+            "version": "0", "id": format!("ev-{cid}"), "detail-type": "conversation",
+            "source": format!("aws.partner/genesys.com/cloud/{}/gc-archive", stack.sim.org_id()),
+            "account": "123456789012", "time": Utc::now().to_rfc3339(), "region": "us-east-1",
+            "resources": [], "detail": stack.conversation_event(cid, "customer.end"),
+        });
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        archive_on_event(&archive, event, deadline, "direct")
+            .await
+            .unwrap();
+        assert_eq!(manifests(&stack, cid).await, 1);
+    }
+    // A conversation without recordings, and one still running (with a recording).
+    stack.sim.add_conversation(ended(100));
+    let running = recorded(
+        &stack,
+        ConversationSpec {
+            start: Some(Utc::now() - chrono::Duration::minutes(30)),
+            duration_secs: 7200,
+            ..ConversationSpec::default()
+        },
+    );
+
+    let store = S3Store::new(stack.s3.clone(), BUCKET);
+    let layout = ArchiveLayout::new(PREFIX);
+    let org = OrgId::parse(stack.sim.org_id()).unwrap();
+    let queue = SqsArchiveQueue::new(stack.sqs.clone(), stack.archive_queue.url.clone());
+    let genesys = archive.service.genesys.clone();
+    let deps = SweepDeps {
+        genesys: &genesys,
+        store: &store,
+        layout: &layout,
+        queue: &queue,
+        org: &org,
+    };
+
+    // A first run whose queue fails after one message: it stops with an error and the
+    // watermark is not written, so nothing before it can be skipped.
+    let failing = FailingQueue {
+        inner: SqsArchiveQueue::new(stack.sqs.clone(), stack.archive_queue.url.clone()),
+        ok: 1,
+        sent: AtomicU32::new(0),
+    };
+    let crashed = sweep_once(
+        &SweepDeps {
+            queue: &failing,
+            ..deps
+        },
+        &settings(),
+        Utc::now(),
+    )
+    .await;
+    assert!(crashed.is_err(), "{crashed:?}");
+    assert!(WatermarkStore::new(&store, &layout)
+        .load()
+        .await
+        .unwrap()
+        .is_none());
+
+    let report = sweep_once(&deps, &settings(), Utc::now()).await.unwrap();
+    assert_eq!(report.already_archived, 3, "{report:?}");
+    assert_eq!(report.enqueued, 3, "the three lost ones: {report:?}");
+    assert_eq!(report.still_open, 1, "{report:?}");
+    let running_start = stack
+        .sim
+        .conversations()
+        .into_iter()
+        .find(|c| c.id == running)
+        .unwrap()
+        .start_time
+        // Analytics reports milliseconds.
+        .trunc_subsecs(3);
+    assert_eq!(
+        report.watermark,
+        Some(running_start),
+        "the running conversation holds the watermark"
+    );
+
+    // The ArchiveQueue through the real handlers: the lost conversations get archived (the
+    // one the crashed run had already enqueued arrives twice, and is archived once).
+    stack
+        .drain(&archive, &transfer, Duration::from_secs(120), |_| {})
+        .await
+        .unwrap();
+    for cid in lost {
+        assert_eq!(manifests(&stack, cid).await, 1, "{cid}");
+    }
+    for cid in delivered {
+        assert_eq!(manifests(&stack, cid).await, 1, "still one archive: {cid}");
+    }
+    assert_eq!(manifests(&stack, &running).await, 0);
+
+    // Nothing is missing any more: the next run (from the watermark minus the overlap) finds
+    // every ended conversation archived and enqueues nothing; the watermark stays held by the
+    // conversation that is still running.
+    let again = sweep_once(&deps, &settings(), Utc::now()).await.unwrap();
+    assert_eq!(again.from, Some(running_start - chrono::Duration::hours(1)));
+    assert_eq!(again.enqueued, 0, "{again:?}");
+    assert!(again.already_archived >= 1, "{again:?}");
+    assert_eq!(
+        again.already_archived + again.still_open,
+        again.conversations_seen,
+        "{again:?}"
+    );
+    assert_eq!(again.watermark, Some(running_start));
+    let (stored, _) = WatermarkStore::new(&store, &layout)
+        .load()
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(stored.held_by.as_deref(), Some(running.as_str()));
+}
