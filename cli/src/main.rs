@@ -61,6 +61,21 @@ enum Command {
         #[arg(long, default_value_t = 5)]
         settle_minutes: u64,
     },
+    /// Compare what Genesys Cloud lists for a window (conversations with recordings that
+    /// started in it) with the manifests in S3; print every recording not archived (missing,
+    /// pending, skipped) with the last audit outcome and reason. Exit 0 when nothing is
+    /// missing, 2 when something is.
+    Reconcile {
+        /// Window start: 2026-11-01 or 2026-11-01T00:00:00Z.
+        #[arg(long)]
+        from: String,
+        /// Window end (exclusive), same forms.
+        #[arg(long)]
+        to: String,
+        /// Also write the whole report as JSON to this file.
+        #[arg(long)]
+        out: Option<std::path::PathBuf>,
+    },
     /// Decrypt an archive object (file or s3://bucket/key) to a file or stdout (-).
     Decrypt {
         #[arg(long = "in")]
@@ -113,6 +128,7 @@ async fn main() -> Result<()> {
             conversation,
             recording,
         } => archive(conversation, recording).await,
+        Command::Reconcile { from, to, out } => reconcile(&from, &to, out).await,
         Command::Sweep {
             first_lookback_hours,
             overlap_minutes,
@@ -191,6 +207,59 @@ mod exit {
     pub const TRY_LATER: i32 = 75;
     /// A recording was refused for good (see the reason); running again does not help.
     pub const REFUSED: i32 = 65;
+}
+
+/// `2026-11-01` (midnight UTC) or an RFC 3339 time.
+fn parse_instant(s: &str) -> Result<chrono::DateTime<chrono::Utc>> {
+    if let Ok(t) = chrono::DateTime::parse_from_rfc3339(s) {
+        return Ok(t.with_timezone(&chrono::Utc));
+    }
+    let day = chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d")
+        .with_context(|| format!("{s:?} is neither YYYY-MM-DD nor an RFC 3339 time"))?;
+    Ok(day.and_time(chrono::NaiveTime::MIN).and_utc())
+}
+
+async fn reconcile(from: &str, to: &str, out: Option<std::path::PathBuf>) -> Result<()> {
+    use gc_archive::reconcile::{reconcile, ReconcileDeps};
+    let (from, to) = (parse_instant(from)?, parse_instant(to)?);
+    let env = std::env::vars().collect();
+    let sdk = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+    let deps = gc_archive::bootstrap::handler_deps("cli", &env, &sdk).await?;
+    let report = reconcile(
+        &ReconcileDeps {
+            genesys: &deps.service.genesys,
+            store: deps.service.store.as_ref(),
+            layout: &deps.service.settings.layout,
+            org: &deps.service.org,
+            media: &deps.service.media,
+        },
+        from,
+        to,
+        chrono::Utc::now(),
+    )
+    .await?;
+    println!(
+        "{from} .. {to}: {} conversations, {} recordings: {} archived, {} missing, {} pending, {} skipped",
+        report.conversations, report.recordings, report.archived, report.missing, report.pending, report.skipped
+    );
+    for u in &report.unarchived {
+        println!(
+            "  {:?} conversation {} recording {} ({}): {}",
+            u.status,
+            u.conversation_id,
+            u.recording_id.as_deref().unwrap_or("-"),
+            u.media.as_deref().unwrap_or("-"),
+            u.reason.as_deref().unwrap_or("-")
+        );
+    }
+    if let Some(path) = out {
+        std::fs::write(&path, serde_json::to_vec_pretty(&report)?)
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
+    if !report.complete() {
+        std::process::exit(2);
+    }
+    Ok(())
 }
 
 async fn sweep(settings: gc_archive::sweep::SweepSettings) -> Result<()> {

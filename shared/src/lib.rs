@@ -18,6 +18,7 @@ pub mod metrics;
 pub mod notify;
 pub mod pipeline;
 pub mod queue;
+pub mod reconcile;
 pub mod retry;
 pub mod store;
 pub mod sweep;

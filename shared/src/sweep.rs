@@ -274,7 +274,38 @@ async fn query_window(
     end: DateTime<Utc>,
     report: &mut SweepReport,
 ) -> Result<Vec<AnalyticsConversation>, SweepError> {
+    let (rows, queries) = query_pages(deps.genesys, start, end).await?;
+    report.queries += queries;
+    Ok(rows)
+}
+
+/// Every conversation with recordings that started in `[from, to)`, in windows of at most
+/// [`MAX_WINDOW`], all pages, each conversation once.
+pub async fn query_conversations(
+    genesys: &GenesysClient,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+) -> Result<Vec<AnalyticsConversation>, SweepError> {
+    let mut seen = HashSet::new();
     let mut out = Vec::new();
+    for (start, end) in windows(from, to, MAX_WINDOW) {
+        let (rows, _) = query_pages(genesys, start, end).await?;
+        out.extend(
+            rows.into_iter()
+                .filter(|c| seen.insert(c.conversation_id.clone())),
+        );
+    }
+    Ok(out)
+}
+
+/// All pages of one query window; also returns the number of requests made.
+async fn query_pages(
+    genesys: &GenesysClient,
+    start: DateTime<Utc>,
+    end: DateTime<Utc>,
+) -> Result<(Vec<AnalyticsConversation>, u32), SweepError> {
+    let mut out = Vec::new();
+    let mut queries = 0;
     for page_number in 1.. {
         let query = ConversationDetailsQuery::with_recordings(
             start,
@@ -284,9 +315,8 @@ async fn query_window(
                 page_number,
             },
         );
-        report.queries += 1;
-        let page = deps
-            .genesys
+        queries += 1;
+        let page = genesys
             .conversation_details_query(&query)
             .await
             .map_err(|source| SweepError::Query {
@@ -300,7 +330,7 @@ async fn query_window(
             break;
         }
     }
-    Ok(out)
+    Ok((out, queries))
 }
 
 /// Enqueues one ended conversation unless its folder already holds a manifest.

@@ -197,3 +197,104 @@ async fn a_sweep_after_lost_events_archives_exactly_the_missing_conversations() 
         .unwrap();
     assert_eq!(stored.held_by.as_deref(), Some(running.as_str()));
 }
+
+/// Reconciliation after a mixed day: one conversation archived, one whose event was lost, one
+/// whose recording Genesys holds in an error state (the attempt failed and was audited), one
+/// still running and one chat (not archived here): exactly the lost and the failed recording
+/// are missing, each with its reason.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reconciliation_lists_exactly_what_is_missing_with_its_reason() {
+    use gc_archive::reconcile::{reconcile, ReconcileDeps, Status};
+    let stack = LocalStack::start(StackOptions::default()).await.unwrap();
+    let archive = stack.deps("archive-on-event").await.unwrap();
+    let direct = |cid: String| {
+        let event = serde_json::json!({
+            "version": "0", "id": format!("ev-{cid}"), "detail-type": "conversation",
+            "source": format!("aws.partner/genesys.com/cloud/{}/gc-archive", stack.sim.org_id()),
+            "account": "123456789012", "time": Utc::now().to_rfc3339(), "region": "us-east-1",
+            "resources": [], "detail": stack.conversation_event(&cid, "customer.end"),
+        });
+        let archive = &archive;
+        async move {
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+            archive_on_event(archive, event, deadline, "direct").await
+        }
+    };
+    let archived = recorded(&stack, ended(200));
+    direct(archived.clone()).await.unwrap();
+    let lost = recorded(&stack, ended(150));
+    let failed = stack.sim.add_conversation(ended(120));
+    let failed_rid = stack.sim.add_recording(
+        &failed,
+        RecordingSpec {
+            file_state_override: Some(genesys_sim::FileState::Error),
+            ..RecordingSpec::new(MediaSource::Real(Codec::WavUlaw))
+        },
+    );
+    // The conversation is done; its refused recording went to the DLQ as its own job.
+    direct(failed.clone()).await.unwrap();
+    let running = recorded(
+        &stack,
+        ConversationSpec {
+            start: Some(Utc::now() - chrono::Duration::minutes(30)),
+            duration_secs: 7200,
+            ..ConversationSpec::default()
+        },
+    );
+    let chat = stack.sim.add_conversation(ended(90));
+    stack
+        .sim
+        .add_recording(&chat, RecordingSpec::new(MediaSource::Chat));
+
+    let store = S3Store::new(stack.s3.clone(), BUCKET);
+    let layout = ArchiveLayout::new(PREFIX);
+    let org = OrgId::parse(stack.sim.org_id()).unwrap();
+    let now = Utc::now();
+    let report = reconcile(
+        &ReconcileDeps {
+            genesys: &archive.service.genesys,
+            store: &store,
+            layout: &layout,
+            org: &org,
+            media: &archive.service.media,
+        },
+        now - chrono::Duration::hours(6),
+        now,
+        now,
+    )
+    .await
+    .unwrap();
+    assert_eq!(report.conversations, 5, "{report:#?}");
+    assert_eq!(report.archived, 1, "{report:#?}");
+    assert_eq!(report.missing, 2, "{report:#?}");
+    assert_eq!(report.pending, 1, "{report:#?}");
+    assert_eq!(report.skipped, 1, "{report:#?}");
+    assert!(!report.complete());
+    let of = |cid: &str| {
+        report
+            .unarchived
+            .iter()
+            .find(|u| u.conversation_id == cid)
+            .unwrap_or_else(|| panic!("{cid} not listed: {report:#?}"))
+    };
+    assert_eq!(of(&lost).status, Status::Missing);
+    assert_eq!(
+        of(&lost).reason.as_deref(),
+        Some("no audit record: no transfer was attempted")
+    );
+    let f = of(&failed);
+    assert_eq!(f.status, Status::Missing);
+    assert_eq!(f.recording_id.as_deref(), Some(failed_rid.as_str()));
+    assert_eq!(f.file_state.as_deref(), Some("ERROR"));
+    assert!(
+        f.last_outcome.is_some(),
+        "the failed attempt's audit: {f:?}"
+    );
+    assert!(f.reason.is_some(), "{f:?}");
+    assert_eq!(of(&running).status, Status::Pending);
+    assert_eq!(of(&chat).status, Status::Skipped);
+    assert!(report
+        .unarchived
+        .iter()
+        .all(|u| u.conversation_id != archived));
+}
