@@ -76,6 +76,7 @@ struct Inner {
     auth: TokenProvider,
     retry: RetryPolicy,
     rate: Mutex<Option<RateLimitInfo>>,
+    throttle: super::throttle::Throttle,
 }
 
 /// A cheap-to-clone Genesys Cloud API client.
@@ -177,6 +178,7 @@ impl GenesysClient {
                 auth,
                 retry,
                 rate: Mutex::new(None),
+                throttle: super::throttle::Throttle::new(),
             }),
             deadline: None,
         }
@@ -236,6 +238,9 @@ impl GenesysClient {
                 allowed,
                 reset: Duration::from_secs(reset),
             });
+            self.inner
+                .throttle
+                .observe(count, allowed, Duration::from_secs(reset));
         }
     }
 
@@ -256,6 +261,7 @@ impl GenesysClient {
                 .token(self.deadline)
                 .await
                 .map_err(Attempt::Token)?;
+            self.inner.throttle.acquire(self.deadline).await;
             let mut req = self
                 .inner
                 .http
