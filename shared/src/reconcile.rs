@@ -114,7 +114,8 @@ pub async fn reconcile(
         to: Some(to),
         ..ReconcileReport::default()
     };
-    let conversations = query_conversations(deps.genesys, from, to).await?;
+    let conversations =
+        query_conversations(deps.genesys, from, to, crate::sweep::MAX_ROWS_PER_QUERY).await?;
     for conv in conversations {
         report.conversations += 1;
         let Ok(conversation) = ConversationId::parse(&conv.conversation_id) else {

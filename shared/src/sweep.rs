@@ -33,6 +33,8 @@ use crate::store::{ArchiveLayout, Conditional, ObjectKey, ObjectStore, StoreErro
 pub const MAX_WINDOW: Duration = Duration::from_secs(7 * 24 * 3600);
 /// The analytics API's largest page.
 pub const PAGE_SIZE: u32 = 100;
+/// Rows one details query can page through (genesys-api.md §3.7); a window with more is split.
+pub const MAX_ROWS_PER_QUERY: u64 = 10_000;
 pub const WATERMARK_VERSION: u32 = 1;
 
 #[derive(Debug, thiserror::Error)]
@@ -55,6 +57,9 @@ pub enum SweepError {
     },
     #[error("sweep settings: {0}")]
     Settings(String),
+    /// Even a millisecond's window holds more conversations than one query may page through.
+    #[error("{total} conversations started in {interval}: more than one query can return")]
+    TooDense { interval: String, total: u64 },
 }
 
 #[derive(Debug, Clone)]
@@ -69,6 +74,8 @@ pub struct SweepSettings {
     pub first_lookback: Duration,
     /// One window per query, at most [`MAX_WINDOW`].
     pub window: Duration,
+    /// A window with more conversations than this is split in halves until each fits.
+    pub max_rows: u64,
 }
 
 impl Default for SweepSettings {
@@ -79,6 +86,7 @@ impl Default for SweepSettings {
             max_open: Duration::from_secs(24 * 3600),
             first_lookback: Duration::from_secs(24 * 3600),
             window: Duration::from_secs(24 * 3600),
+            max_rows: MAX_ROWS_PER_QUERY,
         }
     }
 }
@@ -227,7 +235,7 @@ pub async fn sweep_once(
     // The earliest start of a conversation still running: the watermark may not pass it.
     let mut hold: Option<(DateTime<Utc>, String)> = None;
     for (start, end) in windows(from, to, settings.window) {
-        for conv in query_window(deps, start, end, &mut report).await? {
+        for conv in query_window(deps, start, end, settings.max_rows, &mut report).await? {
             report.conversations_seen += 1;
             let Some(conversation_start) = conv.conversation_start else {
                 continue;
@@ -272,9 +280,10 @@ async fn query_window(
     deps: &SweepDeps<'_>,
     start: DateTime<Utc>,
     end: DateTime<Utc>,
+    max_rows: u64,
     report: &mut SweepReport,
 ) -> Result<Vec<AnalyticsConversation>, SweepError> {
-    let (rows, queries) = query_pages(deps.genesys, start, end).await?;
+    let (rows, queries) = query_split(deps.genesys, start, end, max_rows).await?;
     report.queries += queries;
     Ok(rows)
 }
@@ -285,11 +294,12 @@ pub async fn query_conversations(
     genesys: &GenesysClient,
     from: DateTime<Utc>,
     to: DateTime<Utc>,
+    max_rows: u64,
 ) -> Result<Vec<AnalyticsConversation>, SweepError> {
     let mut seen = HashSet::new();
     let mut out = Vec::new();
     for (start, end) in windows(from, to, MAX_WINDOW) {
-        let (rows, _) = query_pages(genesys, start, end).await?;
+        let (rows, _) = query_split(genesys, start, end, max_rows).await?;
         out.extend(
             rows.into_iter()
                 .filter(|c| seen.insert(c.conversation_id.clone())),
@@ -298,14 +308,50 @@ pub async fn query_conversations(
     Ok(out)
 }
 
-/// All pages of one query window; also returns the number of requests made.
+/// All conversations of one window, split in halves while a window holds more than one query
+/// may page through; also returns the number of requests made.
+async fn query_split(
+    genesys: &GenesysClient,
+    start: DateTime<Utc>,
+    end: DateTime<Utc>,
+    max_rows: u64,
+) -> Result<(Vec<AnalyticsConversation>, u32), SweepError> {
+    // Iterative (a stack of windows), so no recursion through async.
+    let mut todo = vec![(start, end)];
+    let mut out = Vec::new();
+    let mut queries = 0;
+    while let Some((start, end)) = todo.pop() {
+        let (rows, total, made) = query_pages(genesys, start, end, max_rows).await?;
+        queries += made;
+        let half = (end - start) / 2;
+        if total > max_rows {
+            if half < chrono::Duration::milliseconds(1) {
+                return Err(SweepError::TooDense {
+                    interval: format!("{start}/{end}"),
+                    total,
+                });
+            }
+            // Later half first on the stack, so windows come out oldest first.
+            todo.push((start + half, end));
+            todo.push((start, start + half));
+            continue;
+        }
+        out.extend(rows);
+    }
+    Ok((out, queries))
+}
+
+/// The pages of one query: its rows, its total, the requests made. Stops after the first page
+/// when the total is more than `max_rows` (the caller splits the window).
 async fn query_pages(
     genesys: &GenesysClient,
     start: DateTime<Utc>,
     end: DateTime<Utc>,
-) -> Result<(Vec<AnalyticsConversation>, u32), SweepError> {
+    max_rows: u64,
+) -> Result<(Vec<AnalyticsConversation>, u64, u32), SweepError> {
     let mut out = Vec::new();
     let mut queries = 0;
+    let mut total = 0;
     for page_number in 1.. {
         let query = ConversationDetailsQuery::with_recordings(
             start,
@@ -325,12 +371,12 @@ async fn query_pages(
             })?;
         let rows = page.conversations.len();
         out.extend(page.conversations);
-        let total = page.total_hits.unwrap_or(0) as usize;
-        if rows < PAGE_SIZE as usize || out.len() >= total {
+        total = page.total_hits.unwrap_or(0);
+        if total > max_rows || rows < PAGE_SIZE as usize || out.len() as u64 >= total {
             break;
         }
     }
-    Ok((out, queries))
+    Ok((out, total, queries))
 }
 
 /// Enqueues one ended conversation unless its folder already holds a manifest.

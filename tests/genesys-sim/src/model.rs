@@ -30,6 +30,10 @@ pub struct SimConfig {
     pub batch_polls: u32,
     /// Lifetime of batch download `resultUrl`s.
     pub batch_url_ttl_secs: u64,
+    /// Rows one analytics details query can page through (genesys-api.md §3.7: 10,000); a
+    /// page reaching past it is refused. Lower it to test window splitting without 10,000
+    /// conversations.
+    pub analytics_max_rows: usize,
 }
 
 impl Default for SimConfig {
@@ -46,6 +50,7 @@ impl Default for SimConfig {
             behaviour: Behaviour::default(),
             batch_polls: 1,
             batch_url_ttl_secs: 3_600,
+            analytics_max_rows: 10_000,
         }
     }
 }

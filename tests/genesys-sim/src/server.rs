@@ -1399,6 +1399,12 @@ async fn analytics_query(State(sh): St, body: Bytes) -> Response {
         (Ok(s), Ok(n)) if (1..=100).contains(&s) && n >= 1 => (s as usize, n as usize),
         _ => return bad_request("paging.pageSize must be 1..100 and paging.pageNumber >= 1"),
     };
+    if (page_number - 1).saturating_mul(page_size) >= sh.cfg.analytics_max_rows {
+        return bad_request(&format!(
+            "paging past {} results is not allowed: narrow the interval or use an async job",
+            sh.cfg.analytics_max_rows
+        ));
+    }
     let desc = m
         .get("order")
         .and_then(Value::as_str)
@@ -1420,10 +1426,12 @@ async fn analytics_query(State(sh): St, body: Bytes) -> Response {
         convs.reverse();
     }
     let total = convs.len();
+    // A query pages through at most `analytics_max_rows` rows (the last page is cut there).
+    let first = (page_number - 1).saturating_mul(page_size);
     let page: Vec<Value> = convs
         .iter()
-        .skip((page_number - 1).saturating_mul(page_size))
-        .take(page_size)
+        .skip(first)
+        .take(page_size.min(sh.cfg.analytics_max_rows - first))
         .map(|c| {
             let recorded = !c.recordings.is_empty();
             let media_type = match c

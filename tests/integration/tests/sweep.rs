@@ -15,7 +15,7 @@ use gc_archive::queue::{ArchiveQueue, QueueError, SqsArchiveQueue};
 use gc_archive::store::{ArchiveLayout, S3Store};
 use gc_archive::sweep::{sweep_once, SweepDeps, SweepSettings, WatermarkStore};
 use gc_archive_it::stack::{LocalStack, StackOptions, BUCKET, PREFIX};
-use genesys_sim::{Codec, ConversationSpec, MediaSource, RecordingSpec};
+use genesys_sim::{Codec, ConversationSpec, MediaSource, RecordingSpec, SimConfig};
 
 fn settings() -> SweepSettings {
     SweepSettings {
@@ -24,6 +24,7 @@ fn settings() -> SweepSettings {
         max_open: Duration::from_secs(24 * 3600),
         first_lookback: Duration::from_secs(6 * 3600),
         window: Duration::from_secs(3600),
+        max_rows: gc_archive::sweep::MAX_ROWS_PER_QUERY,
     }
 }
 
@@ -297,4 +298,80 @@ async fn reconciliation_lists_exactly_what_is_missing_with_its_reason() {
         .unarchived
         .iter()
         .all(|u| u.conversation_id != archived));
+}
+
+/// A window holding more conversations than one query may page through (10,000 in Genesys;
+/// 5 here) is split until each part fits: every conversation is still found, once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_window_with_more_conversations_than_a_query_returns_is_split() {
+    let stack = LocalStack::start(StackOptions {
+        sim: SimConfig {
+            analytics_max_rows: 5,
+            ..SimConfig::default()
+        },
+        ..StackOptions::default()
+    })
+    .await
+    .unwrap();
+    let all: Vec<String> = (0..12)
+        .map(|i| recorded(&stack, ended(280 - i * 20)))
+        .collect();
+    let store = S3Store::new(stack.s3.clone(), BUCKET);
+    let layout = ArchiveLayout::new(PREFIX);
+    let org = OrgId::parse(stack.sim.org_id()).unwrap();
+    let recorder = Recorder::default();
+    let archive = stack.deps("archive-on-event").await.unwrap();
+    let report = sweep_once(
+        &SweepDeps {
+            genesys: &archive.service.genesys,
+            store: &store,
+            layout: &layout,
+            queue: &recorder,
+            org: &org,
+        },
+        &SweepSettings {
+            window: Duration::from_secs(6 * 3600),
+            max_rows: 5,
+            ..settings()
+        },
+        Utc::now(),
+    )
+    .await
+    .unwrap();
+    let mut sent = recorder.sent();
+    sent.sort();
+    let mut want = all.clone();
+    want.sort();
+    assert_eq!(sent, want, "every conversation once: {report:?}");
+    assert!(report.queries > 3, "the window was split: {report:?}");
+    // Genesys refuses paging past the limit, so an unsplit query could not have found them.
+    let refused = stack
+        .sim
+        .requests()
+        .iter()
+        .filter(|r| r.path.ends_with("/details/query") && r.status == 400)
+        .count();
+    assert_eq!(refused, 0, "no page past the limit was asked for");
+}
+
+#[derive(Default)]
+struct Recorder {
+    sent: std::sync::Mutex<Vec<String>>,
+}
+
+impl Recorder {
+    fn sent(&self) -> Vec<String> {
+        self.sent.lock().unwrap().clone()
+    }
+}
+
+#[async_trait]
+impl ArchiveQueue for Recorder {
+    async fn enqueue_conversation(&self, m: &ConversationMessage) -> Result<(), QueueError> {
+        self.sent
+            .lock()
+            .unwrap()
+            .push(m.conversation_id.as_str().to_string());
+        Ok(())
+    }
 }
