@@ -61,6 +61,22 @@ enum Command {
         #[arg(long, default_value_t = 5)]
         settle_minutes: u64,
     },
+    /// Enqueue every ended conversation with recordings that started in a range and has no
+    /// archive, through Genesys Cloud's async analytics jobs (history of any age), one job per
+    /// window; resumable (a re-run of the same range continues after the last finished
+    /// window). Progress on stderr, the final state as JSON on stdout. Needs
+    /// ARCHIVE_QUEUE_URL.
+    Backfill {
+        /// Range start: 2026-01-01 or an RFC 3339 time.
+        #[arg(long)]
+        from: String,
+        /// Range end (exclusive), same forms.
+        #[arg(long)]
+        to: String,
+        /// One analytics job per window of this many hours.
+        #[arg(long, default_value_t = 24)]
+        window_hours: u64,
+    },
     /// Compare what Genesys Cloud lists for a window (conversations with recordings that
     /// started in it) with the manifests in S3; print every recording not archived (missing,
     /// pending, skipped) with the last audit outcome and reason. Exit 0 when nothing is
@@ -129,6 +145,11 @@ async fn main() -> Result<()> {
             recording,
         } => archive(conversation, recording).await,
         Command::Reconcile { from, to, out } => reconcile(&from, &to, out).await,
+        Command::Backfill {
+            from,
+            to,
+            window_hours,
+        } => backfill(&from, &to, window_hours).await,
         Command::Sweep {
             first_lookback_hours,
             overlap_minutes,
@@ -259,6 +280,46 @@ async fn reconcile(from: &str, to: &str, out: Option<std::path::PathBuf>) -> Res
     if !report.complete() {
         std::process::exit(2);
     }
+    Ok(())
+}
+
+async fn backfill(from: &str, to: &str, window_hours: u64) -> Result<()> {
+    let (from, to) = (parse_instant(from)?, parse_instant(to)?);
+    let env = std::env::vars().collect();
+    let sdk = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+    let deps = gc_archive::bootstrap::handler_deps("cli", &env, &sdk).await?;
+    let queue = gc_archive::bootstrap::archive_queue(&sdk, &env)?;
+    let started = std::time::Instant::now();
+    let state = gc_archive::sweep::backfill(
+        &gc_archive::sweep::SweepDeps {
+            genesys: &deps.service.genesys,
+            store: deps.service.store.as_ref(),
+            layout: &deps.service.settings.layout,
+            queue: &queue,
+            org: &deps.service.org,
+        },
+        from,
+        to,
+        std::time::Duration::from_secs(window_hours.max(1) * 3600),
+        |p| {
+            // Rate and ETA from this run's windows (a resumed run skips the finished ones).
+            let secs = started.elapsed().as_secs_f64().max(0.001);
+            let rate = p.state.conversations_seen as f64 / secs;
+            let eta = secs / p.window as f64 * (p.windows - p.window) as f64;
+            eprintln!(
+                "[{}/{}] {} .. {}: {} conversations seen, {} enqueued, {} already archived ({rate:.0}/s, ETA {eta:.0} s)",
+                p.window,
+                p.windows,
+                p.window_start.format("%Y-%m-%d %H:%M"),
+                p.window_end.format("%Y-%m-%d %H:%M"),
+                p.state.conversations_seen,
+                p.state.enqueued,
+                p.state.already_archived
+            );
+        },
+    )
+    .await?;
+    println!("{}", serde_json::to_string_pretty(&state)?);
     Ok(())
 }
 

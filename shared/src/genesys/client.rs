@@ -535,6 +535,47 @@ impl GenesysClient {
             .map(|_| ())
     }
 
+    /// POST `/api/v2/analytics/conversations/details/jobs`. Retried: a duplicate job is only
+    /// a wasted one (nothing reads it).
+    pub async fn submit_conversation_details_job(
+        &self,
+        query: &AsyncConversationQuery,
+    ) -> Result<AsyncQueryResponse, GenesysError> {
+        let path = "/api/v2/analytics/conversations/details/jobs";
+        let (_, bytes) = self
+            .call(Method::POST, path, &[], Self::json_body(query), true)
+            .await?;
+        Self::decode("POST", path, &bytes)
+    }
+
+    /// GET `/api/v2/analytics/conversations/details/jobs/{jobId}`.
+    pub async fn conversation_details_job(
+        &self,
+        job_id: &str,
+    ) -> Result<AsyncQueryStatus, GenesysError> {
+        let path = format!("/api/v2/analytics/conversations/details/jobs/{job_id}");
+        let (_, bytes) = self.call(Method::GET, &path, &[], None, true).await?;
+        Self::decode("GET", &path, &bytes)
+    }
+
+    /// GET `/api/v2/analytics/conversations/details/jobs/{jobId}/results` (`cursor`,
+    /// `pageSize`).
+    pub async fn conversation_details_job_results(
+        &self,
+        job_id: &str,
+        cursor: Option<&str>,
+        page_size: u32,
+    ) -> Result<AsyncConversationResults, GenesysError> {
+        let path = format!("/api/v2/analytics/conversations/details/jobs/{job_id}/results");
+        let size = page_size.to_string();
+        let mut query = vec![("pageSize", size.as_str())];
+        if let Some(c) = cursor {
+            query.push(("cursor", c));
+        }
+        let (_, bytes) = self.call(Method::GET, &path, &query, None, true).await?;
+        Self::decode("GET", &path, &bytes)
+    }
+
     /// POST `/api/v2/analytics/conversations/details/query`. A read, so safe to retry.
     pub async fn conversation_details_query(
         &self,

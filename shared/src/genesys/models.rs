@@ -343,6 +343,65 @@ pub struct ConversationDetailsResponse {
     pub total_hits: Option<u64>,
 }
 
+/// `AsyncConversationQuery`: the async details job for history the sync query cannot reach.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AsyncConversationQuery {
+    pub interval: String,
+    pub order: String,
+    pub order_by: String,
+    pub segment_filters: Vec<serde_json::Value>,
+}
+
+impl AsyncConversationQuery {
+    /// Conversations in `[start, end)` that have a recording, oldest first.
+    pub fn with_recordings(start: DateTime<Utc>, end: DateTime<Utc>) -> Self {
+        let sync = ConversationDetailsQuery::with_recordings(
+            start,
+            end,
+            Paging {
+                page_size: 1,
+                page_number: 1,
+            },
+        );
+        AsyncConversationQuery {
+            interval: sync.interval,
+            order: "asc".into(),
+            order_by: "conversationStart".into(),
+            segment_filters: sync.segment_filters,
+        }
+    }
+}
+
+/// `AsyncQueryResponse`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AsyncQueryResponse {
+    pub job_id: String,
+}
+
+/// `AsyncQueryStatus`: `QUEUED`, `PENDING`, `FULFILLED`, `FAILED`, `CANCELLED`, `EXPIRED`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AsyncQueryStatus {
+    pub state: String,
+    #[serde(default)]
+    pub error_message: Option<String>,
+    #[serde(default)]
+    pub expiration_date: Option<DateTime<Utc>>,
+}
+
+/// `AnalyticsConversationAsyncQueryResponse`: one page of a job's results.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AsyncConversationResults {
+    #[serde(default)]
+    pub conversations: Vec<AnalyticsConversation>,
+    /// Absent on the last page.
+    #[serde(default)]
+    pub cursor: Option<String>,
+}
+
 /// `AnalyticsConversation` (subset).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]

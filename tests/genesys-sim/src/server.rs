@@ -23,8 +23,8 @@ use crate::digest::Md5;
 use crate::media::Content;
 use crate::model::*;
 use crate::state::{
-    lock, new_id, Batch, BatchItem, Conv, CustomAttr, Key, Rec, Restore, Shared, Store, Target,
-    Variant,
+    lock, new_id, AnalyticsJob, Batch, BatchItem, Conv, CustomAttr, Key, Rec, Restore, Shared,
+    Store, Target, Variant,
 };
 
 type St = State<Arc<Shared>>;
@@ -58,6 +58,18 @@ pub(crate) fn router(sh: Arc<Shared>) -> Router {
         .route(
             "/api/v2/analytics/conversations/details/query",
             post(analytics_query),
+        )
+        .route(
+            "/api/v2/analytics/conversations/details/jobs",
+            post(post_analytics_job),
+        )
+        .route(
+            "/api/v2/analytics/conversations/details/jobs/{job}",
+            get(get_analytics_job),
+        )
+        .route(
+            "/api/v2/analytics/conversations/details/jobs/{job}/results",
+            get(get_analytics_job_results),
         )
         .route("/api/v2/{*rest}", axum::routing::any(api_not_found))
         .layer(middleware::from_fn_with_state(sh.clone(), api_mw));
@@ -1362,6 +1374,94 @@ fn conversation_ids_filter(filters: Option<&Value>) -> Option<Vec<String>> {
     (!out.is_empty()).then_some(out)
 }
 
+/// What a details query (sync or async) selects.
+struct Selection {
+    start: DateTime<Utc>,
+    end: DateTime<Utc>,
+    only_recorded: bool,
+    ids: Option<Vec<String>>,
+    order_by_end: bool,
+    desc: bool,
+}
+
+fn select_conversations<'a>(st: &'a Store, q: &Selection) -> Vec<&'a Conv> {
+    let mut convs: Vec<_> = st
+        .convs
+        .values()
+        .filter(|c| c.start >= q.start && c.start < q.end)
+        .filter(|c| !q.only_recorded || !c.recordings.is_empty())
+        .filter(|c| q.ids.as_ref().is_none_or(|ids| ids.contains(&c.id)))
+        .collect();
+    convs.sort_by_key(|c| (if q.order_by_end { c.end } else { c.start }, c.id.clone()));
+    if q.desc {
+        convs.reverse();
+    }
+    convs
+}
+
+/// One `AnalyticsConversation` as the details query and the async jobs return it.
+fn render_conversation(st: &Store, c: &Conv) -> Value {
+    let recorded = !c.recordings.is_empty();
+    let media_type = match c
+        .recordings
+        .first()
+        .and_then(|r| st.recs.get(r))
+        .map(|r| r.source)
+    {
+        Some(MediaSource::Chat) => "chat",
+        Some(MediaSource::Messaging) => "message",
+        Some(MediaSource::Email) => "email",
+        _ => "voice",
+    };
+    let participants: Vec<Value> = c
+        .participants
+        .iter()
+        .map(|p| {
+            let mut session = json!({
+                "mediaType": media_type,
+                "sessionId": p.session_id,
+                "direction": c.direction,
+                "segments": [{
+                    "segmentStart": ts(c.start),
+                    "segmentEnd": ts(c.end),
+                    "segmentType": "interact",
+                    "disconnectType": "endpoint",
+                }],
+            });
+            if recorded && p.purpose != "acd" {
+                session["recording"] = json!(true);
+            }
+            let mut o = json!({
+                "participantId": p.id,
+                "purpose": p.purpose,
+                "sessions": [session],
+            });
+            if let Some(n) = &p.name {
+                o["participantName"] = json!(n);
+            }
+            if let Some(u) = &p.user_id {
+                o["userId"] = json!(u);
+            }
+            o
+        })
+        .collect();
+    let mut o = json!({
+        "conversationId": c.id,
+        "conversationStart": ts(c.start),
+        "originatingDirection": c.direction,
+        "divisionIds": [c.division_id],
+        "participants": participants,
+    });
+    // A conversation still running has no conversationEnd yet (AnalyticsConversation).
+    if c.end <= Utc::now() {
+        o["conversationEnd"] = json!(ts(c.end));
+    }
+    if let Some(t) = &c.external_tag {
+        o["externalTag"] = json!(t);
+    }
+    o
+}
+
 async fn analytics_query(State(sh): St, body: Bytes) -> Response {
     let m = match parse_json_object(&body) {
         Ok(m) => m,
@@ -1414,17 +1514,17 @@ async fn analytics_query(State(sh): St, body: Bytes) -> Response {
     let ids = conversation_ids_filter(m.get("conversationFilters"));
 
     let st = lock(&sh.store);
-    let mut convs: Vec<_> = st
-        .convs
-        .values()
-        .filter(|c| c.start >= start && c.start < end)
-        .filter(|c| !only_recorded || !c.recordings.is_empty())
-        .filter(|c| ids.as_ref().is_none_or(|ids| ids.contains(&c.id)))
-        .collect();
-    convs.sort_by_key(|c| (if order_by_end { c.end } else { c.start }, c.id.clone()));
-    if desc {
-        convs.reverse();
-    }
+    let convs = select_conversations(
+        &st,
+        &Selection {
+            start,
+            end,
+            only_recorded,
+            ids,
+            order_by_end,
+            desc,
+        },
+    );
     let total = convs.len();
     // A query pages through at most `analytics_max_rows` rows (the last page is cut there).
     let first = (page_number - 1).saturating_mul(page_size);
@@ -1432,71 +1532,133 @@ async fn analytics_query(State(sh): St, body: Bytes) -> Response {
         .iter()
         .skip(first)
         .take(page_size.min(sh.cfg.analytics_max_rows - first))
-        .map(|c| {
-            let recorded = !c.recordings.is_empty();
-            let media_type = match c
-                .recordings
-                .first()
-                .and_then(|r| st.recs.get(r))
-                .map(|r| r.source)
-            {
-                Some(MediaSource::Chat) => "chat",
-                Some(MediaSource::Messaging) => "message",
-                Some(MediaSource::Email) => "email",
-                _ => "voice",
-            };
-            let participants: Vec<Value> = c
-                .participants
-                .iter()
-                .map(|p| {
-                    let mut session = json!({
-                        "mediaType": media_type,
-                        "sessionId": p.session_id,
-                        "direction": c.direction,
-                        "segments": [{
-                            "segmentStart": ts(c.start),
-                            "segmentEnd": ts(c.end),
-                            "segmentType": "interact",
-                            "disconnectType": "endpoint",
-                        }],
-                    });
-                    if recorded && p.purpose != "acd" {
-                        session["recording"] = json!(true);
-                    }
-                    let mut o = json!({
-                        "participantId": p.id,
-                        "purpose": p.purpose,
-                        "sessions": [session],
-                    });
-                    if let Some(n) = &p.name {
-                        o["participantName"] = json!(n);
-                    }
-                    if let Some(u) = &p.user_id {
-                        o["userId"] = json!(u);
-                    }
-                    o
-                })
-                .collect();
-            let mut o = json!({
-                "conversationId": c.id,
-                "conversationStart": ts(c.start),
-                "originatingDirection": c.direction,
-                "divisionIds": [c.division_id],
-                "participants": participants,
-            });
-            // A conversation still running has no conversationEnd yet (AnalyticsConversation).
-            if c.end <= Utc::now() {
-                o["conversationEnd"] = json!(ts(c.end));
-            }
-            if let Some(t) = &c.external_tag {
-                o["externalTag"] = json!(t);
-            }
-            o
-        })
+        .map(|c| render_conversation(&st, c))
         .collect();
     let mut out = json!({ "totalHits": total });
     if !page.is_empty() {
         out["conversations"] = Value::Array(page);
+    }
+    Json(out).into_response()
+}
+
+// ---- async analytics jobs (genesys-api.md 3.7) -----------------------------------------------
+
+/// `POST .../details/jobs` (`AsyncConversationQuery`): any interval (history is what the jobs
+/// are for), the same filters as the sync query; `202 {jobId}`.
+async fn post_analytics_job(
+    State(sh): St,
+    caller: Option<Extension<Caller>>,
+    body: Bytes,
+) -> Response {
+    let m = match parse_json_object(&body) {
+        Ok(m) => m,
+        Err(r) => return r,
+    };
+    let Some((a, b)) = m
+        .get("interval")
+        .and_then(Value::as_str)
+        .and_then(|i| i.split_once('/'))
+    else {
+        return bad_request("interval is required: <start>/<end> in ISO-8601");
+    };
+    let (start, end) = match (
+        DateTime::parse_from_rfc3339(a.trim()),
+        DateTime::parse_from_rfc3339(b.trim()),
+    ) {
+        (Ok(s), Ok(e)) if e > s => (s.with_timezone(&Utc), e.with_timezone(&Utc)),
+        _ => return bad_request("interval must be <start>/<end> in ISO-8601, end after start"),
+    };
+    let id = new_id();
+    let owner = caller.map(|Extension(Caller(c))| c).unwrap_or_default();
+    lock(&sh.store).analytics_jobs.insert(
+        id.clone(),
+        AnalyticsJob {
+            owner,
+            start,
+            end,
+            only_recorded: wants_recording(m.get("segmentFilters")),
+            gets: 0,
+        },
+    );
+    (StatusCode::ACCEPTED, Json(json!({ "jobId": id }))).into_response()
+}
+
+/// `GET .../details/jobs/{jobId}`: `QUEUED` for the first [`SimConfig::batch_polls`] polls,
+/// then `FULFILLED`. Only the submitting client sees the job.
+async fn get_analytics_job(
+    State(sh): St,
+    Path(job): Path<String>,
+    caller: Option<Extension<Caller>>,
+) -> Response {
+    let who = caller.map(|Extension(Caller(c))| c).unwrap_or_default();
+    let mut st = lock(&sh.store);
+    let Some(j) = st.analytics_jobs.get_mut(&job).filter(|j| j.owner == who) else {
+        return not_found(&format!("Analytics job {job} not found"));
+    };
+    j.gets = j.gets.saturating_add(1);
+    let state = if j.gets <= sh.cfg.batch_polls {
+        "QUEUED"
+    } else {
+        "FULFILLED"
+    };
+    Json(json!({
+        "state": state,
+        "expirationDate": ts(Utc::now() + chrono::Duration::days(1)),
+    }))
+    .into_response()
+}
+
+/// `GET .../details/jobs/{jobId}/results?cursor=&pageSize=`: `{conversations, cursor}`, the
+/// cursor absent on the last page. Before the job is fulfilled: 400.
+async fn get_analytics_job_results(
+    State(sh): St,
+    Path(job): Path<String>,
+    caller: Option<Extension<Caller>>,
+    RawQuery(q): RawQuery,
+) -> Response {
+    let q = parse_query(q.as_deref());
+    let who = caller.map(|Extension(Caller(c))| c).unwrap_or_default();
+    let st = lock(&sh.store);
+    let Some(j) = st.analytics_jobs.get(&job).filter(|j| j.owner == who) else {
+        return not_found(&format!("Analytics job {job} not found"));
+    };
+    if j.gets <= sh.cfg.batch_polls {
+        return bad_request(&format!("Analytics job {job} is not fulfilled yet"));
+    }
+    let page_size = match query_get(&q, "pageSize").map(|v| v.parse::<usize>()) {
+        None => 100,
+        Some(Ok(n)) if (1..=1000).contains(&n) => n,
+        Some(_) => return bad_request("pageSize must be 1..1000"),
+    };
+    let offset =
+        match query_get(&q, "cursor").map(|c| c.strip_prefix("after-").map(str::parse::<usize>)) {
+            None => 0,
+            Some(Some(Ok(n))) => n,
+            Some(_) => return bad_request("cursor is not one this job handed out"),
+        };
+    let convs = select_conversations(
+        &st,
+        &Selection {
+            start: j.start,
+            end: j.end,
+            only_recorded: j.only_recorded,
+            ids: None,
+            order_by_end: false,
+            desc: false,
+        },
+    );
+    let page: Vec<Value> = convs
+        .iter()
+        .skip(offset)
+        .take(page_size)
+        .map(|c| render_conversation(&st, c))
+        .collect();
+    let mut out = json!({
+        "conversations": page,
+        "dataAvailabilityDate": ts(Utc::now()),
+    });
+    if offset + page_size < convs.len() {
+        out["cursor"] = json!(format!("after-{}", offset + page_size));
     }
     Json(out).into_response()
 }

@@ -49,6 +49,16 @@ pub(crate) struct Store {
     pub order: Vec<String>,
     pub recs: HashMap<String, Rec>,
     pub batches: HashMap<String, Batch>,
+    pub analytics_jobs: HashMap<String, AnalyticsJob>,
+}
+
+/// An async analytics details job (`/api/v2/analytics/conversations/details/jobs`).
+pub(crate) struct AnalyticsJob {
+    pub owner: String,
+    pub start: DateTime<Utc>,
+    pub end: DateTime<Utc>,
+    pub only_recorded: bool,
+    pub gets: u32,
 }
 
 /// A batch download job (`/api/v2/recording/batchrequests`).

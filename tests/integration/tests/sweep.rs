@@ -375,3 +375,112 @@ impl ArchiveQueue for Recorder {
         Ok(())
     }
 }
+
+/// A backfill over three weeks through the async analytics jobs, cut short by a failing queue
+/// and run again: the second run starts after the finished window, every conversation without
+/// an archive is enqueued, and after the queue is drained each has exactly one archive.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backfill_through_analytics_jobs_resumes_after_its_last_finished_window() {
+    use gc_archive::sweep::backfill;
+    let stack = LocalStack::start(StackOptions::default()).await.unwrap();
+    let archive = stack.deps("archive-on-event").await.unwrap();
+    let transfer = stack.deps("chunk-recording").await.unwrap();
+    let day = 24 * 60;
+    // Windows of 5 days from 21 days ago: [20, 18] [15a, 13] [10a, 8, 7] [5a, 3] [0.5].
+    let unarchived: Vec<String> = [
+        20 * day,
+        18 * day,
+        13 * day,
+        8 * day,
+        7 * day,
+        3 * day,
+        day / 2,
+    ]
+    .iter()
+    .map(|m| recorded(&stack, ended(*m)))
+    .collect();
+    let archived: Vec<String> = [15 * day, 10 * day, 5 * day]
+        .iter()
+        .map(|m| recorded(&stack, ended(*m)))
+        .collect();
+    for cid in &archived {
+        let event = serde_json::json!({
+            "version": "0", "id": format!("ev-{cid}"), "detail-type": "conversation",
+            "source": format!("aws.partner/genesys.com/cloud/{}/gc-archive", stack.sim.org_id()),
+            "account": "123456789012", "time": Utc::now().to_rfc3339(), "region": "us-east-1",
+            "resources": [], "detail": stack.conversation_event(cid, "customer.end"),
+        });
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        archive_on_event(&archive, event, deadline, "direct")
+            .await
+            .unwrap();
+    }
+    let store = S3Store::new(stack.s3.clone(), BUCKET);
+    let layout = ArchiveLayout::new(PREFIX);
+    let org = OrgId::parse(stack.sim.org_id()).unwrap();
+    let genesys = archive.service.genesys.clone();
+    let queue = SqsArchiveQueue::new(stack.sqs.clone(), stack.archive_queue.url.clone());
+    let deps = SweepDeps {
+        genesys: &genesys,
+        store: &store,
+        layout: &layout,
+        queue: &queue,
+        org: &org,
+    };
+    let now = Utc::now();
+    let (from, to) = (now - chrono::Duration::days(21), now);
+    let window = Duration::from_secs(5 * 24 * 3600);
+
+    // The queue fails at the third message: the first window (two conversations) finishes.
+    let failing = FailingQueue {
+        inner: SqsArchiveQueue::new(stack.sqs.clone(), stack.archive_queue.url.clone()),
+        ok: 2,
+        sent: AtomicU32::new(0),
+    };
+    let mut first_windows = Vec::new();
+    let cut = backfill(
+        &SweepDeps {
+            queue: &failing,
+            ..deps
+        },
+        from,
+        to,
+        window,
+        |p| first_windows.push(p.window),
+    )
+    .await;
+    assert!(cut.is_err(), "{cut:?}");
+    assert_eq!(first_windows, vec![1]);
+
+    let mut second_windows = Vec::new();
+    let state = backfill(&deps, from, to, window, |p| second_windows.push(p.window))
+        .await
+        .unwrap();
+    assert_eq!(
+        second_windows,
+        vec![2, 3, 4, 5],
+        "the finished window is not asked again"
+    );
+    assert_eq!(state.enqueued, 7, "{state:?}");
+    assert_eq!(state.already_archived, 3, "{state:?}");
+    assert_eq!(state.done_until, to);
+    let jobs = stack
+        .sim
+        .requests()
+        .iter()
+        .filter(|r| r.method == "POST" && r.path.ends_with("/details/jobs"))
+        .count();
+    assert_eq!(
+        jobs,
+        2 + 4,
+        "one job per window: two in the cut run, four in the second"
+    );
+
+    stack
+        .drain(&archive, &transfer, Duration::from_secs(120), |_| {})
+        .await
+        .unwrap();
+    for cid in unarchived.iter().chain(&archived) {
+        assert_eq!(manifests(&stack, cid).await, 1, "{cid}");
+    }
+}
