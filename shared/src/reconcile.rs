@@ -3,7 +3,8 @@
 //! reason the audit records give.
 //!
 //! For every conversation with recordings that started in the window (the analytics details
-//! query, as the sweep asks it) the recordings come from `GET
+//! query, as the sweep asks it; the async jobs for windows older than the sync query reaches)
+//! the recordings come from `GET
 //! /api/v2/conversations/{id}/recordingmetadata`. A recording is archived when a manifest for
 //! it exists in its conversation's folder (one per media stream); a conversation still running
 //! is pending; a recording of a kind this deployment does not archive (`ARCHIVE_MEDIA`) is
@@ -16,7 +17,7 @@ use serde::Serialize;
 
 use crate::audit::AuditRecord;
 use crate::config::RecordingMedia;
-use crate::genesys::models::FileState;
+use crate::genesys::models::{AnalyticsConversation, FileState};
 use crate::genesys::{GenesysClient, GenesysError};
 use crate::ids::{ConversationId, OrgId};
 use crate::store::{ArchiveLayout, ObjectKey, ObjectStore, StoreError};
@@ -114,8 +115,7 @@ pub async fn reconcile(
         to: Some(to),
         ..ReconcileReport::default()
     };
-    let conversations =
-        query_conversations(deps.genesys, from, to, crate::sweep::MAX_ROWS_PER_QUERY).await?;
+    let conversations = conversations_in(deps.genesys, from, to, now).await?;
     for conv in conversations {
         report.conversations += 1;
         let Ok(conversation) = ConversationId::parse(&conv.conversation_id) else {
@@ -189,6 +189,33 @@ pub async fn reconcile(
     }
     explain_missing(deps, &mut report, from, now).await?;
     Ok(report)
+}
+
+/// How far back the sync details query reaches (genesys-api.md §3.7: 35 days; a margin kept).
+const SYNC_QUERY_REACH: chrono::Duration = chrono::Duration::days(30);
+
+/// The window's conversations with recordings: the sync query for recent windows, the async
+/// jobs (one per 7 days) for a window reaching further back than the sync query may.
+async fn conversations_in(
+    genesys: &GenesysClient,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+    now: DateTime<Utc>,
+) -> Result<Vec<AnalyticsConversation>, SweepError> {
+    if from >= now - SYNC_QUERY_REACH {
+        return query_conversations(genesys, from, to, crate::sweep::MAX_ROWS_PER_QUERY).await;
+    }
+    let mut seen = HashSet::new();
+    let mut out = Vec::new();
+    for (start, end) in crate::sweep::windows(from, to, crate::sweep::MAX_WINDOW) {
+        out.extend(
+            crate::sweep::job_conversations(genesys, start, end)
+                .await?
+                .into_iter()
+                .filter(|c| seen.insert(c.conversation_id.clone())),
+        );
+    }
+    Ok(out)
 }
 
 /// Recording ids with a manifest in the conversation's folder (`{rid}[.{key}].manifest.json`).

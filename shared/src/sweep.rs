@@ -578,7 +578,7 @@ fn backfill_key(layout: &ArchiveLayout, from: DateTime<Utc>, to: DateTime<Utc>) 
 
 /// One async details job for `[start, end)`: submitted, polled until fulfilled (bounded), and
 /// read to the last page.
-async fn job_conversations(
+pub(crate) async fn job_conversations(
     genesys: &GenesysClient,
     start: DateTime<Utc>,
     end: DateTime<Utc>,

@@ -484,3 +484,42 @@ async fn a_backfill_through_analytics_jobs_resumes_after_its_last_finished_windo
         assert_eq!(manifests(&stack, cid).await, 1, "{cid}");
     }
 }
+
+/// A reconciliation reaching further back than the sync details query may (about 35 days) asks
+/// the async analytics jobs instead, and still names what is missing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_old_window_is_reconciled_through_analytics_jobs() {
+    use gc_archive::reconcile::{reconcile, ReconcileDeps, Status};
+    let stack = LocalStack::start(StackOptions::default()).await.unwrap();
+    let archive = stack.deps("archive-on-event").await.unwrap();
+    let old = recorded(&stack, ended(50 * 24 * 60));
+    let store = S3Store::new(stack.s3.clone(), BUCKET);
+    let layout = ArchiveLayout::new(PREFIX);
+    let org = OrgId::parse(stack.sim.org_id()).unwrap();
+    let now = Utc::now();
+    let report = reconcile(
+        &ReconcileDeps {
+            genesys: &archive.service.genesys,
+            store: &store,
+            layout: &layout,
+            org: &org,
+            media: &archive.service.media,
+        },
+        now - chrono::Duration::days(60),
+        now - chrono::Duration::days(40),
+        now,
+    )
+    .await
+    .unwrap();
+    assert_eq!(report.missing, 1, "{report:#?}");
+    assert_eq!(report.unarchived[0].conversation_id, old);
+    assert_eq!(report.unarchived[0].status, Status::Missing);
+    let requests = stack.sim.requests();
+    assert!(requests
+        .iter()
+        .any(|r| r.method == "POST" && r.path.ends_with("/details/jobs")));
+    assert!(
+        !requests.iter().any(|r| r.path.ends_with("/details/query")),
+        "the sync query is not asked for a window it cannot reach"
+    );
+}
