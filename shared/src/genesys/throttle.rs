@@ -48,9 +48,11 @@ impl Throttle {
             allowed,
             // Requests sent after this response was produced are not in its count; keeping the
             // larger of the two never underestimates within one window.
+            // The same window when its reset did not move later (beyond the header's one-second
+            // rounding); a later reset is a new window, whose count starts over.
             used: match *state {
                 Some(w)
-                    if w.resets_at > now && w.resets_at <= resets_at + Duration::from_secs(1) =>
+                    if w.resets_at > now && resets_at <= w.resets_at + Duration::from_secs(1) =>
                 {
                     w.used.max(count)
                 }
@@ -142,6 +144,21 @@ mod tests {
         assert_eq!(t.reserve(), Duration::from_secs(30));
         tokio::time::advance(Duration::from_secs(31)).await;
         assert_eq!(t.reserve(), Duration::ZERO, "a new window");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_new_window_starts_the_count_over() {
+        let t = Throttle::new();
+        t.observe(0, 10, Duration::from_secs(2));
+        for _ in 0..10 {
+            t.reserve();
+        }
+        assert_eq!(t.reserve(), Duration::from_secs(2), "the budget is used up");
+        // The server's window reset a little earlier than we thought: its next answer says a
+        // new window with one request, resetting in 5 s. That is not our exhausted window.
+        tokio::time::advance(Duration::from_millis(1500)).await;
+        t.observe(1, 10, Duration::from_secs(5));
+        assert_eq!(t.reserve(), Duration::ZERO);
     }
 
     #[tokio::test(start_paused = true)]
