@@ -247,13 +247,7 @@ async fn reconcile(from: &str, to: &str, out: Option<std::path::PathBuf>) -> Res
     let sdk = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
     let deps = gc_archive::bootstrap::handler_deps("cli", &env, &sdk).await?;
     let report = reconcile(
-        &ReconcileDeps {
-            genesys: &deps.service.genesys,
-            store: deps.service.store.as_ref(),
-            layout: &deps.service.settings.layout,
-            org: &deps.service.org,
-            media: &deps.service.media,
-        },
+        &ReconcileDeps::of(&deps.service),
         from,
         to,
         chrono::Utc::now(),
@@ -285,19 +279,10 @@ async fn reconcile(from: &str, to: &str, out: Option<std::path::PathBuf>) -> Res
 
 async fn backfill(from: &str, to: &str, window_hours: u64) -> Result<()> {
     let (from, to) = (parse_instant(from)?, parse_instant(to)?);
-    let env = std::env::vars().collect();
-    let sdk = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
-    let deps = gc_archive::bootstrap::handler_deps("cli", &env, &sdk).await?;
-    let queue = gc_archive::bootstrap::archive_queue(&sdk, &env)?;
+    let (deps, queue) = sweep_environment().await?;
     let started = std::time::Instant::now();
     let state = gc_archive::sweep::backfill(
-        &gc_archive::sweep::SweepDeps {
-            genesys: &deps.service.genesys,
-            store: deps.service.store.as_ref(),
-            layout: &deps.service.settings.layout,
-            queue: &queue,
-            org: &deps.service.org,
-        },
+        &gc_archive::sweep::SweepDeps::of(&deps.service, &queue),
         from,
         to,
         std::time::Duration::from_secs(window_hours.max(1) * 3600),
@@ -323,19 +308,23 @@ async fn backfill(from: &str, to: &str, window_hours: u64) -> Result<()> {
     Ok(())
 }
 
-async fn sweep(settings: gc_archive::sweep::SweepSettings) -> Result<()> {
+/// The functions' configuration from the environment, and the ArchiveQueue
+/// (`ARCHIVE_QUEUE_URL`) the sweep and the backfill send to.
+async fn sweep_environment() -> Result<(
+    gc_archive::handlers::HandlerDeps,
+    gc_archive::queue::SqsArchiveQueue,
+)> {
     let env = std::env::vars().collect();
     let sdk = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
     let deps = gc_archive::bootstrap::handler_deps("cli", &env, &sdk).await?;
     let queue = gc_archive::bootstrap::archive_queue(&sdk, &env)?;
+    Ok((deps, queue))
+}
+
+async fn sweep(settings: gc_archive::sweep::SweepSettings) -> Result<()> {
+    let (deps, queue) = sweep_environment().await?;
     let report = gc_archive::sweep::sweep_once(
-        &gc_archive::sweep::SweepDeps {
-            genesys: &deps.service.genesys,
-            store: deps.service.store.as_ref(),
-            layout: &deps.service.settings.layout,
-            queue: &queue,
-            org: &deps.service.org,
-        },
+        &gc_archive::sweep::SweepDeps::of(&deps.service, &queue),
         &settings,
         chrono::Utc::now(),
     )

@@ -100,6 +100,19 @@ pub struct ReconcileDeps<'a> {
     pub media: &'a [RecordingMedia],
 }
 
+impl<'a> ReconcileDeps<'a> {
+    /// A deployment's archive service: its Genesys client, bucket, layout, org and kinds.
+    pub fn of(service: &'a crate::pipeline::ArchiveService) -> Self {
+        ReconcileDeps {
+            genesys: &service.genesys,
+            store: service.store.as_ref(),
+            layout: &service.settings.layout,
+            org: &service.org,
+            media: &service.media,
+        }
+    }
+}
+
 /// Reconciles the conversations that started in `[from, to)`; `now` bounds the audit days read.
 pub async fn reconcile(
     deps: &ReconcileDeps<'_>,

@@ -365,29 +365,23 @@ struct ProbedMedia {
 
 impl ProbedMedia {
     fn of(probe: &Probe) -> ProbedMedia {
-        match probe {
-            Probe::Ranged {
-                total,
-                content_type,
-                checksums,
-                ..
-            } => ProbedMedia {
-                total: *total,
-                content_type: content_type.clone(),
-                ranged: true,
-                checksums: checksums.clone(),
-            },
-            Probe::Whole {
-                total,
-                content_type,
-                checksums,
-                ..
-            } => ProbedMedia {
-                total: *total,
-                content_type: content_type.clone(),
-                ranged: false,
-                checksums: checksums.clone(),
-            },
+        let (Probe::Ranged {
+            total,
+            content_type,
+            checksums,
+            ..
+        }
+        | Probe::Whole {
+            total,
+            content_type,
+            checksums,
+            ..
+        }) = probe;
+        ProbedMedia {
+            total: *total,
+            content_type: content_type.clone(),
+            ranged: matches!(probe, Probe::Ranged { .. }),
+            checksums: checksums.clone(),
         }
     }
 }

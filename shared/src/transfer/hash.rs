@@ -173,14 +173,6 @@ impl HashLane {
         }
     }
 
-    /// Queues the next chunk; the receiver yields the hash state after it.
-    pub async fn push(
-        &self,
-        chunk: bytes::Bytes,
-    ) -> Result<tokio::sync::oneshot::Receiver<Sha256State>, LaneStopped> {
-        Ok(self.reserve().await?.send(chunk))
-    }
-
     /// Waits until the lane can take a chunk. Taking the next chunk from its source only
     /// then keeps chunks from piling up in front of a lane that lags (memory).
     pub async fn reserve(&self) -> Result<LaneSlot, LaneStopped> {
@@ -243,11 +235,8 @@ mod tests {
         let lane = HashLane::start(ResumableSha256::new(), 2);
         let mut after = Vec::new();
         for chunk in data.chunks(70_001) {
-            after.push(
-                lane.push(bytes::Bytes::copy_from_slice(chunk))
-                    .await
-                    .unwrap(),
-            );
+            let slot = lane.reserve().await.unwrap();
+            after.push(slot.send(bytes::Bytes::copy_from_slice(chunk)));
         }
         let mut states = Vec::new();
         for rx in after {

@@ -44,6 +44,23 @@ fn recorded(stack: &LocalStack, spec: ConversationSpec) -> String {
     cid
 }
 
+/// The conversation-end event of `cid` delivered straight to archive-on-event, as an
+/// EventBridge rule with a Lambda target would (the events that did arrive).
+async fn deliver(
+    stack: &LocalStack,
+    archive: &gc_archive::handlers::HandlerDeps,
+    cid: &str,
+) -> Result<serde_json::Value, gc_archive::handlers::HandlerError> {
+    let event = serde_json::json!({
+        "version": "0", "id": format!("ev-{cid}"), "detail-type": "conversation",
+        "source": format!("aws.partner/genesys.com/cloud/{}/gc-archive", stack.sim.org_id()),
+        "account": "123456789012", "time": Utc::now().to_rfc3339(), "region": "us-east-1",
+        "resources": [], "detail": stack.conversation_event(cid, "customer.end"),
+    });
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    archive_on_event(archive, event, deadline, "direct").await
+}
+
 /// Counts enqueues and fails every one after the first `ok`.
 struct FailingQueue {
     inner: SqsArchiveQueue,
@@ -86,16 +103,7 @@ async fn a_sweep_after_lost_events_archives_exactly_the_missing_conversations() 
         .collect();
     let (delivered, lost) = all.split_at(3);
     for cid in delivered {
-        let event = serde_json::json!({
-            "version": "0", "id": format!("ev-{cid}"), "detail-type": "conversation",
-            "source": format!("aws.partner/genesys.com/cloud/{}/gc-archive", stack.sim.org_id()),
-            "account": "123456789012", "time": Utc::now().to_rfc3339(), "region": "us-east-1",
-            "resources": [], "detail": stack.conversation_event(cid, "customer.end"),
-        });
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-        archive_on_event(&archive, event, deadline, "direct")
-            .await
-            .unwrap();
+        deliver(&stack, &archive, cid).await.unwrap();
         assert_eq!(manifests(&stack, cid).await, 1);
     }
     // A conversation without recordings, and one still running (with a recording).
@@ -208,21 +216,8 @@ async fn reconciliation_lists_exactly_what_is_missing_with_its_reason() {
     use gc_archive::reconcile::{reconcile, ReconcileDeps, Status};
     let stack = LocalStack::start(StackOptions::default()).await.unwrap();
     let archive = stack.deps("archive-on-event").await.unwrap();
-    let direct = |cid: String| {
-        let event = serde_json::json!({
-            "version": "0", "id": format!("ev-{cid}"), "detail-type": "conversation",
-            "source": format!("aws.partner/genesys.com/cloud/{}/gc-archive", stack.sim.org_id()),
-            "account": "123456789012", "time": Utc::now().to_rfc3339(), "region": "us-east-1",
-            "resources": [], "detail": stack.conversation_event(&cid, "customer.end"),
-        });
-        let archive = &archive;
-        async move {
-            let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-            archive_on_event(archive, event, deadline, "direct").await
-        }
-    };
     let archived = recorded(&stack, ended(200));
-    direct(archived.clone()).await.unwrap();
+    deliver(&stack, &archive, &archived).await.unwrap();
     let lost = recorded(&stack, ended(150));
     let failed = stack.sim.add_conversation(ended(120));
     let failed_rid = stack.sim.add_recording(
@@ -233,7 +228,7 @@ async fn reconciliation_lists_exactly_what_is_missing_with_its_reason() {
         },
     );
     // The conversation is done; its refused recording went to the DLQ as its own job.
-    direct(failed.clone()).await.unwrap();
+    deliver(&stack, &archive, &failed).await.unwrap();
     let running = recorded(
         &stack,
         ConversationSpec {
@@ -404,16 +399,7 @@ async fn a_backfill_through_analytics_jobs_resumes_after_its_last_finished_windo
         .map(|m| recorded(&stack, ended(*m)))
         .collect();
     for cid in &archived {
-        let event = serde_json::json!({
-            "version": "0", "id": format!("ev-{cid}"), "detail-type": "conversation",
-            "source": format!("aws.partner/genesys.com/cloud/{}/gc-archive", stack.sim.org_id()),
-            "account": "123456789012", "time": Utc::now().to_rfc3339(), "region": "us-east-1",
-            "resources": [], "detail": stack.conversation_event(cid, "customer.end"),
-        });
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-        archive_on_event(&archive, event, deadline, "direct")
-            .await
-            .unwrap();
+        deliver(&stack, &archive, cid).await.unwrap();
     }
     let store = S3Store::new(stack.s3.clone(), BUCKET);
     let layout = ArchiveLayout::new(PREFIX);
