@@ -286,6 +286,7 @@ async fn backfill(from: &str, to: &str, window_hours: u64) -> Result<()> {
         from,
         to,
         std::time::Duration::from_secs(window_hours.max(1) * 3600),
+        None,
         |p| {
             // Rate and ETA from this run's windows (a resumed run skips the finished ones).
             let secs = started.elapsed().as_secs_f64().max(0.001);

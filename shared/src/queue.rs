@@ -180,7 +180,23 @@ pub trait ArchiveQueue: Send + Sync {
         &self,
         message: &crate::events::ConversationMessage,
     ) -> Result<(), QueueError>;
+
+    /// Sends up to [`MAX_BATCH`] messages; one result per message, in order (SQS accepts or
+    /// refuses each entry of a batch on its own). By default one send per message.
+    async fn enqueue_conversations(
+        &self,
+        messages: &[crate::events::ConversationMessage],
+    ) -> Vec<Result<(), QueueError>> {
+        let mut out = Vec::with_capacity(messages.len());
+        for m in messages {
+            out.push(self.enqueue_conversation(m).await);
+        }
+        out
+    }
 }
+
+/// Entries of one SQS `SendMessageBatch`.
+pub const MAX_BATCH: usize = 10;
 
 pub struct SqsArchiveQueue {
     client: aws_sdk_sqs::Client,
@@ -214,6 +230,74 @@ impl ArchiveQueue for SqsArchiveQueue {
             .await
             .map(|_| ())
             .map_err(sdk_error("SendMessage"))
+    }
+
+    async fn enqueue_conversations(
+        &self,
+        messages: &[crate::events::ConversationMessage],
+    ) -> Vec<Result<(), QueueError>> {
+        let failed = |reason: String| QueueError {
+            operation: "SendMessageBatch",
+            reason,
+        };
+        if messages.is_empty() {
+            return Vec::new();
+        }
+        if messages.len() > MAX_BATCH {
+            let e = format!("{} messages, at most {MAX_BATCH}", messages.len());
+            return messages.iter().map(|_| Err(failed(e.clone()))).collect();
+        }
+        let mut entries = Vec::with_capacity(messages.len());
+        for (i, m) in messages.iter().enumerate() {
+            let entry = serde_json::to_string(m)
+                .map_err(|e| e.to_string())
+                .and_then(|body| {
+                    aws_sdk_sqs::types::SendMessageBatchRequestEntry::builder()
+                        .id(i.to_string())
+                        .message_body(body)
+                        .build()
+                        .map_err(|e| e.to_string())
+                });
+            match entry {
+                Ok(e) => entries.push(e),
+                Err(e) => return messages.iter().map(|_| Err(failed(e.clone()))).collect(),
+            }
+        }
+        let out = match self
+            .client
+            .send_message_batch()
+            .queue_url(&self.url)
+            .set_entries(Some(entries))
+            .send()
+            .await
+        {
+            Ok(out) => out,
+            Err(e) => {
+                let e = sdk_error("SendMessageBatch")(e);
+                return messages
+                    .iter()
+                    .map(|_| Err(failed(e.reason.clone())))
+                    .collect();
+            }
+        };
+        // Every entry SQS does not list as successful counts as refused.
+        let accepted: std::collections::HashSet<&str> =
+            out.successful().iter().map(|s| s.id()).collect();
+        (0..messages.len())
+            .map(|i| {
+                let id = i.to_string();
+                if accepted.contains(id.as_str()) {
+                    return Ok(());
+                }
+                let reason = out
+                    .failed()
+                    .iter()
+                    .find(|f| f.id() == id)
+                    .map(|f| format!("{}: {}", f.code(), f.message().unwrap_or("refused")))
+                    .unwrap_or_else(|| "not in the batch response".into());
+                Err(failed(reason))
+            })
+            .collect()
     }
 }
 

@@ -63,14 +63,9 @@ impl ArchiveLayout {
         &self.prefix
     }
 
-    fn partition(
-        &self,
-        org: &OrgId,
-        conversation: &ConversationId,
-        start: DateTime<Utc>,
-    ) -> String {
+    fn hour_partition(org: &OrgId, start: DateTime<Utc>) -> String {
         format!(
-            "{org}/year={:04}/month={:02}/day={:02}/hour={:02}/conversation_id={conversation}",
+            "{org}/year={:04}/month={:02}/day={:02}/hour={:02}",
             start.year(),
             start.month(),
             start.day(),
@@ -78,7 +73,18 @@ impl ArchiveLayout {
         )
     }
 
-    /// The conversation's folder: every archive and manifest of the conversation is under it.
+    fn partition(
+        &self,
+        org: &OrgId,
+        conversation: &ConversationId,
+        start: DateTime<Utc>,
+    ) -> String {
+        format!(
+            "{}/conversation_id={conversation}",
+            Self::hour_partition(org, start)
+        )
+    }
+
     pub fn conversation_folder(
         &self,
         org: &OrgId,
@@ -133,6 +139,43 @@ impl ArchiveLayout {
     /// The recording sweep's watermark (how far every conversation has been enqueued).
     pub fn sweep_watermark_key(&self) -> ObjectKey {
         join(&self.prefix, "_state/sweep/watermark.json".to_string())
+    }
+
+    /// The folder of every conversation of `org` that started in `start`'s UTC hour.
+    pub fn hour_folder(&self, org: &OrgId, start: DateTime<Utc>) -> ObjectKey {
+        join(
+            &self.prefix,
+            format!("{}/", Self::hour_partition(org, start)),
+        )
+    }
+
+    /// The conversations the sweep and the backfills have settled (enqueued, or found
+    /// archived) among those that started in `start`'s UTC hour.
+    pub fn enqueue_journal_key(&self, start: DateTime<Utc>) -> ObjectKey {
+        join(
+            &self.prefix,
+            format!(
+                "_state/enqueued/{:04}/{:02}/{:02}/{:02}.json",
+                start.year(),
+                start.month(),
+                start.day(),
+                start.hour()
+            ),
+        )
+    }
+
+    /// Where the backfills keep their progress.
+    pub fn backfill_state_prefix(&self) -> ObjectKey {
+        join(&self.prefix, "_state/backfill/".to_string())
+    }
+
+    /// One backfill's progress, named by its range.
+    pub fn backfill_state_key(&self, from: DateTime<Utc>, to: DateTime<Utc>) -> ObjectKey {
+        let stamp = |t: DateTime<Utc>| t.format("%Y%m%dT%H%M%SZ").to_string();
+        join(
+            &self.prefix,
+            format!("_state/backfill/{}_{}.json", stamp(from), stamp(to)),
+        )
     }
 
     /// The resumable transfer's checkpoint.

@@ -61,11 +61,28 @@ async fn deliver(
     archive_on_event(archive, event, deadline, "direct").await
 }
 
-/// Counts enqueues and fails every one after the first `ok`.
+/// The ArchiveQueue in SQS, failing every message after the first `ok` (a crash of the run);
+/// records what SQS accepted.
 struct FailingQueue {
     inner: SqsArchiveQueue,
     ok: u32,
     sent: AtomicU32,
+    accepted: std::sync::Mutex<Vec<String>>,
+}
+
+impl FailingQueue {
+    fn new(stack: &LocalStack, ok: u32) -> FailingQueue {
+        FailingQueue {
+            inner: SqsArchiveQueue::new(stack.sqs.clone(), stack.archive_queue.url.clone()),
+            ok,
+            sent: AtomicU32::new(0),
+            accepted: Default::default(),
+        }
+    }
+
+    fn accepted(&self) -> Vec<String> {
+        self.accepted.lock().unwrap().clone()
+    }
 }
 
 #[async_trait]
@@ -77,8 +94,22 @@ impl ArchiveQueue for FailingQueue {
                 reason: "injected".into(),
             });
         }
-        self.inner.enqueue_conversation(m).await
+        self.inner.enqueue_conversation(m).await?;
+        self.accepted
+            .lock()
+            .unwrap()
+            .push(m.conversation_id.as_str().to_string());
+        Ok(())
     }
+}
+
+/// How often each conversation was accepted by the queue, over all `runs`.
+fn sends(runs: &[&FailingQueue]) -> std::collections::BTreeMap<String, usize> {
+    let mut out = std::collections::BTreeMap::new();
+    for cid in runs.iter().flat_map(|q| q.accepted()) {
+        *out.entry(cid).or_insert(0) += 1;
+    }
+    out
 }
 
 async fn manifests(stack: &LocalStack, cid: &str) -> usize {
@@ -132,11 +163,7 @@ async fn a_sweep_after_lost_events_archives_exactly_the_missing_conversations() 
 
     // A first run whose queue fails after one message: it stops with an error and the
     // watermark is not written, so nothing before it can be skipped.
-    let failing = FailingQueue {
-        inner: SqsArchiveQueue::new(stack.sqs.clone(), stack.archive_queue.url.clone()),
-        ok: 1,
-        sent: AtomicU32::new(0),
-    };
+    let failing = FailingQueue::new(&stack, 1);
     let crashed = sweep_once(
         &SweepDeps {
             queue: &failing,
@@ -153,9 +180,30 @@ async fn a_sweep_after_lost_events_archives_exactly_the_missing_conversations() 
         .unwrap()
         .is_none());
 
-    let report = sweep_once(&deps, &settings(), Utc::now()).await.unwrap();
+    let counted = FailingQueue::new(&stack, u32::MAX);
+    let report = sweep_once(
+        &SweepDeps {
+            queue: &counted,
+            ..deps
+        },
+        &settings(),
+        Utc::now(),
+    )
+    .await
+    .unwrap();
     assert_eq!(report.already_archived, 3, "{report:?}");
-    assert_eq!(report.enqueued, 3, "the three lost ones: {report:?}");
+    assert_eq!(
+        (report.enqueued, report.already_enqueued),
+        (2, 1),
+        "the three lost ones, the one the crashed run sent not again: {report:?}"
+    );
+    let mut lost_sorted = lost.to_vec();
+    lost_sorted.sort();
+    assert_eq!(
+        sends(&[&failing, &counted]),
+        lost_sorted.iter().map(|c| (c.clone(), 1)).collect(),
+        "each lost conversation sent exactly once over both runs"
+    );
     assert_eq!(report.still_open, 1, "{report:?}");
     let running_start = stack
         .sim
@@ -172,8 +220,7 @@ async fn a_sweep_after_lost_events_archives_exactly_the_missing_conversations() 
         "the running conversation holds the watermark"
     );
 
-    // The ArchiveQueue through the real handlers: the lost conversations get archived (the
-    // one the crashed run had already enqueued arrives twice, and is archived once).
+    // The ArchiveQueue through the real handlers: the lost conversations get archived.
     stack
         .drain(&archive, &transfer, Duration::from_secs(120), |_| {})
         .await
@@ -372,8 +419,9 @@ impl ArchiveQueue for Recorder {
 }
 
 /// A backfill over three weeks through the async analytics jobs, cut short by a failing queue
-/// and run again: the second run starts after the finished window, every conversation without
-/// an archive is enqueued, and after the queue is drained each has exactly one archive.
+/// and run again: the second run starts after the finished window with the cut window's job,
+/// every conversation without an archive is sent exactly once over both runs, and after the
+/// queue is drained each has exactly one archive.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_backfill_through_analytics_jobs_resumes_after_its_last_finished_window() {
     use gc_archive::sweep::backfill;
@@ -418,11 +466,7 @@ async fn a_backfill_through_analytics_jobs_resumes_after_its_last_finished_windo
     let window = Duration::from_secs(5 * 24 * 3600);
 
     // The queue fails at the third message: the first window (two conversations) finishes.
-    let failing = FailingQueue {
-        inner: SqsArchiveQueue::new(stack.sqs.clone(), stack.archive_queue.url.clone()),
-        ok: 2,
-        sent: AtomicU32::new(0),
-    };
+    let failing = FailingQueue::new(&stack, 2);
     let mut first_windows = Vec::new();
     let cut = backfill(
         &SweepDeps {
@@ -432,16 +476,35 @@ async fn a_backfill_through_analytics_jobs_resumes_after_its_last_finished_windo
         from,
         to,
         window,
+        None,
         |p| first_windows.push(p.window),
     )
     .await;
     assert!(cut.is_err(), "{cut:?}");
     assert_eq!(first_windows, vec![1]);
 
+    let counted = FailingQueue::new(&stack, u32::MAX);
     let mut second_windows = Vec::new();
-    let state = backfill(&deps, from, to, window, |p| second_windows.push(p.window))
-        .await
-        .unwrap();
+    let state = backfill(
+        &SweepDeps {
+            queue: &counted,
+            ..deps
+        },
+        from,
+        to,
+        window,
+        None,
+        |p| second_windows.push(p.window),
+    )
+    .await
+    .unwrap();
+    let mut want = unarchived.clone();
+    want.sort();
+    assert_eq!(
+        sends(&[&failing, &counted]),
+        want.iter().map(|c| (c.clone(), 1)).collect(),
+        "every conversation without an archive sent exactly once over both runs"
+    );
     assert_eq!(
         second_windows,
         vec![2, 3, 4, 5],
@@ -458,9 +521,10 @@ async fn a_backfill_through_analytics_jobs_resumes_after_its_last_finished_windo
         .count();
     assert_eq!(
         jobs,
-        2 + 4,
-        "one job per window: two in the cut run, four in the second"
+        2 + 3,
+        "one job per window: two in the cut run, three in the second (which reads the cut window's job again)"
     );
+    assert!(state.pending_job.is_none() && state.complete(), "{state:?}");
 
     stack
         .drain(&archive, &transfer, Duration::from_secs(120), |_| {})

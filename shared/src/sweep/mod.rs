@@ -12,20 +12,25 @@
 //!   the watermark at its start (up to `max_open`): it is seen again once it has ended;
 //! * each run looks back `overlap` before the watermark (late analytics data).
 //!
-//! Re-runs enqueue at least once, never exactly once: a conversation enqueued by a run that
-//! died before saving the watermark is enqueued again unless it was archived in between.
-//! archive-on-event makes that harmless (a recording with a manifest is not archived twice).
+//! What was sent is recorded in the enqueue [`journal`] before anything else happens, so
+//! re-runs (and the overlap) do not send a conversation again (see the journal for the one
+//! instant where a crash can repeat one batch).
 
 use std::collections::HashSet;
 use std::time::Duration;
 
+mod backfill;
+pub mod journal;
+
+pub(crate) use backfill::job_conversations;
+pub use backfill::{
+    backfill, continue_backfills, BackfillProgress, BackfillState, PendingJob, DEADLINE_MARGIN,
+};
+
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::events::{ConversationMessage, CONVERSATION_MESSAGE_VERSION};
-use crate::genesys::models::{
-    AnalyticsConversation, AsyncConversationQuery, ConversationDetailsQuery, Paging,
-};
+use crate::genesys::models::{AnalyticsConversation, ConversationDetailsQuery, Paging};
 use crate::genesys::{GenesysClient, GenesysError};
 use crate::ids::{ConversationId, OrgId};
 use crate::queue::{ArchiveQueue, QueueError};
@@ -124,6 +129,11 @@ pub struct SweepReport {
     pub conversations_seen: u32,
     pub enqueued: u32,
     pub already_archived: u32,
+    /// Enqueued by an earlier run, not archived yet: not sent again.
+    pub already_enqueued: u32,
+    /// The earliest end among the ended conversations seen without an archive.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub oldest_unarchived_end: Option<DateTime<Utc>>,
     /// Still running (not enqueued yet; they hold the watermark).
     pub still_open: u32,
     pub watermark: Option<DateTime<Utc>>,
@@ -255,7 +265,8 @@ pub async fn sweep_once(
         return Ok(report);
     }
     let oldest_open_allowed = now - chrono_of(settings.max_open, "max open")?;
-    let mut enqueued: HashSet<String> = HashSet::new();
+    let mut offers = journal::Offers::new(deps, "sweep");
+    let mut seen: HashSet<String> = HashSet::new();
     // The earliest start of a conversation still running: the watermark may not pass it.
     let mut hold: Option<(DateTime<Utc>, String)> = None;
     for (start, end) in windows(from, to, settings.window) {
@@ -264,7 +275,7 @@ pub async fn sweep_once(
             let Some(conversation_start) = conv.conversation_start else {
                 continue;
             };
-            if conv.conversation_end.is_none() {
+            let Some(conversation_end) = conv.conversation_end else {
                 if conversation_start >= oldest_open_allowed {
                     report.still_open += 1;
                     if hold.as_ref().is_none_or(|(t, _)| conversation_start < *t) {
@@ -272,13 +283,25 @@ pub async fn sweep_once(
                     }
                 }
                 continue;
-            }
-            if !enqueued.insert(conv.conversation_id.clone()) {
+            };
+            if !seen.insert(conv.conversation_id.clone()) {
                 continue;
             }
-            offer(deps, &conv, conversation_start, &mut report).await?;
+            let Ok(conversation) = ConversationId::parse(&conv.conversation_id) else {
+                tracing::warn!(id = %conv.conversation_id, "analytics returned an invalid conversation id; skipped");
+                continue;
+            };
+            offers
+                .offer(conversation, conversation_start, conversation_end)
+                .await?;
         }
     }
+    // Everything offered is on the queue and in the journal before the watermark moves.
+    offers.finish().await?;
+    report.enqueued = offers.counts.enqueued;
+    report.already_archived = offers.counts.already_archived;
+    report.already_enqueued = offers.counts.already_enqueued;
+    report.oldest_unarchived_end = offers.counts.oldest_unarchived_end;
     let swept_until = hold.as_ref().map_or(to, |(t, _)| (*t).min(to));
     // Never move the watermark back (a held run after a later one).
     let swept_until = match &stored {
@@ -401,256 +424,6 @@ async fn query_pages(
         }
     }
     Ok((out, total, queries))
-}
-
-/// Enqueues one ended conversation unless its folder already holds a manifest.
-///
-/// One manifest is taken to mean the conversation was archived: archive-on-event archives
-/// every recording of a conversation in one decision and hands each failure to its own retry
-/// path (TransferQueue, DLQ with its reason), so a conversation with one archive and one
-/// missing recording is the DLQ's and reconciliation's case, not the sweep's.
-async fn offer(
-    deps: &SweepDeps<'_>,
-    conv: &AnalyticsConversation,
-    conversation_start: DateTime<Utc>,
-    report: &mut SweepReport,
-) -> Result<(), SweepError> {
-    let Ok(conversation) = ConversationId::parse(&conv.conversation_id) else {
-        tracing::warn!(id = %conv.conversation_id, "analytics returned an invalid conversation id; skipped");
-        return Ok(());
-    };
-    let folder = deps
-        .layout
-        .conversation_folder(deps.org, &conversation, conversation_start);
-    let archived = deps
-        .store
-        .list(folder.as_str())
-        .await?
-        .iter()
-        .any(|k| k.as_str().ends_with(".manifest.json"));
-    if archived {
-        report.already_archived += 1;
-        return Ok(());
-    }
-    let message = ConversationMessage {
-        version: CONVERSATION_MESSAGE_VERSION,
-        org_id: deps.org.clone(),
-        conversation_id: conversation.clone(),
-        origin: "sweep".into(),
-        conversation_end: conv.conversation_end,
-    };
-    deps.queue
-        .enqueue_conversation(&message)
-        .await
-        .map_err(|source| SweepError::Enqueue {
-            conversation: conversation.to_string(),
-            source,
-        })?;
-    report.enqueued += 1;
-    Ok(())
-}
-
-// ---- backfill ---------------------------------------------------------------------------------
-
-/// Where a backfill stands (`{prefix}/_state/backfill/{from}_{to}.json`, replaced with
-/// `If-Match`): windows before `done_until` are finished and not asked for again.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct BackfillState {
-    pub version: u32,
-    pub from: DateTime<Utc>,
-    pub to: DateTime<Utc>,
-    pub done_until: DateTime<Utc>,
-    pub conversations_seen: u64,
-    pub enqueued: u64,
-    pub already_archived: u64,
-}
-
-/// After each window: what is done, for a progress line.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct BackfillProgress {
-    pub window: usize,
-    pub windows: usize,
-    pub window_start: DateTime<Utc>,
-    pub window_end: DateTime<Utc>,
-    pub state: BackfillState,
-}
-
-/// How long a backfill waits for one job at most, and how it polls.
-const JOB_POLL_WAITS_MS: [u64; 8] = [500, 1000, 2000, 4000, 8000, 15000, 30000, 60000];
-const JOB_MAX_WAIT: Duration = Duration::from_secs(15 * 60);
-const JOB_PAGE_SIZE: u32 = 1000;
-
-/// Enqueues every ended conversation with recordings that started in `[from, to)` and has no
-/// manifest, through the async analytics jobs (no 7-day or 10,000-row limit, and history the
-/// sync query cannot reach), one job per window of `window`. Resumable: a re-run with the same
-/// range continues after the last finished window (a window cut short is done again, so its
-/// conversations may be enqueued twice; archive-on-event archives each once).
-pub async fn backfill(
-    deps: &SweepDeps<'_>,
-    from: DateTime<Utc>,
-    to: DateTime<Utc>,
-    window: Duration,
-    mut progress: impl FnMut(&BackfillProgress),
-) -> Result<BackfillState, SweepError> {
-    if to <= from {
-        return Err(SweepError::Settings(format!(
-            "the range {from} .. {to} is empty"
-        )));
-    }
-    let key = backfill_key(deps.layout, from, to);
-    let (mut state, mut etag) = match deps.store.get(&key).await? {
-        Some(found) => {
-            let state: BackfillState =
-                serde_json::from_slice(&found.body).map_err(|e| SweepError::Watermark {
-                    key: key.to_string(),
-                    reason: e.to_string(),
-                })?;
-            (state, Some(found.etag))
-        }
-        None => (
-            BackfillState {
-                version: WATERMARK_VERSION,
-                from,
-                to,
-                done_until: from,
-                conversations_seen: 0,
-                enqueued: 0,
-                already_archived: 0,
-            },
-            None,
-        ),
-    };
-    let all = windows(from, to, window.max(Duration::from_secs(60)));
-    let windows_total = all.len();
-    let mut seen = HashSet::new();
-    for (i, (start, end)) in all.into_iter().enumerate() {
-        if end <= state.done_until {
-            continue;
-        }
-        let mut report = SweepReport::default();
-        for conv in job_conversations(deps.genesys, start, end).await? {
-            state.conversations_seen += 1;
-            let (Some(conversation_start), Some(_)) =
-                (conv.conversation_start, conv.conversation_end)
-            else {
-                continue;
-            };
-            if seen.insert(conv.conversation_id.clone()) {
-                offer(deps, &conv, conversation_start, &mut report).await?;
-            }
-        }
-        state.enqueued += u64::from(report.enqueued);
-        state.already_archived += u64::from(report.already_archived);
-        state.done_until = end;
-        let body = serde_json::to_vec(&state).map_err(|e| SweepError::Watermark {
-            key: key.to_string(),
-            reason: e.to_string(),
-        })?;
-        let written = match &etag {
-            Some(tag) => {
-                deps.store
-                    .put_if_match(&key, body.into(), "application/json", tag)
-                    .await?
-            }
-            None => {
-                deps.store
-                    .put_if_absent(&key, body.into(), "application/json")
-                    .await?
-            }
-        };
-        etag = match written {
-            Conditional::Written(tag) => Some(tag),
-            Conditional::PreconditionFailed => {
-                return Err(SweepError::Watermark {
-                    key: key.to_string(),
-                    reason: "another backfill of the same range is running".into(),
-                })
-            }
-        };
-        progress(&BackfillProgress {
-            window: i + 1,
-            windows: windows_total,
-            window_start: start,
-            window_end: end,
-            state: state.clone(),
-        });
-    }
-    Ok(state)
-}
-
-fn backfill_key(layout: &ArchiveLayout, from: DateTime<Utc>, to: DateTime<Utc>) -> ObjectKey {
-    let stamp = |t: DateTime<Utc>| t.format("%Y%m%dT%H%M%SZ").to_string();
-    let name = format!("_state/backfill/{}_{}.json", stamp(from), stamp(to));
-    if layout.prefix().is_empty() {
-        ObjectKey::new(name)
-    } else {
-        ObjectKey::new(format!("{}/{name}", layout.prefix()))
-    }
-}
-
-/// One async details job for `[start, end)`: submitted, polled until fulfilled (bounded), and
-/// read to the last page.
-pub(crate) async fn job_conversations(
-    genesys: &GenesysClient,
-    start: DateTime<Utc>,
-    end: DateTime<Utc>,
-) -> Result<Vec<AnalyticsConversation>, SweepError> {
-    let query = AsyncConversationQuery::with_recordings(start, end);
-    let interval = query.interval.clone();
-    let failed = |source| SweepError::Query {
-        interval: interval.clone(),
-        source,
-    };
-    let job = genesys
-        .submit_conversation_details_job(&query)
-        .await
-        .map_err(failed)?
-        .job_id;
-    let started = tokio::time::Instant::now();
-    let mut waits = JOB_POLL_WAITS_MS.iter().chain(std::iter::repeat(&60_000));
-    loop {
-        let status = genesys
-            .conversation_details_job(&job)
-            .await
-            .map_err(failed)?;
-        match status.state.as_str() {
-            "FULFILLED" => break,
-            "QUEUED" | "PENDING" => {}
-            other => {
-                return Err(SweepError::Job {
-                    interval: interval.clone(),
-                    job,
-                    state: other.to_string(),
-                    reason: status.error_message.unwrap_or_default(),
-                })
-            }
-        }
-        let wait = Duration::from_millis(*waits.next().unwrap_or(&60_000));
-        if started.elapsed() + wait > JOB_MAX_WAIT {
-            return Err(SweepError::Job {
-                interval: interval.clone(),
-                job,
-                state: status.state,
-                reason: format!("not fulfilled after {} s", JOB_MAX_WAIT.as_secs()),
-            });
-        }
-        tokio::time::sleep(wait).await;
-    }
-    let mut out = Vec::new();
-    let mut cursor: Option<String> = None;
-    loop {
-        let page = genesys
-            .conversation_details_job_results(&job, cursor.as_deref(), JOB_PAGE_SIZE)
-            .await
-            .map_err(failed)?;
-        out.extend(page.conversations);
-        match page.cursor {
-            Some(next) if Some(&next) != cursor.as_ref() => cursor = Some(next),
-            _ => return Ok(out),
-        }
-    }
 }
 
 #[cfg(test)]
