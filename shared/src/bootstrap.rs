@@ -196,7 +196,41 @@ pub async fn handler_deps(
     })
 }
 
-/// Converts the Lambda deadline (epoch milliseconds) into a monotonic instant.
+/// recording-sweep's dependencies: only what the sweep, the backfills and the reconciliation
+/// use (no keyring, no notifications: the function's role grants neither).
+pub async fn sweep_runtime(
+    env: &HashMap<String, String>,
+    sdk: &aws_config::SdkConfig,
+) -> Result<crate::handlers::recording_sweep::SweepRuntime, InitError> {
+    let config = Config::from_map(env)?;
+    let secrets = aws_sdk_secretsmanager::Client::new(sdk);
+    let credentials = resolve_credentials(&config.genesys.credentials, &secrets).await?;
+    let defaults = crate::sweep::SweepSettings::default();
+    let settings = crate::sweep::SweepSettings {
+        overlap: secs(env, "SWEEP_OVERLAP_SECS", defaults.overlap.as_secs()),
+        settle: secs(env, "SWEEP_SETTLE_SECS", defaults.settle.as_secs()),
+        max_open: secs(env, "SWEEP_MAX_OPEN_SECS", defaults.max_open.as_secs()),
+        first_lookback: secs(
+            env,
+            "SWEEP_FIRST_LOOKBACK_SECS",
+            defaults.first_lookback.as_secs(),
+        ),
+        ..defaults
+    };
+    Ok(crate::handlers::recording_sweep::SweepRuntime {
+        genesys: GenesysClient::new(&config.genesys, credentials)?,
+        store: Arc::new(S3Store::new(
+            s3_client(sdk, env),
+            config.archive.bucket.clone(),
+        )),
+        layout: crate::store::ArchiveLayout::new(&config.archive.prefix),
+        org: config.genesys.org_id.clone(),
+        media: config.archive.media.clone(),
+        queue: Arc::new(archive_queue(sdk, env)?),
+        settings,
+    })
+}
+
 /// The ArchiveQueue our own producers (the recording sweep) send conversations to
 /// (`ARCHIVE_QUEUE_URL`).
 pub fn archive_queue(
@@ -210,6 +244,7 @@ pub fn archive_queue(
     ))
 }
 
+/// Converts the Lambda deadline (epoch milliseconds) into a monotonic instant.
 pub fn deadline_from_epoch_ms(deadline_ms: u64) -> tokio::time::Instant {
     let now_ms = chrono::Utc::now().timestamp_millis().max(0) as u64;
     tokio::time::Instant::now() + Duration::from_millis(deadline_ms.saturating_sub(now_ms))

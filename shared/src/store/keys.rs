@@ -37,6 +37,11 @@ fn stem(recording: &RecordingId, media: Option<&MediaKey>) -> String {
     }
 }
 
+/// A range bound in a state or report name (`20260102T030405Z`).
+fn stamp(t: DateTime<Utc>) -> String {
+    t.format("%Y%m%dT%H%M%SZ").to_string()
+}
+
 /// Everything that names one archived recording's objects.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ArchiveLayout {
@@ -171,10 +176,17 @@ impl ArchiveLayout {
 
     /// One backfill's progress, named by its range.
     pub fn backfill_state_key(&self, from: DateTime<Utc>, to: DateTime<Utc>) -> ObjectKey {
-        let stamp = |t: DateTime<Utc>| t.format("%Y%m%dT%H%M%SZ").to_string();
         join(
             &self.prefix,
             format!("_state/backfill/{}_{}.json", stamp(from), stamp(to)),
+        )
+    }
+
+    /// A reconciliation report of the conversations that started in `[from, to)`.
+    pub fn reconcile_report_key(&self, from: DateTime<Utc>, to: DateTime<Utc>) -> ObjectKey {
+        join(
+            &self.prefix,
+            format!("_reports/reconcile/{}_{}.json", stamp(from), stamp(to)),
         )
     }
 

@@ -77,6 +77,23 @@ pub enum SweepError {
     TooDense { interval: String, total: u64 },
 }
 
+impl crate::retry::Retryable for SweepError {
+    fn retry_class(&self) -> crate::retry::RetryClass {
+        use crate::retry::RetryClass;
+        match self {
+            SweepError::Query { source, .. } => source.retry_class(),
+            SweepError::Store(e) => e.retry_class(),
+            // The next run asks again (a failed job, a refused send).
+            SweepError::Job { .. } | SweepError::Enqueue { .. } => {
+                RetryClass::Transient { retry_after: None }
+            }
+            SweepError::Watermark { .. }
+            | SweepError::Settings(_)
+            | SweepError::TooDense { .. } => RetryClass::Permanent,
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct SweepSettings {
     /// How far before the watermark each run looks again (late analytics data).

@@ -88,6 +88,16 @@ pub async fn invoke_once(
     event: serde_json::Value,
     timeout: Duration,
 ) -> Result<InvocationResult> {
+    Ok(invoke_capturing(bootstrap, env, event, timeout).await?.0)
+}
+
+/// [`invoke_once`], also returning what the bootstrap printed on stdout (logs, EMF lines).
+pub async fn invoke_capturing(
+    bootstrap: &str,
+    env: &HashMap<String, String>,
+    event: serde_json::Value,
+    timeout: Duration,
+) -> Result<(InvocationResult, String)> {
     let deadline_ms =
         (chrono::Utc::now() + chrono::Duration::from_std(timeout)?).timestamp_millis() as u64;
     let st: St = Arc::new(Mutex::new(Shared {
@@ -112,9 +122,18 @@ pub async fn invoke_once(
         .env("AWS_LAMBDA_LOG_STREAM_NAME", "local")
         .env("AWS_LAMBDA_LOG_GROUP_NAME", "local")
         .stdin(Stdio::null())
-        .stdout(Stdio::null())
+        .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()?;
+    // Drained on a thread, so a chatty bootstrap never blocks on a full pipe.
+    let stdout = child.stdout.take().map(|mut pipe| {
+        std::thread::spawn(move || {
+            use std::io::Read as _;
+            let mut out = String::new();
+            let _ = pipe.read_to_string(&mut out);
+            out
+        })
+    });
     let started = Instant::now();
     let result = loop {
         if let Some(r) = st.lock().ok().and_then(|mut s| s.result.take()) {
@@ -139,8 +158,9 @@ pub async fn invoke_once(
     let _ = child.kill();
     let _ = child.wait();
     server.abort();
+    let printed = stdout.and_then(|t| t.join().ok()).unwrap_or_default();
     match result {
-        Ok(r) => Ok(r),
+        Ok(r) => Ok((r, printed)),
         Err(e) => bail!(e),
     }
 }

@@ -554,6 +554,10 @@ impl LocalStack {
     /// `SOURCE_QUEUE_URL` the queue it consumes.
     pub fn function_env(&self, function: &str) -> HashMap<String, String> {
         let mut env = self.env.clone();
+        if function == "recording-sweep" {
+            env.insert("ARCHIVE_QUEUE_URL".into(), self.archive_queue.url.clone());
+            return env;
+        }
         let (source, dlq) = if function == "archive-on-event" {
             (&self.archive_queue.url, &self.archive_queue.dlq_url)
         } else {

@@ -48,6 +48,9 @@ fn every_sample_round_trips_through_its_type() {
                 assert_eq!(a.message_id, b.message_id);
                 assert_eq!(a.event_source_arn, b.event_source_arn);
             }
+        } else if value.get("action").is_some() {
+            // recording-sweep's input events: checked in the test below.
+            continue;
         } else {
             let env: EventBridgeEnvelope = serde_json::from_value(value.clone()).unwrap();
             let again: EventBridgeEnvelope =
@@ -91,6 +94,20 @@ fn conversation_samples_ask_for_archiving_and_the_unknown_topic_is_ignored() {
             topic: String::new()
         }),
         EventIntent::Ignored { .. }
+    ));
+    // recording-sweep's inputs.
+    use gc_archive::handlers::recording_sweep::SweepRequest;
+    assert_eq!(
+        SweepRequest::parse(sample("schedule-sweep.json")).unwrap(),
+        SweepRequest::Sweep
+    );
+    assert!(matches!(
+        SweepRequest::parse(sample("backfill-request.json")).unwrap(),
+        SweepRequest::Backfill { from, to, window_hours: Some(24) } if from < to
+    ));
+    assert!(matches!(
+        SweepRequest::parse(sample("reconcile-daily.json")).unwrap(),
+        SweepRequest::Reconcile { days: Some(1), .. }
     ));
 }
 

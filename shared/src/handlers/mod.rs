@@ -14,6 +14,8 @@
 //! own retries, its own DLQ entry); one that fails for good is dead-lettered as a transfer job
 //! with its reason, which archive-on-event accepts again after a redrive.
 
+pub mod recording_sweep;
+
 use std::sync::Arc;
 use std::time::Duration;
 
