@@ -8,6 +8,7 @@ function's execution role:
 
     ArchiveOnEventRole -> archive-on-event
     ChunkRecordingRole -> chunk-recording
+    RecordingSweepRole -> recording-sweep
 
 Usage:
 
@@ -30,7 +31,8 @@ Supported: `Ref` (parameters, pseudo parameters, `AWS::NoValue`, logical ids), `
 
 Prints one JSON object on stdout:
 
-    {"archive-on-event": {"Version": "2012-10-17", "Statement": [...]}, "chunk-recording": {...}}
+    {"archive-on-event": {"Version": "2012-10-17", "Statement": [...]}, "chunk-recording": {...},
+     "recording-sweep": {...}}
 
 with every inline policy of a role merged into one document's `Statement` list (statements keep
 their `Sid`). Exit status 0 on success; 2 with a message on stderr naming the problem (unknown
@@ -47,7 +49,11 @@ from typing import Any
 
 from cfnlint.decode import cfn_yaml
 
-ROLES = {"ArchiveOnEventRole": "archive-on-event", "ChunkRecordingRole": "chunk-recording"}
+ROLES = {
+    "ArchiveOnEventRole": "archive-on-event",
+    "ChunkRecordingRole": "chunk-recording",
+    "RecordingSweepRole": "recording-sweep",
+}
 
 PSEUDO_DEFAULTS = {
     "AWS::Partition": "aws",

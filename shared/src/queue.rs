@@ -18,6 +18,8 @@ use crate::events::TransferMessage;
 pub struct QueueError {
     pub operation: &'static str,
     pub reason: String,
+    /// SQS refused the caller (HTTP 403): the deployment's fault, not the message's.
+    pub denied: bool,
 }
 
 #[async_trait]
@@ -47,6 +49,7 @@ where
     E: aws_sdk_sqs::error::ProvideErrorMetadata + std::fmt::Debug,
 {
     move |e| QueueError {
+        denied: e.raw_response().is_some_and(|r| r.status().as_u16() == 403),
         operation,
         reason: crate::config::aws_error_summary(&e),
     }
@@ -84,6 +87,7 @@ impl SqsQueues {
         let (Some(region), Some(account), Some(name)) = (parts.get(3), parts.get(4), parts.get(5))
         else {
             return Err(QueueError {
+                denied: false,
                 operation: "ChangeMessageVisibility",
                 reason: format!("{arn:?} is not an SQS queue ARN"),
             });
@@ -107,10 +111,12 @@ impl Queues for SqsQueues {
         delay: Duration,
     ) -> Result<(), QueueError> {
         let url = self.transfer_queue_url.as_ref().ok_or(QueueError {
+            denied: false,
             operation: "SendMessage",
             reason: "TRANSFER_QUEUE_URL is not configured".into(),
         })?;
         let body = serde_json::to_string(job).map_err(|e| QueueError {
+            denied: false,
             operation: "SendMessage",
             reason: e.to_string(),
         })?;
@@ -145,6 +151,7 @@ impl Queues for SqsQueues {
 
     async fn dead_letter(&self, body: &str, reason: &str) -> Result<(), QueueError> {
         let url = self.dead_letter_queue_url.as_ref().ok_or(QueueError {
+            denied: false,
             operation: "SendMessage",
             reason: "DEAD_LETTER_QUEUE_URL is not configured".into(),
         })?;
@@ -161,6 +168,7 @@ impl Queues for SqsQueues {
                     .string_value(reason)
                     .build()
                     .map_err(|e| QueueError {
+                        denied: false,
                         operation: "SendMessage",
                         reason: e.to_string(),
                     })?,
@@ -219,6 +227,7 @@ impl ArchiveQueue for SqsArchiveQueue {
         message: &crate::events::ConversationMessage,
     ) -> Result<(), QueueError> {
         let body = serde_json::to_string(message).map_err(|e| QueueError {
+            denied: false,
             operation: "SendMessage",
             reason: e.to_string(),
         })?;
@@ -236,7 +245,8 @@ impl ArchiveQueue for SqsArchiveQueue {
         &self,
         messages: &[crate::events::ConversationMessage],
     ) -> Vec<Result<(), QueueError>> {
-        let failed = |reason: String| QueueError {
+        let failed = |reason: String, denied: bool| QueueError {
+            denied,
             operation: "SendMessageBatch",
             reason,
         };
@@ -245,7 +255,10 @@ impl ArchiveQueue for SqsArchiveQueue {
         }
         if messages.len() > MAX_BATCH {
             let e = format!("{} messages, at most {MAX_BATCH}", messages.len());
-            return messages.iter().map(|_| Err(failed(e.clone()))).collect();
+            return messages
+                .iter()
+                .map(|_| Err(failed(e.clone(), false)))
+                .collect();
         }
         let mut entries = Vec::with_capacity(messages.len());
         for (i, m) in messages.iter().enumerate() {
@@ -260,7 +273,12 @@ impl ArchiveQueue for SqsArchiveQueue {
                 });
             match entry {
                 Ok(e) => entries.push(e),
-                Err(e) => return messages.iter().map(|_| Err(failed(e.clone()))).collect(),
+                Err(e) => {
+                    return messages
+                        .iter()
+                        .map(|_| Err(failed(e.clone(), false)))
+                        .collect()
+                }
             }
         }
         let out = match self
@@ -276,7 +294,7 @@ impl ArchiveQueue for SqsArchiveQueue {
                 let e = sdk_error("SendMessageBatch")(e);
                 return messages
                     .iter()
-                    .map(|_| Err(failed(e.reason.clone())))
+                    .map(|_| Err(failed(e.reason.clone(), e.denied)))
                     .collect();
             }
         };
@@ -295,7 +313,7 @@ impl ArchiveQueue for SqsArchiveQueue {
                     .find(|f| f.id() == id)
                     .map(|f| format!("{}: {}", f.code(), f.message().unwrap_or("refused")))
                     .unwrap_or_else(|| "not in the batch response".into());
-                Err(failed(reason))
+                Err(failed(reason, false))
             })
             .collect()
     }

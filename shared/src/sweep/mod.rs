@@ -83,6 +83,7 @@ impl crate::retry::Retryable for SweepError {
         match self {
             SweepError::Query { source, .. } => source.retry_class(),
             SweepError::Store(e) => e.retry_class(),
+            SweepError::Enqueue { source, .. } if source.denied => RetryClass::Infrastructure,
             // The next run asks again (a failed job, a refused send).
             SweepError::Job { .. } | SweepError::Enqueue { .. } => {
                 RetryClass::Transient { retry_after: None }

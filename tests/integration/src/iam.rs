@@ -44,10 +44,16 @@ use gc_archive::events::TransferMessage;
 use gc_archive::queue::{QueueError, Queues};
 
 /// The functions and the template resources of their execution roles.
-pub const FUNCTIONS: [(&str, &str); 2] = [
+pub const FUNCTIONS: [(&str, &str); 3] = [
     ("archive-on-event", "ArchiveOnEventRole"),
     ("chunk-recording", "ChunkRecordingRole"),
+    ("recording-sweep", "RecordingSweepRole"),
 ];
+
+/// The functions that run the archive pipeline (events, transfers): each links and may run
+/// every AWS operation of `shared`. recording-sweep runs a known subset (see
+/// `tests/iam_static.rs`).
+pub const PIPELINE_FUNCTIONS: [&str; 2] = ["archive-on-event", "chunk-recording"];
 
 /// An IAM access key.
 #[derive(Clone)]
@@ -100,6 +106,12 @@ pub async fn template_policies(parameters: &Value, resources: &Value) -> Result<
 /// although AWS allows it. Everything else (S3, the other SQS actions) keeps its resources,
 /// which moto matches. The scoping of the widened statements is checked by
 /// `tests/iam_static.rs` instead.
+///
+/// Also: AWS authorises `SendMessageBatch` as `sqs:SendMessage` (an IAM action
+/// `sqs:SendMessageBatch` does not exist: SQS developer guide, "Amazon SQS batch actions"),
+/// moto as `sqs:SendMessageBatch` (measured: 403 under a policy granting `sqs:SendMessage`). So
+/// a statement granting `sqs:SendMessage` grants `sqs:SendMessageBatch` too, on the same
+/// resources; a policy without `sqs:SendMessage` gets neither.
 pub fn widen_for_moto(policy: &Value) -> Value {
     const RESOURCE_BLIND: [&str; 4] = ["kms:", "secretsmanager:", "events:", "logs:"];
     let blind = |action: &str| {
@@ -108,9 +120,13 @@ pub fn widen_for_moto(policy: &Value) -> Value {
     let mut out = policy.clone();
     if let Some(statements) = out.get_mut("Statement").and_then(Value::as_array_mut) {
         for s in statements {
-            let actions = strings(s.get("Action"));
+            let mut actions = strings(s.get("Action"));
             if !actions.is_empty() && actions.iter().all(|a| blind(a)) {
                 s["Resource"] = Value::String("*".into());
+            }
+            if actions.iter().any(|a| a == "sqs:SendMessage") {
+                actions.push("sqs:SendMessageBatch".into());
+                s["Action"] = Value::from(actions);
             }
         }
     }
@@ -482,6 +498,7 @@ impl QueueLog {
                 .lock()
                 .expect("queue log lock")
                 .push(QueueError {
+                    denied: false,
                     operation: e.operation,
                     reason: e.reason.clone(),
                 });
@@ -598,6 +615,12 @@ mod tests {
             resources,
             ["*", "*", "arn:aws:sqs:r:1:q", "arn:aws:s3:::b/p/*"]
         );
+        // moto's name for the batch send, where SendMessage is granted and nowhere else.
+        assert_eq!(
+            granting(&wide, "sqs:SendMessageBatch", "arn:aws:sqs:r:1:q").len(),
+            1
+        );
+        assert!(granting(&wide, "sqs:SendMessageBatch", "arn:aws:sqs:r:1:other").is_empty());
     }
 
     #[test]

@@ -603,6 +603,7 @@ impl LocalStack {
             "TransferDeadLetterQueue": {"Ref": self.transfer_queue.dlq_url, "Arn": queue_arn(&self.sqs, &self.transfer_queue.dlq_url).await?},
             "ArchiveOnEventLogGroup": {"Arn": log_group("archive-on-event")},
             "ChunkRecordingLogGroup": {"Arn": log_group("chunk-recording")},
+            "RecordingSweepLogGroup": {"Arn": log_group("recording-sweep")},
         });
         Ok((parameters, resources))
     }
@@ -625,18 +626,18 @@ impl LocalStack {
         self.deps_with_policy(function, policy).await
     }
 
-    /// [`LocalStack::deps_as`] with a given policy (e.g. the template's with an action removed).
-    pub async fn deps_with_policy(
+    /// An SDK config signed as a fresh IAM user holding `policy` (IAM mode only).
+    async fn sdk_as_user(
         &self,
         function: &str,
-        policy: serde_json::Value,
-    ) -> Result<FunctionDeps> {
+        policy: &serde_json::Value,
+    ) -> Result<aws_config::SdkConfig> {
         let iam = self
             .iam
             .as_ref()
-            .context("deps_as needs StackOptions::iam")?;
+            .context("an IAM user needs StackOptions::iam")?;
         let user = iam.next_user(function);
-        let moto_policy = crate::iam::widen_for_moto(&policy);
+        let moto_policy = crate::iam::widen_for_moto(policy);
         let key = crate::iam::create_users(
             &self.moto.endpoint_url(),
             self.moto.credentials(),
@@ -646,7 +647,30 @@ impl LocalStack {
         .into_iter()
         .next()
         .context("an access key")?;
-        let sdk = self.moto.sdk_config_as(&key).await;
+        Ok(self.moto.sdk_config_as(&key).await)
+    }
+
+    /// recording-sweep's runtime, built by `bootstrap::sweep_runtime` exactly as the Lambda
+    /// builds it, signed as a fresh IAM user holding `policy` (the template's role from
+    /// [`LocalStack::function_policy`], or a changed one). IAM mode only.
+    pub async fn sweep_runtime_with_policy(
+        &self,
+        policy: &serde_json::Value,
+    ) -> Result<gc_archive::handlers::recording_sweep::SweepRuntime> {
+        let sdk = self.sdk_as_user("recording-sweep", policy).await?;
+        Ok(
+            gc_archive::bootstrap::sweep_runtime(&self.function_env("recording-sweep"), &sdk)
+                .await?,
+        )
+    }
+
+    /// [`LocalStack::deps_as`] with a given policy (e.g. the template's with an action removed).
+    pub async fn deps_with_policy(
+        &self,
+        function: &str,
+        policy: serde_json::Value,
+    ) -> Result<FunctionDeps> {
+        let sdk = self.sdk_as_user(function, &policy).await?;
         let mut deps =
             gc_archive::bootstrap::handler_deps(function, &self.function_env(function), &sdk)
                 .await?;

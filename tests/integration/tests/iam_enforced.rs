@@ -457,3 +457,124 @@ async fn archive_on_event_without_kms_generate_data_key_cannot_archive() {
     assert!(manifest_key(&keys, &rid).is_some(), "{keys:#?}");
     assert_eq!(whole.all_errors(), Vec::<String>::new());
 }
+
+/// recording-sweep under exactly its template role (moto enforces S3 object and bucket ARNs
+/// and the SendMessage queue ARN): a scheduled sweep puts the conversation whose event was
+/// lost on the ArchiveQueue, a backfill through the async jobs finds an old one, the
+/// reconciliation writes its report, and archive-on-event (under its own role) archives what
+/// the sweep sent. Then each S3 and SQS grant of the role is removed in turn: every such run
+/// fails, so each one is needed. (KMS through S3 is not enforced by moto: `iam_static.rs`.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_recording_sweep_sweeps_backfills_and_reconciles_under_its_template_role() {
+    use gc_archive::handlers::recording_sweep::recording_sweep;
+    use gc_archive::handlers::HandlerError;
+    let stack = iam_stack().await;
+    let ended = |hours_ago: i64| ConversationSpec {
+        start: Some(chrono::Utc::now() - chrono::Duration::hours(hours_ago)),
+        duration_secs: 120,
+        ..ConversationSpec::default()
+    };
+    let recorded = |spec: ConversationSpec| {
+        let cid = stack.sim.add_conversation(spec);
+        stack
+            .sim
+            .add_recording(&cid, RecordingSpec::new(MediaSource::Real(Codec::OggOpus)));
+        cid
+    };
+    let delivered = recorded(ended(5));
+    let lost = recorded(ended(4));
+    let old = recorded(ended(40 * 24));
+    let archive = stack.deps_as("archive-on-event").await.unwrap();
+    stack
+        .publish_conversation_ends(std::slice::from_ref(&delivered), "customer.end")
+        .await
+        .unwrap();
+    assert_eq!(archive_poll(&stack, &archive).await.received, 1);
+
+    let policy = stack.function_policy("recording-sweep").await.unwrap();
+    let sweep = stack.sweep_runtime_with_policy(&policy).await.unwrap();
+    let deadline = || tokio::time::Instant::now() + Duration::from_secs(300);
+    let now = chrono::Utc::now();
+    let swept = recording_sweep(&sweep, serde_json::json!({"action": "sweep"}), deadline())
+        .await
+        .unwrap();
+    assert_eq!(swept["sweep"]["enqueued"], 1, "{swept}");
+    assert_eq!(swept["sweep"]["alreadyArchived"], 1, "{swept}");
+    let backfilled = recording_sweep(
+        &sweep,
+        serde_json::json!({"action": "backfill",
+            "from": (now - chrono::Duration::days(45)).to_rfc3339(),
+            "to": (now - chrono::Duration::days(30)).to_rfc3339(), "windowHours": 168}),
+        deadline(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(backfilled["complete"], true, "{backfilled}");
+    assert_eq!(backfilled["backfill"]["enqueued"], 1, "{backfilled}");
+    let reconciled = recording_sweep(
+        &sweep,
+        serde_json::json!({"action": "reconcile", "days": 1}),
+        deadline(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        (&reconciled["archived"], &reconciled["missing"]),
+        (&serde_json::json!(1), &serde_json::json!(1)),
+        "the delivered one archived, the lost one still queued: {reconciled}"
+    );
+    let report = reconciled["report"].as_str().unwrap();
+    assert!(stack.get_bytes(report).await.is_ok());
+
+    // What the sweep and the backfill sent is archived by archive-on-event.
+    let mut sent = Vec::new();
+    for _ in 0..3 {
+        let outcome = archive_poll(&stack, &archive).await;
+        sent.push(outcome.received);
+    }
+    assert_eq!(sent.iter().sum::<usize>(), 2, "{sent:?}");
+    let keys = stack
+        .list_keys(&format!("{PREFIX}/{}/", stack.sim.org_id()))
+        .await
+        .unwrap();
+    for cid in [&delivered, &lost, &old] {
+        assert!(
+            keys.iter()
+                .any(|k| k.contains(cid.as_str()) && k.ends_with(".manifest.json")),
+            "{cid}: {keys:#?}"
+        );
+    }
+    assert_eq!(archive.all_errors(), Vec::<String>::new());
+
+    // A new lost conversation (ended after the watermark), and the role without each of its
+    // S3 and SQS grants.
+    recorded(ConversationSpec {
+        start: Some(chrono::Utc::now() - chrono::Duration::minutes(10)),
+        duration_secs: 120,
+        ..ConversationSpec::default()
+    });
+    for action in [
+        "s3:ListBucket",
+        "s3:GetObject",
+        "s3:PutObject",
+        "sqs:SendMessage",
+    ] {
+        let mut crippled = policy.clone();
+        assert!(
+            gc_archive_it::iam::remove_action(&mut crippled, action) > 0,
+            "{action}"
+        );
+        let runtime = stack.sweep_runtime_with_policy(&crippled).await.unwrap();
+        let outcome =
+            recording_sweep(&runtime, serde_json::json!({"action": "sweep"}), deadline()).await;
+        // The deployment's fault, named: the invocation fails and the Errors alarm fires.
+        assert!(
+            matches!(&outcome, Err(HandlerError::Infrastructure(m)) if m.contains("403")),
+            "without {action}: {outcome:?}"
+        );
+    }
+    let control = recording_sweep(&sweep, serde_json::json!({"action": "sweep"}), deadline())
+        .await
+        .unwrap();
+    assert_eq!(control["sweep"]["enqueued"], 1, "{control}");
+}

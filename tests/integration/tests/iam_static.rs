@@ -5,9 +5,13 @@
 //! The policies come from template.yaml through `tools/template_policies.py`, for two
 //! deployments with real-looking ARNs: an existing bucket and KMS key with a webhook, and a
 //! created bucket and key without one. The AWS operations come from the Rust sources of
-//! `shared/src` and `functions/*/src` (both functions link all of `shared`, so every operation
-//! needs a grant in both roles); the CLI runs with the operator's own credentials and is not
-//! scanned. An operation is a zero-argument call whose name is an operation of one of the AWS
+//! `shared/src` and `functions/*/src` (both pipeline functions link all of `shared`, so every
+//! operation needs a grant in both their roles); the CLI runs with the operator's own
+//! credentials and is not scanned. recording-sweep also links `shared` but runs only the sweep,
+//! the backfills and the reconciliation, which reach AWS only through the `ObjectStore` and
+//! `ArchiveQueue` traits: its role is checked against the list of what those do
+//! ([`Deployment::sweep_needs`]), which `iam_enforced.rs` proves against moto both ways (the role
+//! suffices, and each S3 and SQS grant is needed). An operation is a zero-argument call whose name is an operation of one of the AWS
 //! SDK crates in the build (`.put_object()`), followed by `.send()` or by a method of that
 //! operation's fluent builder (`.bucket(`).
 
@@ -86,6 +90,7 @@ impl Deployment {
         let mut resources = json!({
             "ArchiveOnEventLogGroup": {"Arn": log_group_arn("archive-on-event")},
             "ChunkRecordingLogGroup": {"Arn": log_group_arn("chunk-recording")},
+            "RecordingSweepLogGroup": {"Arn": log_group_arn("recording-sweep")},
         });
         for (id, name) in [
             ("ArchiveQueue", "archive"),
@@ -156,30 +161,86 @@ impl Deployment {
         self.object_arn(&format!("_quarantine/{ORG}/c-1/r-1.wav.enc"))
     }
 
-    fn source_queue(function: &str) -> String {
-        queue_arn(if function == "archive-on-event" {
-            "archive"
-        } else {
-            "transfer"
-        })
+    /// The queue an SQS event source feeds the function from (recording-sweep has none).
+    fn source_queue(function: &str) -> Option<String> {
+        match function {
+            "archive-on-event" => Some(queue_arn("archive")),
+            "chunk-recording" => Some(queue_arn("transfer")),
+            _ => None,
+        }
     }
 
-    /// The queues a function sends to: the TransferQueue (hand-off, re-queue) and its DLQ.
+    /// The queues a function sends to: the TransferQueue (hand-off, re-queue) and its own DLQ;
+    /// recording-sweep only the ArchiveQueue.
     fn send_queues(function: &str) -> BTreeSet<String> {
-        let dlq = if function == "archive-on-event" {
-            "archive-dlq"
-        } else {
-            "transfer-dlq"
-        };
-        [queue_arn("transfer"), queue_arn(dlq)].into()
+        match function {
+            "archive-on-event" => [queue_arn("transfer"), queue_arn("archive-dlq")].into(),
+            "chunk-recording" => [queue_arn("transfer"), queue_arn("transfer-dlq")].into(),
+            _ => [queue_arn("archive")].into(),
+        }
     }
 
-    fn secrets(&self) -> Vec<String> {
+    fn secrets(&self, function: &str) -> Vec<String> {
         let mut s = vec![GENESYS_SECRET.to_string()];
-        if self.webhook {
+        if self.webhook && function != "recording-sweep" {
             s.push(WEBHOOK_SECRET.to_string());
         }
         s
+    }
+
+    /// The sweep's own objects: watermark, journal, backfill progress, report.
+    fn sweep_state_arns(&self) -> Vec<String> {
+        [
+            "_state/sweep/watermark.json",
+            "_state/enqueued/2026/03/04/05.json",
+            "_state/backfill/20250101T000000Z_20250701T000000Z.json",
+            "_reports/reconcile/20260303T000000Z_20260304T000000Z.json",
+        ]
+        .iter()
+        .map(|k| self.object_arn(k))
+        .collect()
+    }
+
+    /// What recording-sweep does, as (IAM action, resource): its `ObjectStore` calls (list an
+    /// hour folder; get and conditionally put its state and reports; get audit records) and
+    /// its `ArchiveQueue` sends, SSE-KMS through S3, the Genesys secret, its logs.
+    fn sweep_needs(&self) -> Vec<(&'static str, String)> {
+        let mut needs = vec![
+            ("s3:ListBucket", self.bucket_arn()),
+            ("s3:GetObject", self.archive_keys()[2].clone()),
+            ("sqs:SendMessage", queue_arn("archive")),
+            ("secretsmanager:GetSecretValue", GENESYS_SECRET.to_string()),
+            ("kms:GenerateDataKey", self.key_arn.to_string()),
+            ("kms:Decrypt", self.key_arn.to_string()),
+        ];
+        for arn in self.sweep_state_arns() {
+            needs.push(("s3:GetObject", arn.clone()));
+            needs.push(("s3:PutObject", arn));
+        }
+        needs.extend(
+            LOG_ACTIONS
+                .iter()
+                .map(|a| (*a, log_group_arn("recording-sweep"))),
+        );
+        needs
+    }
+
+    /// What recording-sweep must not be able to do: read or write recordings and manifests,
+    /// touch transfer checkpoints, delete anything, feed the transfer path.
+    fn sweep_denied(&self) -> Vec<(&'static str, String)> {
+        let mut denied = vec![
+            ("s3:PutObject", self.checkpoint_arn()),
+            ("s3:GetObject", self.checkpoint_arn()),
+            ("sqs:SendMessage", queue_arn("transfer")),
+            ("sqs:SendMessage", queue_arn("archive-dlq")),
+            ("sqs:ReceiveMessage", queue_arn("archive")),
+        ];
+        for key in &self.archive_keys()[..2] {
+            denied.push(("s3:GetObject", key.clone()));
+            denied.push(("s3:PutObject", key.clone()));
+            denied.push(("s3:DeleteObject", key.clone()));
+        }
+        denied
     }
 
     fn bus_arn() -> String {
@@ -216,23 +277,27 @@ impl Deployment {
                 ("s3:PutObject", self.quarantine_arn()),
             ],
             "list_objects_v2" => vec![("s3:ListBucket", self.bucket_arn())],
-            "send_message" => each(
+            // SendMessageBatch is authorised as sqs:SendMessage. (Only the ArchiveQueue client
+            // batches; the pipeline functions link it without using it.)
+            "send_message" | "send_message_batch" => each(
                 "sqs:SendMessage",
                 Self::send_queues(function).into_iter().collect(),
             )
             .collect(),
             "change_message_visibility" => {
-                vec![("sqs:ChangeMessageVisibility", Self::source_queue(function))]
+                vec![("sqs:ChangeMessageVisibility", Self::source_queue(function)?)]
             }
-            "get_queue_url" => vec![("sqs:GetQueueUrl", Self::source_queue(function))],
-            "receive_message" => vec![("sqs:ReceiveMessage", Self::source_queue(function))],
-            "delete_message" => vec![("sqs:DeleteMessage", Self::source_queue(function))],
+            "get_queue_url" => vec![("sqs:GetQueueUrl", Self::source_queue(function)?)],
+            "receive_message" => vec![("sqs:ReceiveMessage", Self::source_queue(function)?)],
+            "delete_message" => vec![("sqs:DeleteMessage", Self::source_queue(function)?)],
             "get_queue_attributes" => {
-                vec![("sqs:GetQueueAttributes", Self::source_queue(function))]
+                vec![("sqs:GetQueueAttributes", Self::source_queue(function)?)]
             }
             "generate_data_key" => vec![("kms:GenerateDataKey", self.key_arn.to_string())],
             "decrypt" => vec![("kms:Decrypt", self.key_arn.to_string())],
-            "get_secret_value" => each("secretsmanager:GetSecretValue", self.secrets()).collect(),
+            "get_secret_value" => {
+                each("secretsmanager:GetSecretValue", self.secrets(function)).collect()
+            }
             "put_events" => vec![("events:PutEvents", Self::bus_arn())],
             _ => return None,
         })
@@ -463,7 +528,7 @@ fn the_operation_scanner_finds_fluent_sdk_calls_and_nothing_else() {
 // ---------------------------------------------------------------------------------------------
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn every_aws_operation_in_the_code_is_granted_to_both_roles_and_nothing_else_is() {
+async fn every_aws_operation_in_the_code_is_granted_to_both_pipeline_roles_and_nothing_else_is() {
     let calls = code_operations();
     let found: BTreeSet<&str> = calls.iter().map(|c| c.op.as_str()).collect();
     // The scan must see the operations we know are there, or it proves nothing.
@@ -482,7 +547,7 @@ async fn every_aws_operation_in_the_code_is_granted_to_both_roles_and_nothing_el
     }
     let mut problems = Vec::new();
     for d in Deployment::all().await {
-        for (function, _) in gc_archive_it::iam::FUNCTIONS {
+        for function in gc_archive_it::iam::PIPELINE_FUNCTIONS {
             let policy = d.policy(function);
             let mut needed: BTreeSet<String> = ESM_ACTIONS
                 .iter()
@@ -516,8 +581,9 @@ async fn every_aws_operation_in_the_code_is_granted_to_both_roles_and_nothing_el
                 }
             }
             // What the event source mapping and logging need, on the function's own resources.
+            let source = Deployment::source_queue(function).expect("a pipeline function's queue");
             for action in ESM_ACTIONS {
-                if granting(policy, action, &Deployment::source_queue(function)).is_empty() {
+                if granting(policy, action, &source).is_empty() {
                     problems.push(format!(
                         "[{}] {function} lacks {action} on its source queue",
                         d.name
@@ -618,10 +684,17 @@ async fn roles_scope_every_grant_to_the_deployments_own_resources() {
                     check(false, format!("{at}: KMS statement without the orgId encryption context condition: {s}"));
                 }
             }
-            check(
-                org_bound.contains("kms:GenerateDataKey") && org_bound.contains("kms:Decrypt"),
-                format!("{at}: GenerateDataKey and Decrypt must be granted under kms:EncryptionContext:orgId = GenesysOrgId"),
-            );
+            if function == "recording-sweep" {
+                check(
+                    org_bound.is_empty(),
+                    format!("{at}: the sweep never encrypts, yet is granted the envelope key: {org_bound:?}"),
+                );
+            } else {
+                check(
+                    org_bound.contains("kms:GenerateDataKey") && org_bound.contains("kms:Decrypt"),
+                    format!("{at}: GenerateDataKey and Decrypt must be granted under kms:EncryptionContext:orgId = GenesysOrgId"),
+                );
+            }
 
             // Secrets Manager: exactly the two secrets of the parameters (the webhook's only
             // when configured).
@@ -630,10 +703,10 @@ async fn roles_scope_every_grant_to_the_deployments_own_resources() {
                 .flat_map(|s| resources(s))
                 .collect();
             check(
-                secrets == d.secrets().into_iter().collect(),
+                secrets == d.secrets(function).into_iter().collect(),
                 format!(
                     "{at}: secrets granted {secrets:?}, expected {:?}",
-                    d.secrets()
+                    d.secrets(function)
                 ),
             );
 
@@ -690,7 +763,8 @@ async fn roles_scope_every_grant_to_the_deployments_own_resources() {
                 }
                 if actions.iter().any(|a| ESM_ACTIONS.contains(&a.as_str())) {
                     check(
-                        resources(s) == BTreeSet::from([Deployment::source_queue(function)]),
+                        Deployment::source_queue(function)
+                            .is_some_and(|q| resources(s) == BTreeSet::from([q])),
                         format!("{at}: consuming actions beyond the source queue: {s}"),
                     );
                 }
@@ -708,6 +782,41 @@ async fn roles_scope_every_grant_to_the_deployments_own_resources() {
                     resources(s) == BTreeSet::from([log_group_arn(function)]),
                     format!("{at}: logs statement beyond the function's log group: {s}"),
                 );
+            }
+        }
+    }
+    assert!(problems.is_empty(), "\n{}", problems.join("\n"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_sweep_role_grants_what_the_sweep_does_and_nothing_more() {
+    let mut problems = Vec::new();
+    for d in Deployment::all().await {
+        let policy = d.policy("recording-sweep");
+        let needs = d.sweep_needs();
+        for (action, resource) in &needs {
+            if granting(policy, action, resource).is_empty() {
+                problems.push(format!(
+                    "[{}] recording-sweep needs {action} on {resource}: not granted",
+                    d.name
+                ));
+            }
+        }
+        let needed: BTreeSet<&str> = needs.iter().map(|(a, _)| *a).collect();
+        for action in granted_actions(policy) {
+            if !needed.contains(action.as_str()) {
+                problems.push(format!(
+                    "[{}] recording-sweep is granted {action}, which the sweep does not use",
+                    d.name
+                ));
+            }
+        }
+        for (action, resource) in d.sweep_denied() {
+            if !granting(policy, action, &resource).is_empty() {
+                problems.push(format!(
+                    "[{}] recording-sweep may {action} on {resource}",
+                    d.name
+                ));
             }
         }
     }
@@ -778,6 +887,10 @@ Resources:
               Action: sqs:SendMessage
               Resource: !GetAtt Queue.Arn
   ChunkRecordingRole:
+    Type: AWS::IAM::Role
+    Properties:
+      Policies: []
+  RecordingSweepRole:
     Type: AWS::IAM::Role
     Properties:
       Policies: []

@@ -90,6 +90,7 @@ impl ArchiveQueue for FailingQueue {
     async fn enqueue_conversation(&self, m: &ConversationMessage) -> Result<(), QueueError> {
         if self.sent.fetch_add(1, Ordering::SeqCst) >= self.ok {
             return Err(QueueError {
+                denied: false,
                 operation: "SendMessage",
                 reason: "injected".into(),
             });
