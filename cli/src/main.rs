@@ -319,6 +319,7 @@ async fn sweep_environment() -> Result<(
     let sdk = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
     let deps = gc_archive::bootstrap::handler_deps("cli", &env, &sdk).await?;
     let queue = gc_archive::bootstrap::archive_queue(&sdk, &env)?;
+    deps.service.genesys.prime_rate_limit().await;
     Ok((deps, queue))
 }
 

@@ -228,6 +228,7 @@ pub async fn sweep_runtime(
         media: config.archive.media.clone(),
         queue: Arc::new(archive_queue(sdk, env)?),
         settings,
+        rate_limit_read: Default::default(),
     })
 }
 

@@ -548,6 +548,45 @@ impl GenesysClient {
         Self::decode("POST", path, &bytes)
     }
 
+    /// GET `/api/v2/organizations/limits/namespaces/{namespaceName}`: the org's limits in
+    /// one namespace (`platform.api`, `analytics`, `recording`, ...).
+    pub async fn organization_limits(
+        &self,
+        namespace: &str,
+    ) -> Result<Vec<super::models::Limit>, GenesysError> {
+        let path = format!("/api/v2/organizations/limits/namespaces/{namespace}");
+        let (_, bytes) = self.call(Method::GET, &path, &[], None, true).await?;
+        let listing: super::models::LimitsEntityListing = Self::decode("GET", &path, &bytes)?;
+        Ok(listing.entities)
+    }
+
+    /// Seeds the request pacing with the OAuth client's per-token limit from the org limits
+    /// (`platform.api`, `client.credentials.token.rate.per.minute`), so the first requests of a
+    /// process, sent before any response has told the window, keep to it. Returns the limit
+    /// found. Without it (no such limit listed, or no permission to read limits) the pacing
+    /// starts from the first response's `inin-ratelimit-*` headers, as always.
+    pub async fn prime_rate_limit(&self) -> Option<u64> {
+        const KEY: &str = "client.credentials.token.rate.per.minute";
+        match self.organization_limits("platform.api").await {
+            Ok(limits) => {
+                let per_minute = limits
+                    .iter()
+                    .find(|l| l.key.as_deref() == Some(KEY))
+                    .and_then(|l| l.value)
+                    .and_then(|v| u64::try_from(v).ok())
+                    .filter(|v| *v > 0)?;
+                self.inner
+                    .throttle
+                    .seed(per_minute, Duration::from_secs(60));
+                Some(per_minute)
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "org limits not readable; pacing by the rate-limit headers only");
+                None
+            }
+        }
+    }
+
     /// GET `/api/v2/analytics/conversations/details/jobs/{jobId}`.
     pub async fn conversation_details_job(
         &self,

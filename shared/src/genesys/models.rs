@@ -380,6 +380,25 @@ pub struct AsyncQueryResponse {
     pub job_id: String,
 }
 
+/// `Limit`: one of an org's limits (`GET /api/v2/organizations/limits/namespaces/{ns}`).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Limit {
+    #[serde(default)]
+    pub key: Option<String>,
+    #[serde(default)]
+    pub namespace: Option<String>,
+    #[serde(default)]
+    pub value: Option<i64>,
+}
+
+/// `LimitsEntityListing`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct LimitsEntityListing {
+    #[serde(default)]
+    pub entities: Vec<Limit>,
+}
+
 /// `AsyncQueryStatus`: `QUEUED`, `PENDING`, `FULFILLED`, `FAILED`, `CANCELLED`, `EXPIRED`.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(rename_all = "camelCase")]

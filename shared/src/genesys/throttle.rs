@@ -38,6 +38,21 @@ impl Throttle {
         Throttle::default()
     }
 
+    /// A window of `allowed` requests per `period` assumed from now, until a response says
+    /// otherwise; ignored once a window is known.
+    pub fn seed(&self, allowed: u64, period: Duration) {
+        let now = Instant::now();
+        let mut state = self.lock();
+        if state.is_none() {
+            *state = Some(Window {
+                allowed,
+                used: 0,
+                resets_at: now + period,
+                next_slot: now,
+            });
+        }
+    }
+
     /// What a response said about the window.
     pub fn observe(&self, count: u64, allowed: u64, reset: Duration) {
         let now = Instant::now();
@@ -132,6 +147,21 @@ mod tests {
         assert_eq!(waits[9], Duration::from_secs(9));
         // Nothing left: the next waits for the reset.
         assert_eq!(t.reserve(), Duration::from_secs(10));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_seeded_limit_paces_the_first_requests_until_a_response_tells_the_window() {
+        let t = Throttle::new();
+        t.seed(4, Duration::from_secs(60));
+        assert_eq!(t.reserve(), Duration::ZERO);
+        assert_eq!(t.reserve(), Duration::ZERO);
+        // Half of the seeded budget used: the rest is spread over the minute.
+        assert_eq!(t.reserve(), Duration::ZERO);
+        assert_eq!(t.reserve(), Duration::from_secs(30));
+        // The server's word replaces the seed; a later seed changes nothing.
+        t.observe(0, 100, Duration::from_secs(60));
+        t.seed(1, Duration::from_secs(60));
+        assert_eq!(t.reserve(), Duration::ZERO);
     }
 
     #[tokio::test(start_paused = true)]

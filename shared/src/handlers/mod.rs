@@ -805,7 +805,7 @@ mod tests {
     /// The template's default must be the derived one: 24 h of pending horizon, 30 s base.
     #[test]
     fn the_templates_archive_receive_limit_is_the_derived_one() {
-        let template = include_str!("../../template.yaml");
+        let template = include_str!("../../../template.yaml");
         let default = template
             .split("ArchiveMaxReceiveCount:")
             .nth(1)

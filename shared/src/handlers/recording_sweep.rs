@@ -47,6 +47,8 @@ pub struct SweepRuntime {
     pub media: Vec<RecordingMedia>,
     pub queue: Arc<dyn ArchiveQueue>,
     pub settings: SweepSettings,
+    /// Whether the org's rate limit was read into the pacing yet (once per process).
+    pub rate_limit_read: std::sync::atomic::AtomicBool,
 }
 
 impl SweepRuntime {
@@ -139,9 +141,16 @@ pub async fn recording_sweep(
     payload: Value,
     deadline: Instant,
 ) -> Result<Value, HandlerError> {
+    let request = SweepRequest::parse(payload)?;
+    if !rt
+        .rate_limit_read
+        .swap(true, std::sync::atomic::Ordering::Relaxed)
+    {
+        rt.genesys.prime_rate_limit().await;
+    }
     let now = Utc::now();
     let deps = rt.sweep_deps();
-    match SweepRequest::parse(payload)? {
+    match request {
         SweepRequest::Sweep => {
             let report = sweep_once(&deps, &rt.settings, now)
                 .await

@@ -33,15 +33,13 @@ const JOB_PAGE_SIZE: u32 = 1000;
 pub const DEADLINE_MARGIN: Duration = Duration::from_secs(60);
 const DEFAULT_WINDOW: Duration = Duration::from_secs(24 * 3600);
 
-/// The window in progress: its job, and how far its results were read.
+/// A job submitted for a window not finished yet: a later run reads it instead of asking again.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct PendingJob {
     pub window_start: DateTime<Utc>,
     pub window_end: DateTime<Utc>,
     pub job_id: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub cursor: Option<String>,
 }
 
 /// Where a backfill stands.
@@ -55,8 +53,8 @@ pub struct BackfillState {
     #[serde(default = "default_window_secs")]
     pub window_secs: u64,
     pub done_until: DateTime<Utc>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub pending_job: Option<PendingJob>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pending_jobs: Vec<PendingJob>,
     pub conversations_seen: u64,
     pub enqueued: u64,
     pub already_archived: u64,
@@ -75,7 +73,7 @@ impl BackfillState {
     }
 }
 
-/// After each window (or page of a window cut short): what is done, for a progress line.
+/// After each window: what is done, for a progress line.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct BackfillProgress {
@@ -154,11 +152,16 @@ impl StateFile {
     }
 }
 
+/// Jobs in flight at once: the next windows' jobs run (in Genesys) and are read while the
+/// current window's conversations are checked and sent, so neither waits for the other.
+const PREFETCH: usize = 3;
+
 /// Enqueues every ended conversation with recordings that started in `[from, to)` and has no
-/// archive, one analytics job per `window`. A re-run of the same range continues the stored
-/// state (with the window it was started with). With a `deadline` (Lambda) it stops
-/// [`DEADLINE_MARGIN`] before it, state saved, and returns an incomplete state; without one a
-/// job not fulfilled within [`JOB_MAX_WAIT`] is an error.
+/// archive, one analytics job per `window`, [`PREFETCH`] jobs ahead. A re-run of the same range
+/// continues the stored state (with the window it was started with) and reads the jobs it had
+/// submitted. With a `deadline` (Lambda) it stops [`DEADLINE_MARGIN`] before it, state saved,
+/// and returns an incomplete state; without one a job not fulfilled within [`JOB_MAX_WAIT`] is
+/// an error.
 pub async fn backfill(
     deps: &SweepDeps<'_>,
     from: DateTime<Utc>,
@@ -167,6 +170,7 @@ pub async fn backfill(
     deadline: Option<Instant>,
     mut progress: impl FnMut(&BackfillProgress),
 ) -> Result<BackfillState, SweepError> {
+    use futures::StreamExt as _;
     if to <= from {
         return Err(SweepError::Settings(format!(
             "the range {from} .. {to} is empty"
@@ -180,7 +184,7 @@ pub async fn backfill(
         to,
         window_secs: window.max(Duration::from_secs(60)).as_secs(),
         done_until: from,
-        pending_job: None,
+        pending_jobs: Vec::new(),
         conversations_seen: 0,
         enqueued: 0,
         already_archived: 0,
@@ -190,99 +194,64 @@ pub async fn backfill(
         return Ok(state);
     }
     let stop_at = deadline.map(|d| d.checked_sub(DEADLINE_MARGIN).unwrap_or(d));
-    let past = |at: Option<Instant>| at.is_some_and(|t| Instant::now() >= t);
     let all = windows(from, to, Duration::from_secs(state.window_secs.max(60)));
     let total = all.len();
+    let todo: Vec<(usize, DateTime<Utc>, DateTime<Utc>)> = all
+        .into_iter()
+        .enumerate()
+        .filter(|(_, (_, end))| *end > state.done_until)
+        .map(|(i, (start, end))| (i, start, end))
+        .collect();
+    // Every job this run submitted or took over, so that a stop can hand them on.
+    let jobs: std::sync::Mutex<Vec<PendingJob>> = std::sync::Mutex::new(state.pending_jobs.clone());
+    let earlier = state.pending_jobs.clone();
+    let genesys = deps.genesys;
+    let jobs_ref = &jobs;
+    let mut fetched = futures::stream::iter(todo)
+        .map(|(i, start, end)| {
+            let reuse = earlier
+                .iter()
+                .find(|p| p.window_start == start && p.window_end == end)
+                .map(|p| p.job_id.clone());
+            async move {
+                let rows = window_rows(genesys, start, end, reuse, stop_at, jobs_ref).await;
+                (i, start, end, rows)
+            }
+        })
+        .buffered(PREFETCH);
     let mut offers = Offers::new(deps, "backfill");
     let mut seen: HashSet<String> = HashSet::new();
     let base = state.clone();
-    let tally = |state: &mut BackfillState, offers: &Offers<'_>, seen: u64| {
-        state.conversations_seen = base.conversations_seen + seen;
+    let mut rows_seen = 0u64;
+    let mut failure = None;
+    while let Some((i, start, end, rows)) = fetched.next().await {
+        let rows = match rows {
+            Ok(Some(rows)) => rows,
+            // Still running at the deadline: the next run reads the same jobs.
+            Ok(None) => break,
+            Err(e) => {
+                failure = Some(e);
+                break;
+            }
+        };
+        let sent: Result<(), SweepError> = async {
+            for conv in &rows {
+                offer_ended(&mut offers, &mut seen, conv).await?;
+            }
+            offers.finish().await
+        }
+        .await;
+        if let Err(e) = sent {
+            failure = Some(e);
+            break;
+        }
+        rows_seen += rows.len() as u64;
+        state.done_until = end;
+        state.conversations_seen = base.conversations_seen + rows_seen;
         state.enqueued = base.enqueued + u64::from(offers.counts.enqueued);
         state.already_archived = base.already_archived + u64::from(offers.counts.already_archived);
         state.already_enqueued = base.already_enqueued + u64::from(offers.counts.already_enqueued);
-    };
-    let mut rows_seen = 0u64;
-    for (i, (start, end)) in all.into_iter().enumerate() {
-        if end <= state.done_until {
-            continue;
-        }
-        if past(stop_at) {
-            break;
-        }
-        let resumed = state
-            .pending_job
-            .clone()
-            .filter(|p| p.window_start == start && p.window_end == end);
-        let was_resumed = resumed.is_some();
-        let mut pending = match resumed {
-            Some(p) => p,
-            None => {
-                let p = submit(deps.genesys, start, end).await?;
-                state.pending_job = Some(p.clone());
-                file.save(deps, &state).await?;
-                p
-            }
-        };
-        let wait_until = stop_at.unwrap_or_else(|| Instant::now() + JOB_MAX_WAIT);
-        match wait_for_job(deps.genesys, &pending.job_id, start, end, wait_until).await {
-            Ok(true) => {}
-            Ok(false) if deadline.is_some() => {
-                // Still running at the deadline: the next run polls the same job.
-                break;
-            }
-            Ok(false) => {
-                return Err(SweepError::Job {
-                    interval: interval(start, end),
-                    job: pending.job_id,
-                    state: "QUEUED".into(),
-                    reason: format!("not fulfilled after {} s", JOB_MAX_WAIT.as_secs()),
-                })
-            }
-            // A job of an earlier run that Genesys no longer has (expired, failed): a new one.
-            Err(e) if was_resumed => {
-                tracing::warn!(job = %pending.job_id, error = %e, "backfill job gone; submitting the window again");
-                pending = submit(deps.genesys, start, end).await?;
-                state.pending_job = Some(pending.clone());
-                file.save(deps, &state).await?;
-                if !wait_for_job(deps.genesys, &pending.job_id, start, end, wait_until).await? {
-                    break;
-                }
-            }
-            Err(e) => return Err(e),
-        }
-        let mut cut_short = false;
-        loop {
-            let page = deps
-                .genesys
-                .conversation_details_job_results(
-                    &pending.job_id,
-                    pending.cursor.as_deref(),
-                    JOB_PAGE_SIZE,
-                )
-                .await
-                .map_err(query_failed(start, end))?;
-            for conv in page.conversations {
-                rows_seen += 1;
-                offer_ended(&mut offers, &mut seen, &conv).await?;
-            }
-            match page.cursor {
-                Some(next) if Some(&next) != pending.cursor.as_ref() => pending.cursor = Some(next),
-                _ => break,
-            }
-            if past(stop_at) {
-                cut_short = true;
-                break;
-            }
-        }
-        offers.finish().await?;
-        if cut_short {
-            state.pending_job = Some(pending);
-        } else {
-            state.pending_job = None;
-            state.done_until = end;
-        }
-        tally(&mut state, &offers, rows_seen);
+        state.pending_jobs = pending_after(&jobs, state.done_until);
         file.save(deps, &state).await?;
         progress(&BackfillProgress {
             window: i + 1,
@@ -291,11 +260,87 @@ pub async fn backfill(
             window_end: end,
             state: state.clone(),
         });
-        if cut_short {
+        if stop_at.is_some_and(|t| Instant::now() >= t) {
             break;
         }
     }
-    Ok(state)
+    drop(fetched);
+    let pending = pending_after(&jobs, state.done_until);
+    if pending != state.pending_jobs {
+        state.pending_jobs = pending;
+        file.save(deps, &state).await?;
+    }
+    match failure {
+        Some(e) => Err(e),
+        None => Ok(state),
+    }
+}
+
+/// The jobs of windows after `done_until`.
+fn pending_after(
+    jobs: &std::sync::Mutex<Vec<PendingJob>>,
+    done_until: DateTime<Utc>,
+) -> Vec<PendingJob> {
+    let jobs = jobs.lock().map(|j| j.clone()).unwrap_or_default();
+    let mut out: Vec<PendingJob> = jobs
+        .into_iter()
+        .filter(|p| p.window_end > done_until)
+        .collect();
+    out.sort_by_key(|p| p.window_start);
+    out.dedup_by(|a, b| a.window_start == b.window_start);
+    out
+}
+
+/// One window's conversations from its job (`reuse`, or a new one), or None when `stop_at`
+/// comes before the job is fulfilled. A reused job Genesys no longer has is replaced.
+async fn window_rows(
+    genesys: &GenesysClient,
+    start: DateTime<Utc>,
+    end: DateTime<Utc>,
+    reuse: Option<String>,
+    stop_at: Option<Instant>,
+    jobs: &std::sync::Mutex<Vec<PendingJob>>,
+) -> Result<Option<Vec<AnalyticsConversation>>, SweepError> {
+    let record = |job_id: &str| {
+        if let Ok(mut j) = jobs.lock() {
+            j.retain(|p| p.window_start != start);
+            j.push(PendingJob {
+                window_start: start,
+                window_end: end,
+                job_id: job_id.to_string(),
+            });
+        }
+    };
+    let wait_until = stop_at.unwrap_or_else(|| Instant::now() + JOB_MAX_WAIT);
+    let (mut job, reused) = match reuse {
+        Some(job) => (job, true),
+        None => {
+            let job = submit(genesys, start, end).await?;
+            record(&job);
+            (job, false)
+        }
+    };
+    let ready = match wait_for_job(genesys, &job, start, end, wait_until).await {
+        Err(e) if reused => {
+            tracing::warn!(job = %job, error = %e, "backfill job gone; submitting the window again");
+            job = submit(genesys, start, end).await?;
+            record(&job);
+            wait_for_job(genesys, &job, start, end, wait_until).await?
+        }
+        other => other?,
+    };
+    if !ready {
+        if stop_at.is_some() {
+            return Ok(None);
+        }
+        return Err(SweepError::Job {
+            interval: interval(start, end),
+            job,
+            state: "QUEUED".into(),
+            reason: format!("not fulfilled after {} s", JOB_MAX_WAIT.as_secs()),
+        });
+    }
+    read_results(genesys, &job, start, end).await.map(Some)
 }
 
 /// Continues every stored backfill that is not complete, until `deadline`.
@@ -357,19 +402,13 @@ async fn submit(
     genesys: &GenesysClient,
     start: DateTime<Utc>,
     end: DateTime<Utc>,
-) -> Result<PendingJob, SweepError> {
+) -> Result<String, SweepError> {
     let query = AsyncConversationQuery::with_recordings(start, end);
-    let job_id = genesys
+    Ok(genesys
         .submit_conversation_details_job(&query)
         .await
         .map_err(query_failed(start, end))?
-        .job_id;
-    Ok(PendingJob {
-        window_start: start,
-        window_end: end,
-        job_id,
-        cursor: None,
-    })
+        .job_id)
 }
 
 /// Polls `job` until it is fulfilled (true) or `until` comes first (false); a failed,
@@ -407,27 +446,18 @@ async fn wait_for_job(
     }
 }
 
-/// One async details job for `[start, end)`: submitted, polled until fulfilled (at most
-/// [`JOB_MAX_WAIT`]), and read to the last page.
-pub(crate) async fn job_conversations(
+/// Every page of a fulfilled job's results.
+async fn read_results(
     genesys: &GenesysClient,
+    job: &str,
     start: DateTime<Utc>,
     end: DateTime<Utc>,
 ) -> Result<Vec<AnalyticsConversation>, SweepError> {
-    let job = submit(genesys, start, end).await?.job_id;
-    if !wait_for_job(genesys, &job, start, end, Instant::now() + JOB_MAX_WAIT).await? {
-        return Err(SweepError::Job {
-            interval: interval(start, end),
-            job,
-            state: "QUEUED".into(),
-            reason: format!("not fulfilled after {} s", JOB_MAX_WAIT.as_secs()),
-        });
-    }
     let mut out = Vec::new();
     let mut cursor: Option<String> = None;
     loop {
         let page = genesys
-            .conversation_details_job_results(&job, cursor.as_deref(), JOB_PAGE_SIZE)
+            .conversation_details_job_results(job, cursor.as_deref(), JOB_PAGE_SIZE)
             .await
             .map_err(query_failed(start, end))?;
         out.extend(page.conversations);
@@ -436,4 +466,23 @@ pub(crate) async fn job_conversations(
             _ => return Ok(out),
         }
     }
+}
+
+/// One async details job for `[start, end)`: submitted, polled until fulfilled (at most
+/// [`JOB_MAX_WAIT`]), and read to the last page.
+pub(crate) async fn job_conversations(
+    genesys: &GenesysClient,
+    start: DateTime<Utc>,
+    end: DateTime<Utc>,
+) -> Result<Vec<AnalyticsConversation>, SweepError> {
+    let job = submit(genesys, start, end).await?;
+    if !wait_for_job(genesys, &job, start, end, Instant::now() + JOB_MAX_WAIT).await? {
+        return Err(SweepError::Job {
+            interval: interval(start, end),
+            job,
+            state: "QUEUED".into(),
+            reason: format!("not fulfilled after {} s", JOB_MAX_WAIT.as_secs()),
+        });
+    }
+    read_results(genesys, &job, start, end).await
 }

@@ -71,6 +71,10 @@ pub(crate) fn router(sh: Arc<Shared>) -> Router {
             "/api/v2/analytics/conversations/details/jobs/{job}/results",
             get(get_analytics_job_results),
         )
+        .route(
+            "/api/v2/organizations/limits/namespaces/{namespace}",
+            get(get_limits_namespace),
+        )
         .route("/api/v2/{*rest}", axum::routing::any(api_not_found))
         .layer(middleware::from_fn_with_state(sh.clone(), api_mw));
     let admin = Router::new()
@@ -1542,6 +1546,35 @@ async fn analytics_query(State(sh): St, body: Bytes) -> Response {
 }
 
 // ---- async analytics jobs (genesys-api.md 3.7) -----------------------------------------------
+
+/// `GET /api/v2/organizations/limits/namespaces/{namespaceName}` (`LimitsEntityListing` of
+/// `Limit {key, namespace, value}`). `platform.api` carries the per-token request limit the
+/// simulator enforces, as requests per minute (the key name is the one the Genesys limits page
+/// is quoted with, UNCONFIRMED: genesys-api.md §2); other known namespaces list nothing here.
+async fn get_limits_namespace(State(sh): St, Path(namespace): Path<String>) -> Response {
+    const KNOWN: [&str; 5] = [
+        "platform.api",
+        "recording",
+        "notifications",
+        "web.messaging",
+        "analytics",
+    ];
+    if !KNOWN.contains(&namespace.as_str()) {
+        return not_found(&format!("Namespace {namespace} not found"));
+    }
+    let mut entities = Vec::new();
+    if namespace == "platform.api" {
+        let per_minute = sh.cfg.rate_limit.map_or(UNLIMITED_REQUESTS, |r| {
+            u32::try_from(u64::from(r.requests) * 60 / r.window_secs.max(1)).unwrap_or(u32::MAX)
+        });
+        entities.push(json!({
+            "key": "client.credentials.token.rate.per.minute",
+            "namespace": "platform.api",
+            "value": per_minute,
+        }));
+    }
+    Json(json!({ "entities": entities })).into_response()
+}
 
 /// `POST .../details/jobs` (`AsyncConversationQuery`): any interval (history is what the jobs
 /// are for), the same filters as the sync query; `202 {jobId}`.

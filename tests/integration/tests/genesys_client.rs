@@ -643,6 +643,35 @@ async fn a_concurrent_burst_is_paced_under_the_limit() {
     );
 }
 
+#[tokio::test]
+async fn the_org_limits_seed_the_pacing_with_the_per_token_limit() {
+    let sim = start(SimConfig {
+        rate_limit: Some(RateLimit {
+            requests: 50,
+            window_secs: 10,
+        }),
+        ..Default::default()
+    })
+    .await;
+    let client = client(&sim);
+    assert_eq!(client.prime_rate_limit().await, Some(300), "50 per 10 s");
+    let limits = client.organization_limits("recording").await.unwrap();
+    assert!(limits.is_empty(), "{limits:?}");
+    // A namespace Genesys does not know is an API error, not an empty answer.
+    assert!(client
+        .organization_limits("no.such.namespace")
+        .await
+        .is_err());
+    assert_eq!(
+        attempts(
+            &sim,
+            "GET",
+            "/api/v2/organizations/limits/namespaces/platform.api"
+        ),
+        [200]
+    );
+}
+
 // ---- model round-trips ------------------------------------------------------------------------
 
 #[tokio::test]
