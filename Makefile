@@ -46,7 +46,7 @@ test: venv fmt clippy unit lint
 
 # Lambda artifacts for deployment (arm64, provided.al2023), as `sam build` produces them.
 build: venv
-	$(CARGO) lambda build --release --arm64 -p archive-on-event -p chunk-recording
+	$(CARGO) lambda build --release --arm64 -p archive-on-event -p chunk-recording -p recording-sweep
 	@ls -l target/lambda/*/bootstrap
 
 clean-venv:
@@ -56,7 +56,7 @@ clean-venv:
 #   make bench      - crypto-bench, then transfer-bench (discard sink 64 MiB + 1 GiB, moto 256 MiB)
 #   make coldstart  - cargo lambda build x86_64 + arm64 (release, slow), then init time and sizes
 # Benchmarks use the bench-fast profile (opt 3, thin LTO), never release (fat LTO).
-.PHONY: bench-build
+.PHONY: bench-build bench-backfill
 BENCH_BIN := $(or $(CARGO_TARGET_DIR),target)/bench-fast
 BENCH_TRANSFER_ARGS ?= --moto
 LAMBDA_FUNCTIONS := -p archive-on-event -p chunk-recording
@@ -72,6 +72,10 @@ bench-crypto: bench-build
 
 bench-transfer: venv bench-build
 	$(BENCH_BIN)/transfer-bench $(BENCH_TRANSFER_ARGS)
+
+# A 20,000-conversation backfill at 300 requests/min, killed three times (about 8 min).
+bench-backfill: venv bench-build
+	$(BENCH_BIN)/backfill-bench
 
 coldstart: venv bench-build
 	$(CARGO) lambda build --release --x86-64 $(LAMBDA_FUNCTIONS) --lambda-dir target/lambda-x86_64

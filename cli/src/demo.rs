@@ -101,6 +101,18 @@ pub async fn run(args: DemoArgs) -> Result<()> {
         stack.sim.add_recording(&mixed, RecordingSpec::new(media));
     }
     conversations.push(mixed);
+
+    // One conversation whose event never arrives: recording-sweep has to find it.
+    let lost = stack.sim.add_conversation(ConversationSpec {
+        start: Some(chrono::Utc::now() - chrono::Duration::minutes(30)),
+        duration_secs: 240,
+        ..ConversationSpec::default()
+    });
+    stack.sim.add_recording(
+        &lost,
+        RecordingSpec::new(MediaSource::Real(genesys_sim::Codec::WavUlaw)),
+    );
+
     let audio: Vec<String> = stack
         .sim
         .conversations()
@@ -123,7 +135,7 @@ pub async fn run(args: DemoArgs) -> Result<()> {
         .sum();
     println!(
         "  seeded     {} conversations, {recordings} recordings ({} audio), {:.1} MiB",
-        conversations.len(),
+        conversations.len() + 1,
         audio.len(),
         source_bytes as f64 / 1048576.0
     );
@@ -164,6 +176,32 @@ pub async fn run(args: DemoArgs) -> Result<()> {
         })
         .await
         .context("running the handlers")?;
+
+    // The scheduled sweep, as recording-sweep runs it every 15 minutes.
+    let sweep =
+        gc_archive::bootstrap::sweep_runtime(&stack.function_env("recording-sweep"), &stack.sdk)
+            .await?;
+    let swept = gc_archive::handlers::recording_sweep::recording_sweep(
+        &sweep,
+        serde_json::json!({"action": "sweep"}),
+        tokio::time::Instant::now() + Duration::from_secs(120),
+    )
+    .await
+    .map_err(|e| anyhow::anyhow!("recording-sweep: {e}"))?;
+    println!(
+        "  sweep      recording-sweep saw {} conversations, {} already archived, put {} whose event was lost on the ArchiveQueue",
+        swept["sweep"]["conversationsSeen"], swept["sweep"]["alreadyArchived"], swept["sweep"]["enqueued"]
+    );
+    stack
+        .drain(
+            &archive,
+            &transfer,
+            Duration::from_secs(args.timeout_secs),
+            |_| {},
+        )
+        .await
+        .context("running the handlers after the sweep")?;
+    conversations.push(lost);
     let archived = count_manifests(&stack, &manifests_prefix).await?;
     println!("  archived   {archived}/{} audio recordings", audio.len());
     let elapsed = started.elapsed();

@@ -279,10 +279,10 @@ async fn reconcile(from: &str, to: &str, out: Option<std::path::PathBuf>) -> Res
 
 async fn backfill(from: &str, to: &str, window_hours: u64) -> Result<()> {
     let (from, to) = (parse_instant(from)?, parse_instant(to)?);
-    let (deps, queue) = sweep_environment().await?;
+    let runtime = sweep_environment().await?;
     let started = std::time::Instant::now();
     let state = gc_archive::sweep::backfill(
-        &gc_archive::sweep::SweepDeps::of(&deps.service, &queue),
+        &runtime.sweep_deps(),
         from,
         to,
         std::time::Duration::from_secs(window_hours.max(1) * 3600),
@@ -309,28 +309,20 @@ async fn backfill(from: &str, to: &str, window_hours: u64) -> Result<()> {
     Ok(())
 }
 
-/// The functions' configuration from the environment, and the ArchiveQueue
-/// (`ARCHIVE_QUEUE_URL`) the sweep and the backfill send to.
-async fn sweep_environment() -> Result<(
-    gc_archive::handlers::HandlerDeps,
-    gc_archive::queue::SqsArchiveQueue,
-)> {
+/// recording-sweep's runtime from the environment (the functions' configuration plus
+/// `ARCHIVE_QUEUE_URL`), as the Lambda builds it, with the org's rate limit read.
+async fn sweep_environment() -> Result<gc_archive::handlers::recording_sweep::SweepRuntime> {
     let env = std::env::vars().collect();
     let sdk = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
-    let deps = gc_archive::bootstrap::handler_deps("cli", &env, &sdk).await?;
-    let queue = gc_archive::bootstrap::archive_queue(&sdk, &env)?;
-    deps.service.genesys.prime_rate_limit().await;
-    Ok((deps, queue))
+    let runtime = gc_archive::bootstrap::sweep_runtime(&env, &sdk).await?;
+    runtime.genesys.prime_rate_limit().await;
+    Ok(runtime)
 }
 
 async fn sweep(settings: gc_archive::sweep::SweepSettings) -> Result<()> {
-    let (deps, queue) = sweep_environment().await?;
-    let report = gc_archive::sweep::sweep_once(
-        &gc_archive::sweep::SweepDeps::of(&deps.service, &queue),
-        &settings,
-        chrono::Utc::now(),
-    )
-    .await?;
+    let runtime = sweep_environment().await?;
+    let report =
+        gc_archive::sweep::sweep_once(&runtime.sweep_deps(), &settings, chrono::Utc::now()).await?;
     println!("{}", serde_json::to_string_pretty(&report)?);
     Ok(())
 }

@@ -243,20 +243,6 @@ pub struct SweepDeps<'a> {
     pub org: &'a OrgId,
 }
 
-impl<'a> SweepDeps<'a> {
-    /// A deployment's archive service (its Genesys client, bucket, layout and org) feeding
-    /// `queue`.
-    pub fn of(service: &'a crate::pipeline::ArchiveService, queue: &'a dyn ArchiveQueue) -> Self {
-        SweepDeps {
-            genesys: &service.genesys,
-            store: service.store.as_ref(),
-            layout: &service.settings.layout,
-            queue,
-            org: &service.org,
-        }
-    }
-}
-
 /// One sweep from the stored watermark (minus the overlap) to `now - settle`.
 pub async fn sweep_once(
     deps: &SweepDeps<'_>,
