@@ -268,6 +268,24 @@ pub fn parse_openssl_speed(stdout: &str) -> Option<f64> {
         .map(|k| k / 1000.0)
 }
 
+/// A Genesys client of the simulator's org (its OAuth client, the default retry policy), as
+/// the functions build one.
+pub fn simulator_client(
+    sim: &genesys_sim::Simulator,
+) -> anyhow::Result<gc_archive::genesys::GenesysClient> {
+    let base: url::Url = sim.base_url().parse()?;
+    Ok(gc_archive::genesys::GenesysClient::with_http(
+        gc_archive::genesys::client::http_client(Duration::from_secs(30))?,
+        &base,
+        &base,
+        gc_archive::config::GenesysCredentials {
+            client_id: sim.client_id().to_string(),
+            client_secret: sim.client_secret().to_string().into(),
+        },
+        gc_archive::retry::RetryPolicy::default(),
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -23,12 +23,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use clap::Parser;
-use gc_archive::config::GenesysCredentials;
 use gc_archive::events::ConversationMessage;
-use gc_archive::genesys::GenesysClient;
 use gc_archive::ids::OrgId;
 use gc_archive::queue::{ArchiveQueue, QueueError, SqsArchiveQueue};
-use gc_archive::retry::RetryPolicy;
 use gc_archive::store::{ArchiveLayout, MemoryStore, S3Store};
 use gc_archive::sweep::{backfill, SweepDeps};
 use gc_archive_bench::{machine, print_machine};
@@ -140,17 +137,7 @@ async fn main() -> anyhow::Result<()> {
         .filter(|c| !c.recordings.is_empty())
         .map(|c| c.id)
         .collect();
-    let base: url::Url = sim.base_url().parse()?;
-    let genesys = GenesysClient::with_http(
-        gc_archive::genesys::client::http_client(Duration::from_secs(30))?,
-        &base,
-        &base,
-        GenesysCredentials {
-            client_id: sim.client_id().to_string(),
-            client_secret: sim.client_secret().to_string().into(),
-        },
-        RetryPolicy::default(),
-    );
+    let genesys = gc_archive_bench::simulator_client(&sim)?;
     genesys.prime_rate_limit().await;
     let store = MemoryStore::new(BUCKET);
     let layout = ArchiveLayout::new(PREFIX);

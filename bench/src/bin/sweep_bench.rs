@@ -7,13 +7,10 @@
 
 #![forbid(unsafe_code)]
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use anyhow::Context as _;
 use clap::Parser;
-use gc_archive::config::GenesysCredentials;
-use gc_archive::genesys::GenesysClient;
-use gc_archive::retry::RetryPolicy;
 use gc_archive_bench::{machine, print_machine};
 use genesys_sim::{RateLimit, SeedSpec, SimConfig, Simulator};
 use serde_json::json;
@@ -53,17 +50,7 @@ async fn main() -> anyhow::Result<()> {
         ..SimConfig::default()
     })
     .await?;
-    let base: url::Url = sim.base_url().parse()?;
-    let client = GenesysClient::with_http(
-        gc_archive::genesys::client::http_client(Duration::from_secs(30))?,
-        &base,
-        &base,
-        GenesysCredentials {
-            client_id: sim.client_id().to_string(),
-            client_secret: sim.client_secret().to_string().into(),
-        },
-        RetryPolicy::default(),
-    );
+    let client = gc_archive_bench::simulator_client(&sim)?;
     let now = chrono::Utc::now();
     let days: Vec<_> = (0..args.days)
         .map(|d| {

@@ -255,19 +255,20 @@ async fn replace(
     body: Vec<u8>,
 ) -> Result<(), HandlerError> {
     for _ in 0..3 {
-        let written = match store.get(key).await.map_err(|e| handler_error(&e))? {
-            Some(found) => {
-                store
-                    .put_if_match(key, body.clone().into(), "application/json", &found.etag)
-                    .await
-            }
-            None => {
-                store
-                    .put_if_absent(key, body.clone().into(), "application/json")
-                    .await
-            }
-        }
-        .map_err(|e| handler_error(&e))?;
+        let etag = store
+            .get(key)
+            .await
+            .map_err(|e| handler_error(&e))?
+            .map(|found| found.etag);
+        let written = store
+            .put_conditionally(
+                key,
+                body.clone().into(),
+                "application/json",
+                etag.as_deref(),
+            )
+            .await
+            .map_err(|e| handler_error(&e))?;
         if matches!(written, Conditional::Written(_)) {
             return Ok(());
         }

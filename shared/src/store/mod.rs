@@ -139,6 +139,21 @@ pub trait ObjectStore: Send + Sync {
         etag: &str,
     ) -> Result<Conditional<String>, StoreError>;
 
+    /// [`ObjectStore::put_if_match`] with `etag`, or [`ObjectStore::put_if_absent`] without:
+    /// replaces what was read, or creates what was not there.
+    async fn put_conditionally(
+        &self,
+        key: &ObjectKey,
+        body: Bytes,
+        content_type: &str,
+        etag: Option<&str>,
+    ) -> Result<Conditional<String>, StoreError> {
+        match etag {
+            Some(etag) => self.put_if_match(key, body, content_type, etag).await,
+            None => self.put_if_absent(key, body, content_type).await,
+        }
+    }
+
     async fn delete(&self, key: &ObjectKey) -> Result<(), StoreError>;
 
     /// Deletes `key` only if its ETag is still `etag` (`If-Match` on DeleteObject); a key that

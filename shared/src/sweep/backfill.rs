@@ -21,7 +21,7 @@ use crate::ids::ConversationId;
 use crate::store::{Conditional, ObjectKey};
 
 use super::journal::Offers;
-use super::{windows, SweepDeps, SweepError};
+use super::{read_state, state_body, windows, SweepDeps, SweepError};
 
 pub const BACKFILL_VERSION: u32 = 1;
 /// Polls of one job: quick at first, then once a minute.
@@ -95,27 +95,20 @@ impl StateFile {
         deps: &SweepDeps<'_>,
         key: ObjectKey,
     ) -> Result<(Option<BackfillState>, StateFile), SweepError> {
-        let Some(found) = deps.store.get(&key).await? else {
-            return Ok((None, StateFile { key, etag: None }));
-        };
-        let state: BackfillState =
-            serde_json::from_slice(&found.body).map_err(|e| SweepError::Watermark {
-                key: key.to_string(),
-                reason: e.to_string(),
-            })?;
-        if state.version != BACKFILL_VERSION {
-            return Err(SweepError::Watermark {
-                key: key.to_string(),
-                reason: format!("version {} is not {BACKFILL_VERSION}", state.version),
-            });
-        }
-        Ok((
-            Some(state),
-            StateFile {
-                key,
-                etag: Some(found.etag),
-            },
-        ))
+        let found = read_state(deps.store, &key, BACKFILL_VERSION, |s: &BackfillState| {
+            s.version
+        })
+        .await?;
+        Ok(match found {
+            Some((state, etag)) => (
+                Some(state),
+                StateFile {
+                    key,
+                    etag: Some(etag),
+                },
+            ),
+            None => (None, StateFile { key, etag: None }),
+        })
     }
 
     async fn save(
@@ -123,22 +116,11 @@ impl StateFile {
         deps: &SweepDeps<'_>,
         state: &BackfillState,
     ) -> Result<(), SweepError> {
-        let body = serde_json::to_vec(state).map_err(|e| SweepError::Watermark {
-            key: self.key.to_string(),
-            reason: e.to_string(),
-        })?;
-        let written = match &self.etag {
-            Some(tag) => {
-                deps.store
-                    .put_if_match(&self.key, body.into(), "application/json", tag)
-                    .await?
-            }
-            None => {
-                deps.store
-                    .put_if_absent(&self.key, body.into(), "application/json")
-                    .await?
-            }
-        };
+        let body = state_body(&self.key, state)?;
+        let written = deps
+            .store
+            .put_conditionally(&self.key, body, "application/json", self.etag.as_deref())
+            .await?;
         match written {
             Conditional::Written(tag) => {
                 self.etag = Some(tag);

@@ -154,26 +154,16 @@ impl<'a> Journal<'a> {
         for hour in self.hours.values_mut().filter(|h| h.unsaved) {
             let mut attempts = 0;
             loop {
-                let body = serde_json::to_vec(&JournalFile {
-                    version: JOURNAL_VERSION,
-                    conversations: hour.ids.clone(),
-                })
-                .map_err(|e| SweepError::Watermark {
-                    key: hour.key.to_string(),
-                    reason: e.to_string(),
-                })?;
-                let written = match &hour.etag {
-                    Some(etag) => {
-                        store
-                            .put_if_match(&hour.key, body.into(), "application/json", etag)
-                            .await?
-                    }
-                    None => {
-                        store
-                            .put_if_absent(&hour.key, body.into(), "application/json")
-                            .await?
-                    }
-                };
+                let body = super::state_body(
+                    &hour.key,
+                    &JournalFile {
+                        version: JOURNAL_VERSION,
+                        conversations: hour.ids.clone(),
+                    },
+                )?;
+                let written = store
+                    .put_conditionally(&hour.key, body, "application/json", hour.etag.as_deref())
+                    .await?;
                 match written {
                     Conditional::Written(etag) => {
                         hour.etag = Some(etag);
@@ -204,22 +194,12 @@ impl<'a> Journal<'a> {
         store: &dyn ObjectStore,
         key: &ObjectKey,
     ) -> Result<(BTreeSet<String>, Option<String>), SweepError> {
-        let Some(found) = store.get(key).await? else {
-            return Ok((BTreeSet::new(), None));
-        };
-        let bad = |reason: String| SweepError::Watermark {
-            key: key.to_string(),
-            reason,
-        };
-        let file: JournalFile =
-            serde_json::from_slice(&found.body).map_err(|e| bad(e.to_string()))?;
-        if file.version != JOURNAL_VERSION {
-            return Err(bad(format!(
-                "version {} is not {JOURNAL_VERSION}",
-                file.version
-            )));
-        }
-        Ok((file.conversations, Some(found.etag)))
+        let found =
+            super::read_state(store, key, JOURNAL_VERSION, |f: &JournalFile| f.version).await?;
+        Ok(match found {
+            Some((file, etag)) => (file.conversations, Some(etag)),
+            None => (BTreeSet::new(), None),
+        })
     }
 }
 

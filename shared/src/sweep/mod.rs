@@ -194,44 +194,64 @@ impl<'a> WatermarkStore<'a> {
 
     /// The watermark and the ETag to replace it with, if one exists.
     pub async fn load(&self) -> Result<Option<(Watermark, String)>, SweepError> {
-        let Some(found) = self.store.get(&self.key).await? else {
-            return Ok(None);
-        };
-        let w: Watermark =
-            serde_json::from_slice(&found.body).map_err(|e| SweepError::Watermark {
-                key: self.key.to_string(),
-                reason: e.to_string(),
-            })?;
-        if w.version != WATERMARK_VERSION {
-            return Err(SweepError::Watermark {
-                key: self.key.to_string(),
-                reason: format!("version {} is not {WATERMARK_VERSION}", w.version),
-            });
-        }
-        Ok(Some((w, found.etag)))
+        read_state(self.store, &self.key, WATERMARK_VERSION, |w: &Watermark| {
+            w.version
+        })
+        .await
     }
 
     /// Writes `w` if the stored one is still `etag` (or absent, for `None`); false when
     /// another writer got there first.
     pub async fn save(&self, w: &Watermark, etag: Option<&str>) -> Result<bool, SweepError> {
-        let body = serde_json::to_vec(w).map_err(|e| SweepError::Watermark {
-            key: self.key.to_string(),
-            reason: e.to_string(),
-        })?;
-        let written = match etag {
-            Some(etag) => {
-                self.store
-                    .put_if_match(&self.key, body.into(), "application/json", etag)
-                    .await?
-            }
-            None => {
-                self.store
-                    .put_if_absent(&self.key, body.into(), "application/json")
-                    .await?
-            }
-        };
+        let written = self
+            .store
+            .put_conditionally(
+                &self.key,
+                state_body(&self.key, w)?,
+                "application/json",
+                etag,
+            )
+            .await?;
         Ok(matches!(written, Conditional::Written(_)))
     }
+}
+
+/// One of the sweep's JSON state objects and its ETag, if it exists; one of another version
+/// than `version` is refused, not guessed at.
+pub(crate) async fn read_state<T: serde::de::DeserializeOwned>(
+    store: &dyn ObjectStore,
+    key: &ObjectKey,
+    version: u32,
+    version_of: impl Fn(&T) -> u32,
+) -> Result<Option<(T, String)>, SweepError> {
+    let Some(found) = store.get(key).await? else {
+        return Ok(None);
+    };
+    let bad = |reason: String| SweepError::Watermark {
+        key: key.to_string(),
+        reason,
+    };
+    let value: T = serde_json::from_slice(&found.body).map_err(|e| bad(e.to_string()))?;
+    if version_of(&value) != version {
+        return Err(bad(format!(
+            "version {} is not {version}",
+            version_of(&value)
+        )));
+    }
+    Ok(Some((value, found.etag)))
+}
+
+/// A state object's JSON body.
+pub(crate) fn state_body<T: Serialize>(
+    key: &ObjectKey,
+    value: &T,
+) -> Result<bytes::Bytes, SweepError> {
+    serde_json::to_vec(value)
+        .map(bytes::Bytes::from)
+        .map_err(|e| SweepError::Watermark {
+            key: key.to_string(),
+            reason: e.to_string(),
+        })
 }
 
 /// What the sweep needs from the deployment.
