@@ -20,6 +20,7 @@ pub mod pipeline;
 pub mod queue;
 pub mod reconcile;
 pub mod retry;
+pub mod routing;
 pub mod store;
 pub mod sweep;
 pub mod text;
