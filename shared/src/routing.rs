@@ -399,60 +399,57 @@ mod tests {
 
     #[test]
     fn bad_documents_are_refused_naming_the_field() {
+        // (what DOC has, what it gets instead, the field the error must name)
         let cases = [
-            (r#"{"version": 1, "targets": {}}"#, "targets"),
+            ("\"version\": 1", "\"version\": 2", "version"),
             (
-                DOC.replace("\"version\": 1", "\"version\": 2").leak() as &str,
-                "version",
-            ),
-            (
-                DOC.replace("\"target\": \"support\"", "\"target\": \"nowhere\"")
-                    .leak(),
+                "\"target\": \"support\"",
+                "\"target\": \"nowhere\"",
                 "rules[2].target",
             ),
             (
-                DOC.replace("\"name\": \"vip\"", "\"name\": \"sales calls\"")
-                    .leak(),
+                "\"name\": \"vip\"",
+                "\"name\": \"sales calls\"",
                 "rules[1].name",
             ),
+            ("[\"q-sales\"]", "[]", "rules[0].when.queueIds"),
+            ("\"inbound\"", "\"sideways\"", "rules[2].when.direction"),
             (
-                DOC.replace("[\"q-sales\"]", "[]").leak(),
-                "rules[0].when.queueIds",
-            ),
-            (
-                DOC.replace("\"inbound\"", "\"sideways\"").leak(),
-                "rules[2].when.direction",
-            ),
-            (
-                DOC.replace("acme-support-archive", "Acme_Support").leak(),
+                "acme-support-archive",
+                "Acme_Support",
                 "targets.support.bucket",
             ),
             (
-                DOC.replace("\"retentionDays\": 2555, ", "").leak(),
+                "\"retentionDays\": 2555, ",
+                "",
                 "targets.sales.retentionDays",
             ),
             (
-                DOC.replace("\"defaultTarget\": \"general\"", "\"defaultTarget\": \"x\"")
-                    .leak(),
+                "\"defaultTarget\": \"general\"",
+                "\"defaultTarget\": \"x\"",
                 "defaultTarget",
             ),
             (
-                DOC.replace("\"media\": [\"audio\"]", "\"media\": [\"video\"]")
-                    .leak(),
+                "\"media\": [\"audio\"]",
+                "\"media\": [\"video\"]",
                 "rules[0].when.media",
             ),
+            ("\"queueIds\"", "\"queueId\"", "rules[0].when"),
             (
-                DOC.replace("\"queueIds\"", "\"queueId\"").leak(),
-                "rules[0].when",
-            ),
-            (
-                DOC.replace("\"prefix\": \"genesys\"", "\"prefix\": \"/genesys/\"")
-                    .leak(),
+                "\"prefix\": \"genesys\"",
+                "\"prefix\": \"/genesys/\"",
                 "targets.general.prefix",
             ),
         ];
-        for (doc, path) in cases {
-            let e = RoutingConfig::from_json(doc).unwrap_err();
+        let docs = cases
+            .iter()
+            .map(|(from, to, path)| {
+                assert!(DOC.contains(from), "{from}");
+                (DOC.replace(from, to), *path)
+            })
+            .chain([(r#"{"version": 1, "targets": {}}"#.to_string(), "targets")]);
+        for (doc, path) in docs {
+            let e = RoutingConfig::from_json(&doc).unwrap_err();
             let named = match &e {
                 RoutingError::Parse { path: p, .. } | RoutingError::Invalid { path: p, .. } => p,
                 other => panic!("{other}"),
