@@ -13,13 +13,24 @@ use async_trait::async_trait;
 
 use crate::events::TransferMessage;
 
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 #[error("SQS {operation}: {reason}")]
 pub struct QueueError {
     pub operation: &'static str,
     pub reason: String,
     /// SQS refused the caller (HTTP 403): the deployment's fault, not the message's.
     pub denied: bool,
+}
+
+impl QueueError {
+    /// A failure that is not SQS refusing the caller (configuration, encoding, a refused entry).
+    pub fn new(operation: &'static str, reason: impl Into<String>) -> QueueError {
+        QueueError {
+            operation,
+            reason: reason.into(),
+            denied: false,
+        }
+    }
 }
 
 #[async_trait]
@@ -86,11 +97,10 @@ impl SqsQueues {
         let parts: Vec<&str> = arn.split(':').collect();
         let (Some(region), Some(account), Some(name)) = (parts.get(3), parts.get(4), parts.get(5))
         else {
-            return Err(QueueError {
-                denied: false,
-                operation: "ChangeMessageVisibility",
-                reason: format!("{arn:?} is not an SQS queue ARN"),
-            });
+            return Err(QueueError::new(
+                "ChangeMessageVisibility",
+                format!("{arn:?} is not an SQS queue ARN"),
+            ));
         };
         if let Some(url) = &self.source_queue_url {
             if url.trim_end_matches('/').rsplit('/').next() == Some(*name) {
@@ -110,16 +120,12 @@ impl Queues for SqsQueues {
         job: &TransferMessage,
         delay: Duration,
     ) -> Result<(), QueueError> {
-        let url = self.transfer_queue_url.as_ref().ok_or(QueueError {
-            denied: false,
-            operation: "SendMessage",
-            reason: "TRANSFER_QUEUE_URL is not configured".into(),
-        })?;
-        let body = serde_json::to_string(job).map_err(|e| QueueError {
-            denied: false,
-            operation: "SendMessage",
-            reason: e.to_string(),
-        })?;
+        let url = self.transfer_queue_url.as_ref().ok_or(QueueError::new(
+            "SendMessage",
+            "TRANSFER_QUEUE_URL is not configured",
+        ))?;
+        let body = serde_json::to_string(job)
+            .map_err(|e| QueueError::new("SendMessage", e.to_string()))?;
         self.client
             .send_message()
             .queue_url(url)
@@ -150,11 +156,10 @@ impl Queues for SqsQueues {
     }
 
     async fn dead_letter(&self, body: &str, reason: &str) -> Result<(), QueueError> {
-        let url = self.dead_letter_queue_url.as_ref().ok_or(QueueError {
-            denied: false,
-            operation: "SendMessage",
-            reason: "DEAD_LETTER_QUEUE_URL is not configured".into(),
-        })?;
+        let url = self.dead_letter_queue_url.as_ref().ok_or(QueueError::new(
+            "SendMessage",
+            "DEAD_LETTER_QUEUE_URL is not configured",
+        ))?;
         let mut reason = reason.to_string();
         crate::text::truncate_at_char_boundary(&mut reason, 250);
         self.client
@@ -167,11 +172,7 @@ impl Queues for SqsQueues {
                     .data_type("String")
                     .string_value(reason)
                     .build()
-                    .map_err(|e| QueueError {
-                        denied: false,
-                        operation: "SendMessage",
-                        reason: e.to_string(),
-                    })?,
+                    .map_err(|e| QueueError::new("SendMessage", e.to_string()))?,
             )
             .send()
             .await
@@ -226,11 +227,8 @@ impl ArchiveQueue for SqsArchiveQueue {
         &self,
         message: &crate::events::ConversationMessage,
     ) -> Result<(), QueueError> {
-        let body = serde_json::to_string(message).map_err(|e| QueueError {
-            denied: false,
-            operation: "SendMessage",
-            reason: e.to_string(),
-        })?;
+        let body = serde_json::to_string(message)
+            .map_err(|e| QueueError::new("SendMessage", e.to_string()))?;
         self.client
             .send_message()
             .queue_url(&self.url)

@@ -118,23 +118,21 @@ impl<'a> Journal<'a> {
     }
 
     async fn hour(&mut self, start: DateTime<Utc>) -> Result<&mut Hour, SweepError> {
-        let hour = hour_of(start);
-        if !self.hours.contains_key(&hour) {
-            let key = self.layout.enqueue_journal_key(start);
-            let (ids, etag) = Journal::read_with(self.store, &key).await?;
-            self.hours.insert(
-                hour,
-                Hour {
+        use std::collections::hash_map::Entry;
+        let store = self.store;
+        match self.hours.entry(hour_of(start)) {
+            Entry::Occupied(e) => Ok(e.into_mut()),
+            Entry::Vacant(v) => {
+                let key = self.layout.enqueue_journal_key(start);
+                let (ids, etag) = Journal::read_with(store, &key).await?;
+                Ok(v.insert(Hour {
                     key,
                     ids,
                     etag,
                     unsaved: false,
-                },
-            );
+                }))
+            }
         }
-        self.hours
-            .get_mut(&hour)
-            .ok_or(SweepError::Settings("journal hour vanished".into()))
     }
 
     /// Notes that `conversation` was accepted by the queue; written by [`Journal::flush`].

@@ -494,14 +494,7 @@ impl QueueLog {
     fn record(&self, call: QueueCall, result: &Result<(), QueueError>) {
         self.calls.lock().expect("queue log lock").push(call);
         if let Err(e) = result {
-            self.errors
-                .lock()
-                .expect("queue log lock")
-                .push(QueueError {
-                    denied: false,
-                    operation: e.operation,
-                    reason: e.reason.clone(),
-                });
+            self.errors.lock().expect("queue log lock").push(e.clone());
         }
     }
 }

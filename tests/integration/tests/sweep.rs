@@ -89,11 +89,7 @@ impl FailingQueue {
 impl ArchiveQueue for FailingQueue {
     async fn enqueue_conversation(&self, m: &ConversationMessage) -> Result<(), QueueError> {
         if self.sent.fetch_add(1, Ordering::SeqCst) >= self.ok {
-            return Err(QueueError {
-                denied: false,
-                operation: "SendMessage",
-                reason: "injected".into(),
-            });
+            return Err(QueueError::new("SendMessage", "injected"));
         }
         self.inner.enqueue_conversation(m).await?;
         self.accepted
