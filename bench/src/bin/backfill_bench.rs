@@ -128,6 +128,10 @@ async fn main() -> anyhow::Result<()> {
             rng_seed: 7,
         }),
         batch_polls: args.job_polls,
+        behaviour: genesys_sim::Behaviour {
+            org_limits: genesys_sim::OrgLimits::PerTokenPerMinute,
+            ..Default::default()
+        },
         ..SimConfig::default()
     })
     .await?;

@@ -5,7 +5,7 @@
 use clap::{Parser, ValueEnum};
 use genesys_sim::{
     AcceptedBody, Behaviour, CustomAttributesListShape, ExpiredUrl, MediaContentType, MediaUriKeys,
-    NoneFormat, RangeSupport, SeedSpec, SimConfig, Simulator, TranscodeSerial,
+    NoneFormat, OrgLimits, RangeSupport, SeedSpec, SimConfig, Simulator, TranscodeSerial,
 };
 
 /// Genesys Cloud Platform API simulator (OAuth, recordings with renditions in every formatId,
@@ -58,6 +58,9 @@ struct Args {
     /// mediaUris keys "0" and "1" (two streams) instead of the single key "S".
     #[arg(long)]
     per_channel_uris: bool,
+    /// The org limits list client.credentials.token.rate.per.minute (platform.api).
+    #[arg(long)]
+    list_org_limits: bool,
     /// Content-Type of media URL responses.
     #[arg(long, value_enum, default_value_t = ContentTypeArg::OctetStream)]
     content_type: ContentTypeArg,
@@ -146,6 +149,11 @@ fn behaviour(a: &Args) -> Behaviour {
             TranscodeSerial::Stable
         } else {
             TranscodeSerial::PerEncode
+        },
+        org_limits: if a.list_org_limits {
+            OrgLimits::PerTokenPerMinute
+        } else {
+            OrgLimits::Unlisted
         },
     }
 }

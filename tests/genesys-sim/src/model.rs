@@ -75,6 +75,19 @@ pub struct Behaviour {
     /// is opaque (S3 multipart style `"<hex>-<parts>"`, not an MD5) and no checksum is sent.
     pub media_checksums: bool,
     pub transcode_serial: TranscodeSerial,
+    pub org_limits: OrgLimits,
+}
+
+/// What `GET /api/v2/organizations/limits/namespaces/platform.api` lists. The key name
+/// `client.credentials.token.rate.per.minute` is quoted from third-party copies of the Genesys
+/// limits page (genesys-api.md §2, UNCONFIRMED).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub enum OrgLimits {
+    /// Nothing the client can pace by: it must rely on the `inin-ratelimit-*` headers.
+    #[default]
+    Unlisted,
+    /// `client.credentials.token.rate.per.minute` with the enforced limit per minute.
+    PerTokenPerMinute,
 }
 
 /// What `formatId=NONE` does on the recording GET.

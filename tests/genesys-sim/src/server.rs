@@ -1548,9 +1548,9 @@ async fn analytics_query(State(sh): St, body: Bytes) -> Response {
 // ---- async analytics jobs (genesys-api.md 3.7) -----------------------------------------------
 
 /// `GET /api/v2/organizations/limits/namespaces/{namespaceName}` (`LimitsEntityListing` of
-/// `Limit {key, namespace, value}`). `platform.api` carries the per-token request limit the
-/// simulator enforces, as requests per minute (the key name is the one the Genesys limits page
-/// is quoted with, UNCONFIRMED: genesys-api.md §2); other known namespaces list nothing here.
+/// `Limit {key, namespace, value}`). With [`OrgLimits::PerTokenPerMinute`], `platform.api`
+/// carries the per-token request limit the simulator enforces, as requests per minute; by
+/// default (the key name is UNCONFIRMED) and in the other known namespaces, nothing is listed.
 async fn get_limits_namespace(State(sh): St, Path(namespace): Path<String>) -> Response {
     const KNOWN: [&str; 5] = [
         "platform.api",
@@ -1563,7 +1563,7 @@ async fn get_limits_namespace(State(sh): St, Path(namespace): Path<String>) -> R
         return not_found(&format!("Namespace {namespace} not found"));
     }
     let mut entities = Vec::new();
-    if namespace == "platform.api" {
+    if namespace == "platform.api" && sh.cfg.behaviour.org_limits == OrgLimits::PerTokenPerMinute {
         let per_minute = sh.cfg.rate_limit.map_or(UNLIMITED_REQUESTS, |r| {
             u32::try_from(u64::from(r.requests) * 60 / r.window_secs.max(1)).unwrap_or(u32::MAX)
         });

@@ -644,15 +644,29 @@ async fn a_concurrent_burst_is_paced_under_the_limit() {
 }
 
 #[tokio::test]
-async fn the_org_limits_seed_the_pacing_with_the_per_token_limit() {
-    let sim = start(SimConfig {
+async fn the_org_limits_seed_the_pacing_with_the_per_token_limit_when_they_list_it() {
+    let limited = |org_limits| SimConfig {
         rate_limit: Some(RateLimit {
             requests: 50,
             window_secs: 10,
         }),
+        behaviour: genesys_sim::Behaviour {
+            org_limits,
+            ..Default::default()
+        },
         ..Default::default()
-    })
-    .await;
+    };
+    // The key is UNCONFIRMED: without it, nothing is seeded and the headers pace as always.
+    let unlisted = start(limited(genesys_sim::OrgLimits::Unlisted)).await;
+    let headers_only = client(&unlisted);
+    assert_eq!(headers_only.prime_rate_limit().await, None);
+    let cid = conversation(&unlisted, ConversationSpec::default());
+    headers_only
+        .conversation(&cid)
+        .await
+        .expect("paced by the headers");
+
+    let sim = start(limited(genesys_sim::OrgLimits::PerTokenPerMinute)).await;
     let client = client(&sim);
     assert_eq!(client.prime_rate_limit().await, Some(300), "50 per 10 s");
     let limits = client.organization_limits("recording").await.unwrap();
