@@ -353,7 +353,15 @@ async fn archive(conversation: String, recording: Option<String>) -> Result<()> 
                 .unwrap_or(RecordingMedia::Audio);
             match deps
                 .service
-                .archive(&conversation, &r, media, None, Some(deadline), &worker)
+                .archive(
+                    &conversation,
+                    &r,
+                    media,
+                    None,
+                    None,
+                    Some(deadline),
+                    &worker,
+                )
                 .await
             {
                 Ok(ArchiveReport::Archived { manifests }) => {

@@ -32,6 +32,12 @@ pub struct AuditRecord {
     pub reason: Option<String>,
     pub worker_id: String,
     pub function: String,
+    /// The storage target the recording went to (routing config; absent without one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target: Option<String>,
+    /// The conversation's end (Genesys), for the archive latency of an archived record.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub conversation_end: Option<DateTime<Utc>>,
 }
 
 /// Writes the record under a unique key (never overwrites another record).

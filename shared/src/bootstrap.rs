@@ -34,6 +34,8 @@ pub enum InitError {
     Webhook(String),
     #[error("{0} is not set")]
     Missing(&'static str),
+    #[error("ROUTING_CONFIG {source_name}: {reason}")]
+    Routing { source_name: String, reason: String },
 }
 
 /// Namespace and name of the raw AES wrapping key in ESDK terms (keyring provider id/info).
@@ -154,11 +156,13 @@ pub async fn handler_deps(
                 * 1024,
         );
     }
+    let routes = route_table(env, sdk, &config.archive.key_source).await?;
     let service = ArchiveService {
         org: config.genesys.org_id.clone(),
         genesys,
         store,
         keyring,
+        routes,
         settings,
         write_back: config.archive.write_back,
         external_tag_policy: config.archive.external_tag_policy,
@@ -196,6 +200,209 @@ pub async fn handler_deps(
     })
 }
 
+/// Where a routing document is kept (`ROUTING_CONFIG`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RoutingSource {
+    /// `s3://bucket/key`
+    S3 { bucket: String, key: String },
+    /// `ssm:/parameter/name` (String or SecureString)
+    Ssm { name: String },
+    /// `file:/path` (the CLI and the demo)
+    File { path: String },
+}
+
+impl RoutingSource {
+    pub fn parse(value: &str) -> Result<RoutingSource, String> {
+        if let Some(rest) = value.strip_prefix("s3://") {
+            return match rest.split_once('/') {
+                Some((bucket, key)) if !bucket.is_empty() && !key.is_empty() => {
+                    Ok(RoutingSource::S3 {
+                        bucket: bucket.into(),
+                        key: key.into(),
+                    })
+                }
+                _ => Err(
+                    "an s3:// source needs a bucket and a key (s3://bucket/routing.yaml)".into(),
+                ),
+            };
+        }
+        if let Some(name) = value.strip_prefix("ssm:") {
+            return if name.is_empty() {
+                Err("an ssm: source needs a parameter name (ssm:/gc-archive/routing)".into())
+            } else {
+                Ok(RoutingSource::Ssm { name: name.into() })
+            };
+        }
+        if let Some(path) = value.strip_prefix("file:") {
+            return Ok(RoutingSource::File { path: path.into() });
+        }
+        Err("is not s3://bucket/key, ssm:/name or file:/path".into())
+    }
+
+    /// The document's text and a name with its version (`s3://b/k#etag`, `ssm:/p#3`).
+    pub async fn read(
+        &self,
+        sdk: &aws_config::SdkConfig,
+        env: &HashMap<String, String>,
+    ) -> Result<(String, String), String> {
+        match self {
+            RoutingSource::S3 { bucket, key } => {
+                let out = s3_client(sdk, env)
+                    .get_object()
+                    .bucket(bucket)
+                    .key(key)
+                    .send()
+                    .await
+                    .map_err(|e| aws_error_summary(&e))?;
+                let etag = out
+                    .e_tag()
+                    .unwrap_or_default()
+                    .trim_matches('"')
+                    .to_string();
+                let bytes = out
+                    .body
+                    .collect()
+                    .await
+                    .map_err(|e| e.to_string())?
+                    .into_bytes();
+                let text =
+                    String::from_utf8(bytes.to_vec()).map_err(|_| "is not UTF-8".to_string())?;
+                Ok((text, format!("s3://{bucket}/{key}#{etag}")))
+            }
+            RoutingSource::Ssm { name } => {
+                let out = aws_sdk_ssm::Client::new(sdk)
+                    .get_parameter()
+                    .name(name)
+                    .with_decryption(true)
+                    .send()
+                    .await
+                    .map_err(|e| aws_error_summary(&e))?;
+                let p = out.parameter().ok_or("has no value")?;
+                Ok((
+                    p.value().unwrap_or_default().to_string(),
+                    format!("ssm:{name}#{}", p.version()),
+                ))
+            }
+            RoutingSource::File { path } => std::fs::read_to_string(path)
+                .map(|t| (t, format!("file:{path}")))
+                .map_err(|e| e.to_string()),
+        }
+    }
+}
+
+/// The routing document `ROUTING_CONFIG` names, read and validated; None when it is unset.
+pub async fn routing_config(
+    env: &HashMap<String, String>,
+    sdk: &aws_config::SdkConfig,
+) -> Result<Option<(crate::routing::RoutingConfig, String)>, InitError> {
+    let Some(value) = get(env, "ROUTING_CONFIG") else {
+        return Ok(None);
+    };
+    let fail = |reason: String| InitError::Routing {
+        source_name: value.to_string(),
+        reason,
+    };
+    let source = RoutingSource::parse(value).map_err(fail)?;
+    let (text, version) = source.read(sdk, env).await.map_err(fail)?;
+    let config =
+        crate::routing::RoutingConfig::from_document(&text).map_err(|e| fail(e.to_string()))?;
+    Ok(Some((config, version)))
+}
+
+/// Where the routing targets keep their archives (for finding manifests only: no keyrings,
+/// no compliance); empty without `ROUTING_CONFIG`.
+pub async fn target_locations(
+    env: &HashMap<String, String>,
+    sdk: &aws_config::SdkConfig,
+) -> Result<Vec<crate::store::ArchiveLocation>, InitError> {
+    let Some((config, _)) = routing_config(env, sdk).await? else {
+        return Ok(Vec::new());
+    };
+    let mut seen = std::collections::BTreeSet::new();
+    Ok(config
+        .targets
+        .values()
+        .filter(|t| seen.insert((t.bucket.clone(), t.prefix.clone())))
+        .map(|t| crate::store::ArchiveLocation {
+            store: Arc::new(S3Store::new(
+                s3_client(&regional_sdk(sdk, t.region.as_deref()), env),
+                t.bucket.clone(),
+            )),
+            layout: crate::store::ArchiveLayout::new(&t.prefix),
+        })
+        .collect())
+}
+
+fn regional_sdk(sdk: &aws_config::SdkConfig, region: Option<&str>) -> aws_config::SdkConfig {
+    match region {
+        Some(r) => sdk
+            .to_builder()
+            .region(aws_config::Region::new(r.to_string()))
+            .build(),
+        None => sdk.clone(),
+    }
+}
+
+/// The route table of `ROUTING_CONFIG` (None when unset): one S3 store per target (in the
+/// target's region, Object Lock for worm targets), its own KMS keyring when it names a key.
+pub async fn route_table(
+    env: &HashMap<String, String>,
+    sdk: &aws_config::SdkConfig,
+    key_source: &KeySource,
+) -> Result<Option<Arc<crate::routing::table::RouteTable>>, InitError> {
+    let Some((config, version)) = routing_config(env, sdk).await? else {
+        return Ok(None);
+    };
+    let home_keyring = keyring_for(key_source, aws_sdk_kms::Client::new(sdk))?;
+    let home_providers = vec![key_source.provider_name()];
+    let mut destinations = Vec::new();
+    for (name, target) in &config.targets {
+        let regional = regional_sdk(sdk, target.region.as_deref());
+        let sdk_for = &regional;
+        let mut store = S3Store::new(s3_client(sdk_for, env), target.bucket.clone());
+        if target.worm {
+            store =
+                store.with_object_lock(target.object_lock_mode, target.retention_days.unwrap_or(1));
+        }
+        let (keyring, key_providers) = match &target.kms_key_id {
+            None => (home_keyring.clone(), home_providers.clone()),
+            Some(key_id) => {
+                if matches!(key_source, KeySource::RawKeyFile { .. }) {
+                    return Err(InitError::Routing {
+                        source_name: version.clone(),
+                        reason: format!("targets.{name}.kmsKeyId needs ARCHIVE_KMS_KEY_ID (a KMS deployment), not a raw key file"),
+                    });
+                }
+                let source = KeySource::Kms {
+                    key_id: key_id.clone(),
+                };
+                (
+                    keyring_for(&source, aws_sdk_kms::Client::new(sdk_for))?,
+                    vec![source.provider_name()],
+                )
+            }
+        };
+        destinations.push(crate::routing::table::Destination {
+            name: name.clone(),
+            target: target.clone(),
+            store: Arc::new(store),
+            layout: crate::store::ArchiveLayout::new(&target.prefix),
+            keyring,
+            key_providers,
+        });
+    }
+    let inspector = Arc::new(crate::compliance::S3Inspector {
+        client: s3_client(sdk, env),
+    });
+    let table =
+        crate::routing::table::RouteTable::new(config, version.clone(), destinations, inspector)
+            .map_err(|e| InitError::Routing {
+                source_name: version,
+                reason: e.to_string(),
+            })?;
+    Ok(Some(Arc::new(table)))
+}
+
 /// recording-sweep's dependencies: only what the sweep, the backfills and the reconciliation
 /// use (no keyring, no notifications: the function's role grants neither).
 pub async fn sweep_runtime(
@@ -224,6 +431,7 @@ pub async fn sweep_runtime(
             config.archive.bucket.clone(),
         )),
         layout: crate::store::ArchiveLayout::new(&config.archive.prefix),
+        targets: target_locations(env, sdk).await?,
         org: config.genesys.org_id.clone(),
         media: config.archive.media.clone(),
         queue: Arc::new(archive_queue(sdk, env)?),

@@ -216,6 +216,16 @@ pub enum KeySource {
     RawKeyFile { path: String },
 }
 
+impl KeySource {
+    /// Who can decrypt, as manifests name it (`aws-kms:<key>`, `raw-aes:gc-archive`).
+    pub fn provider_name(&self) -> String {
+        match self {
+            KeySource::Kms { key_id } => format!("aws-kms:{key_id}"),
+            KeySource::RawKeyFile { .. } => "raw-aes:gc-archive".to_string(),
+        }
+    }
+}
+
 /// Where the archive's conversation reference is written back in Genesys Cloud.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum WriteBack {

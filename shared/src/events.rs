@@ -199,6 +199,10 @@ pub struct TransferMessage {
     pub media: RecordingMedia,
     #[serde(default = "one")]
     pub attempt: u32,
+    /// The storage target decided for the recording (routing config), so a resumed transfer
+    /// never changes bucket.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub route: Option<crate::routing::RecordedRoute>,
 }
 
 fn audio() -> RecordingMedia {
@@ -316,6 +320,14 @@ mod tests {
             conversation_start: None,
             media: RecordingMedia::Email,
             attempt: 2,
+            route: Some(crate::routing::RecordedRoute {
+                target: "legal".into(),
+                bucket: "acme-legal".into(),
+                prefix: "gc".into(),
+                rule: Some("legal hold".into()),
+                config: "s3://cfg/routing.yaml#1".into(),
+                decided_at: "2026-11-20T14:10:00Z".parse().unwrap(),
+            }),
         };
         let text = serde_json::to_string(&m).unwrap();
         assert_eq!(TransferMessage::parse(&text).unwrap(), m);

@@ -7,6 +7,7 @@
 
 pub mod audit;
 pub mod bootstrap;
+pub mod compliance;
 pub mod config;
 pub mod crypto;
 pub mod events;

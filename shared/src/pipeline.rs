@@ -17,8 +17,10 @@ use crate::ids::{ConversationId, MediaKey, OrgId, RecordingId};
 use crate::metrics::{self, Metric};
 use crate::notify::{ArchiveResult, Notifier, DETAIL_ARCHIVED, DETAIL_FAILED};
 use crate::retry::Retryable;
+use crate::routing::table::RouteTable;
+use crate::routing::{RecordedRoute, RecordingFacts};
 use crate::store::manifest::{Manifest, ParticipantInfo};
-use crate::store::{ArchiveLayout, ObjectKey, ObjectStore};
+use crate::store::{ArchiveLayout, ArchiveLocation, Conditional, ObjectKey, ObjectStore};
 use crate::transfer::engine::{transfer_recording, TransferDeps, TransferJob, TransferOutcome};
 use crate::transfer::{TransferError, TransferSettings};
 
@@ -37,13 +39,47 @@ pub struct ArchiveService {
     pub notifier: Notifier,
     /// Name used in audit records and metric dimensions.
     pub function: String,
+    /// Storage targets and routing rules. None: every recording goes to `store` under the
+    /// layout's prefix, which always holds the state (checkpoints of that bucket, route
+    /// records, audit records, sweep state).
+    pub routes: Option<Arc<RouteTable>>,
 }
 
 /// Facts about a conversation that decide where its recordings go.
 #[derive(Debug, Clone)]
 pub struct ConversationFacts {
     pub start: DateTime<Utc>,
+    pub end: Option<DateTime<Utc>>,
     pub participants: Vec<ParticipantInfo>,
+    /// What routing rules match on (each recording adds its media).
+    pub routing: RecordingFacts,
+}
+
+/// Where one recording is written: its target's store, layout and keyring, and the recorded
+/// route that chose it (None without routing).
+pub struct Placement {
+    pub store: Arc<dyn ObjectStore>,
+    pub layout: ArchiveLayout,
+    pub keyring: Arc<dyn Keyring>,
+    pub key_providers: Vec<String>,
+    pub route: Option<RecordedRoute>,
+}
+
+/// `gc-archive route`: where one recording of a conversation goes, and why.
+#[derive(Debug, Clone, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RouteExplanation {
+    pub recording_id: String,
+    pub media: Option<String>,
+    pub facts: String,
+    /// The route the current rules choose (or why none).
+    pub decision: Result<RecordedRoute, String>,
+    /// The rules passed over before the match, with the condition each failed.
+    pub passed_over: Vec<String>,
+    /// The route recorded for it, which wins over the current rules once it exists.
+    pub recorded: Option<RecordedRoute>,
+    /// The target's compliance failures (empty when it may be written to).
+    pub refused: Vec<String>,
 }
 
 /// What happened to one recording (all of its media streams).
@@ -81,6 +117,11 @@ impl ArchiveService {
         &self.settings.layout
     }
 
+    /// The routing targets' locations (empty without routing).
+    pub fn target_locations(&self) -> &[ArchiveLocation] {
+        self.routes.as_deref().map_or(&[], |t| t.locations())
+    }
+
     /// Start time and participants, from `GET /api/v2/conversations/{id}`.
     pub async fn conversation_facts(
         &self,
@@ -100,6 +141,8 @@ impl ArchiveService {
             })?;
         Ok(ConversationFacts {
             start,
+            end: conv.end_time,
+            routing: RecordingFacts::of_conversation(&conv, None),
             participants: conv
                 .participants
                 .iter()
@@ -112,9 +155,34 @@ impl ArchiveService {
         })
     }
 
-    /// True when the recording already has a manifest (cheap: one HEAD). A recording with
-    /// several media streams has one manifest per stream: this says false for it, and the
-    /// transfer finds each stream's manifest.
+    /// The store and key of the recording's manifest, when it has one (cheap: one HEAD; with
+    /// routing, its route record first). A recording with several media streams has one
+    /// manifest per stream: this says None for it, and the transfer finds each stream's
+    /// manifest.
+    pub async fn archived_manifest(
+        &self,
+        conversation: &ConversationId,
+        recording: &RecordingId,
+        start: DateTime<Utc>,
+    ) -> Result<Option<(Arc<dyn ObjectStore>, ObjectKey)>, TransferError> {
+        let (store, layout) = match &self.routes {
+            None => (self.store.clone(), self.layout().clone()),
+            Some(table) => {
+                let Some(route) = self.recorded_route(conversation, recording).await? else {
+                    return Ok(None);
+                };
+                let dest = table.destination_of(&route).map_err(TransferError::Route)?;
+                (dest.store.clone(), dest.layout.clone())
+            }
+        };
+        let key = layout.manifest_key(&self.org, conversation, recording, None, start);
+        Ok(if store.exists(&key).await? {
+            Some((store, key))
+        } else {
+            None
+        })
+    }
+
     pub async fn is_archived(
         &self,
         conversation: &ConversationId,
@@ -122,9 +190,186 @@ impl ArchiveService {
         start: DateTime<Utc>,
     ) -> Result<bool, TransferError> {
         Ok(self
+            .archived_manifest(conversation, recording, start)
+            .await?
+            .is_some())
+    }
+
+    /// Every place this deployment's archives can be: the deployment's bucket and each
+    /// routing target, one per bucket and prefix.
+    pub fn archive_locations(&self) -> Vec<ArchiveLocation> {
+        let mut all = vec![ArchiveLocation {
+            store: self.store.clone(),
+            layout: self.layout().clone(),
+        }];
+        if let Some(table) = &self.routes {
+            for loc in table.locations() {
+                if !all.iter().any(|a| {
+                    a.store.bucket() == loc.store.bucket()
+                        && a.layout.prefix() == loc.layout.prefix()
+                }) {
+                    all.push(loc.clone());
+                }
+            }
+        }
+        all
+    }
+
+    /// Where each recording of a conversation goes by the current rules, and where it went
+    /// (its route record): what `gc-archive route --conversation` prints.
+    pub async fn explain_routes(
+        &self,
+        conversation: &ConversationId,
+    ) -> Result<Vec<RouteExplanation>, TransferError> {
+        let table = self.routes.as_ref().ok_or_else(|| {
+            TransferError::Route(
+                "no routing config (ROUTING_CONFIG is unset): every recording goes to ARCHIVE_BUCKET"
+                    .into(),
+            )
+        })?;
+        let conv = self.genesys.conversation(conversation).await?;
+        let mut out = Vec::new();
+        for meta in self.genesys.recording_metadata(conversation).await? {
+            let media = RecordingMedia::from_api(meta.media.as_deref());
+            let facts = RecordingFacts::of_conversation(&conv, media);
+            let (decision, passed_over) = match table.config.route(&facts) {
+                Ok(r) => (
+                    Ok(RecordedRoute {
+                        target: r.target_name.to_string(),
+                        bucket: r.target.bucket.clone(),
+                        prefix: r.target.prefix.clone(),
+                        rule: r.rule.map(str::to_string),
+                        config: table.source.clone(),
+                        decided_at: Utc::now(),
+                    }),
+                    r.explanation,
+                ),
+                Err(e) => (Err(e.to_string()), Vec::new()),
+            };
+            let recorded = match RecordingId::parse(&meta.id) {
+                Ok(rid) => self.recorded_route(conversation, &rid).await?,
+                Err(_) => None,
+            };
+            let effective = recorded
+                .as_ref()
+                .map(|r| r.target.clone())
+                .or_else(|| decision.as_ref().ok().map(|r| r.target.clone()));
+            let refused = match effective {
+                Some(t) => match table.verdict(&t).await {
+                    Some(v) => v.failures(),
+                    None => vec![format!("target {t:?} is not configured")],
+                },
+                None => Vec::new(),
+            };
+            out.push(RouteExplanation {
+                recording_id: meta.id.clone(),
+                media: media.map(|m| m.as_str().to_string()),
+                facts: facts.to_string(),
+                decision,
+                passed_over,
+                recorded,
+                refused,
+            });
+        }
+        Ok(out)
+    }
+
+    /// The route recorded for a recording, if one was.
+    pub async fn recorded_route(
+        &self,
+        conversation: &ConversationId,
+        recording: &RecordingId,
+    ) -> Result<Option<RecordedRoute>, TransferError> {
+        let key = self.layout().route_record_key(conversation, recording);
+        match self.store.get(&key).await? {
+            None => Ok(None),
+            Some(found) => serde_json::from_slice(&found.body)
+                .map(Some)
+                .map_err(|e| TransferError::Route(format!("{key} is unreadable: {e}"))),
+        }
+    }
+
+    /// Where a recording is written. With routing, the route is the one `carried` by its
+    /// transfer job, else the one recorded for it, else decided now by the rules and recorded
+    /// (`If-None-Match`: the first decision wins a race). A target failing a required
+    /// compliance check is refused, whatever chose it.
+    pub async fn placement(
+        &self,
+        conversation: &ConversationId,
+        recording: &RecordingId,
+        media: RecordingMedia,
+        facts: &ConversationFacts,
+        carried: Option<RecordedRoute>,
+    ) -> Result<Placement, TransferError> {
+        let Some(table) = &self.routes else {
+            return Ok(Placement {
+                store: self.store.clone(),
+                layout: self.layout().clone(),
+                keyring: self.keyring.clone(),
+                key_providers: self.settings.key_providers.clone(),
+                route: None,
+            });
+        };
+        let route = match carried {
+            Some(r) => r,
+            None => match self.recorded_route(conversation, recording).await? {
+                Some(r) => r,
+                None => {
+                    let mut f = facts.routing.clone();
+                    f.media = Some(media);
+                    let decided = table
+                        .decide(&f)
+                        .map_err(|e| TransferError::Route(e.to_string()))?;
+                    // Not recorded while its target is refused: fixing the rules instead of
+                    // the bucket must be able to send the recording elsewhere.
+                    table
+                        .admit(&decided.target)
+                        .await
+                        .map_err(TransferError::Route)?;
+                    self.record_route(conversation, recording, decided).await?
+                }
+            },
+        };
+        let dest = table.destination_of(&route).map_err(TransferError::Route)?;
+        table
+            .admit(&route.target)
+            .await
+            .map_err(TransferError::Route)?;
+        Ok(Placement {
+            store: dest.store.clone(),
+            layout: dest.layout.clone(),
+            keyring: dest.keyring.clone(),
+            key_providers: dest.key_providers.clone(),
+            route: Some(route),
+        })
+    }
+
+    async fn record_route(
+        &self,
+        conversation: &ConversationId,
+        recording: &RecordingId,
+        route: RecordedRoute,
+    ) -> Result<RecordedRoute, TransferError> {
+        let key = self.layout().route_record_key(conversation, recording);
+        let body = serde_json::to_vec_pretty(&route).map_err(|e| TransferError::Encode {
+            what: "route record",
+            reason: e.to_string(),
+        })?;
+        match self
             .store
-            .exists(&self.manifest_key(conversation, recording, start))
-            .await?)
+            .put_if_absent(&key, bytes::Bytes::from(body), "application/json")
+            .await?
+        {
+            Conditional::Written(_) => {
+                tracing::info!(target_name = %route.target, rule = route.rule.as_deref().unwrap_or("(default)"), "recording routed");
+                Ok(route)
+            }
+            // Another worker decided first: its decision stands.
+            Conditional::PreconditionFailed => self
+                .recorded_route(conversation, recording)
+                .await?
+                .ok_or_else(|| TransferError::Route(format!("{key} vanished after a lost race"))),
+        }
     }
 
     /// Archives (or continues archiving) one recording of kind `media`: every one of its media
@@ -135,6 +380,7 @@ impl ArchiveService {
         recording: &RecordingId,
         media: RecordingMedia,
         facts: Option<ConversationFacts>,
+        route: Option<RecordedRoute>,
         deadline: Option<Instant>,
         worker_id: &str,
     ) -> Result<ArchiveReport, TransferError> {
@@ -152,6 +398,18 @@ impl ArchiveService {
                 }
             },
         };
+        let placement = match self
+            .placement(conversation, recording, media, &facts, route)
+            .await
+        {
+            Ok(p) => p,
+            Err(e) => {
+                self.record_failure(conversation, recording, &e, started, worker_id)
+                    .await;
+                return Err(e);
+            }
+        };
+        let conversation_end = facts.end;
         let mut job = TransferJob {
             org: self.org.clone(),
             conversation: conversation.clone(),
@@ -160,13 +418,24 @@ impl ArchiveService {
             participants: facts.participants,
             media,
             media_key: None,
+            route: placement.route.clone(),
         };
         let mut keys: Vec<Option<MediaKey>> = vec![None];
         let mut manifests = Vec::new();
         let mut already = Vec::new();
         while let Some(key) = keys.pop() {
             job.media_key = key;
-            match self.transfer_one(&job, deadline, worker_id, started).await {
+            match self
+                .transfer_one(
+                    &job,
+                    &placement,
+                    conversation_end,
+                    deadline,
+                    worker_id,
+                    started,
+                )
+                .await
+            {
                 Ok(TransferOutcome::Archived(m)) => manifests.push(*m),
                 Ok(TransferOutcome::AlreadyArchived { manifest_key }) => already.push(manifest_key),
                 Ok(TransferOutcome::Suspended {
@@ -207,27 +476,40 @@ impl ArchiveService {
     async fn transfer_one(
         &self,
         job: &TransferJob,
+        placement: &Placement,
+        conversation_end: Option<DateTime<Utc>>,
         deadline: Option<Instant>,
         worker_id: &str,
         started: Instant,
     ) -> Result<TransferOutcome, TransferError> {
         let mut settings = self.settings.clone();
         settings.worker_id = worker_id.to_string();
+        settings.layout = placement.layout.clone();
+        settings.key_providers = placement.key_providers.clone();
         let deps = TransferDeps {
             genesys: self.genesys.clone(),
-            store: self.store.clone(),
-            keyring: self.keyring.clone(),
+            store: placement.store.clone(),
+            keyring: placement.keyring.clone(),
         };
         let outcome = transfer_recording(&deps, job, &settings, deadline).await?;
         match &outcome {
             TransferOutcome::Archived(manifest) => {
-                self.record_success(manifest, started, worker_id).await;
+                self.record_success(
+                    manifest,
+                    placement.store.as_ref(),
+                    conversation_end,
+                    started,
+                    worker_id,
+                )
+                .await;
             }
             TransferOutcome::AlreadyArchived { manifest_key } => {
-                self.ensure_published(manifest_key).await;
+                self.ensure_published(placement.store.as_ref(), manifest_key)
+                    .await;
                 self.audit(AuditRecord {
                     outcome: "already_archived".into(),
                     object_key: Some(manifest_key.to_string()),
+                    target: job.route.as_ref().map(|r| r.target.clone()),
                     ..self.base_record(&job.conversation, &job.recording, started, worker_id)
                 })
                 .await;
@@ -266,39 +548,54 @@ impl ArchiveService {
         if self.write_back == WriteBack::Disabled {
             return Ok(WriteBackOutcome::Disabled);
         }
-        let folder = self
-            .layout()
-            .conversation_folder(&self.org, conversation, start);
+        // With routing, one conversation's recordings can be in several targets: the
+        // reference names the first folder that holds any (in location order, so every worker
+        // picks the same), and lists them all.
         let mut archived = Vec::new();
-        for key in self.store.list(folder.as_str()).await? {
-            if key.as_str().ends_with(".manifest.json") {
-                if let Some(m) = self.read_manifest(&key).await {
-                    archived.push(m);
+        let mut reference = None;
+        let locations = self.archive_locations();
+        for loc in &locations {
+            let folder = loc
+                .layout
+                .conversation_folder(&self.org, conversation, start);
+            for key in loc.store.list(folder.as_str()).await? {
+                if key.as_str().ends_with(".manifest.json") {
+                    if let Some(m) = read_manifest(loc.store.as_ref(), &key).await {
+                        archived.push(m);
+                        reference.get_or_insert_with(|| {
+                            format!("s3://{}/{}", loc.store.bucket(), folder)
+                        });
+                    }
                 }
             }
         }
-        if archived.is_empty() {
+        let Some(reference) = reference else {
             return Ok(WriteBackOutcome::NothingArchived);
-        }
+        };
         let target = crate::writeback::Target {
             mode: self.write_back,
             external_tag_policy: self.external_tag_policy,
             schema_id: self.custom_attributes_schema_id.as_deref(),
-            ours_prefix: format!(
-                "s3://{}/{}",
-                self.store.bucket(),
-                if self.layout().prefix().is_empty() {
-                    String::new()
-                } else {
-                    format!("{}/", self.layout().prefix())
-                }
-            ),
+            ours_prefixes: locations
+                .iter()
+                .map(|loc| {
+                    format!(
+                        "s3://{}/{}",
+                        loc.store.bucket(),
+                        if loc.layout.prefix().is_empty() {
+                            String::new()
+                        } else {
+                            format!("{}/", loc.layout.prefix())
+                        }
+                    )
+                })
+                .collect(),
         };
         let outcome = crate::writeback::write_back(
             &self.genesys,
             &target,
             conversation,
-            &format!("s3://{}/{}", self.store.bucket(), folder),
+            &reference,
             &archived,
         )
         .await;
@@ -326,11 +623,6 @@ impl ArchiveService {
             }
         }
         outcome
-    }
-
-    async fn read_manifest(&self, key: &ObjectKey) -> Option<Manifest> {
-        let obj = self.store.get(key).await.ok()??;
-        serde_json::from_slice(&obj.body).ok()
     }
 
     fn base_record(
@@ -367,6 +659,8 @@ impl ArchiveService {
             reason: None,
             worker_id: worker_id.to_string(),
             function: self.function.clone(),
+            target: None,
+            conversation_end: None,
         }
     }
 
@@ -391,7 +685,14 @@ impl ArchiveService {
         }
     }
 
-    async fn record_success(&self, manifest: &Manifest, started: Instant, worker_id: &str) {
+    async fn record_success(
+        &self,
+        manifest: &Manifest,
+        store: &dyn ObjectStore,
+        conversation_end: Option<DateTime<Utc>>,
+        started: Instant,
+        worker_id: &str,
+    ) {
         let elapsed = started.elapsed();
         let conversation = ConversationId::parse(&manifest.conversation_id).ok();
         let recording = RecordingId::parse(&manifest.recording_id).ok();
@@ -404,6 +705,8 @@ impl ArchiveService {
                 retries: manifest.timings.chunk_retries,
                 url_refreshes: manifest.timings.url_refreshes,
                 invocations: manifest.timings.invocations,
+                target: manifest.route.as_ref().map(|r| r.target.clone()),
+                conversation_end,
                 ..self.base_record(&c, &r, started, worker_id)
             })
             .await;
@@ -436,7 +739,7 @@ impl ArchiveService {
                 ),
             ],
         );
-        self.publish_archived(manifest).await;
+        self.publish_archived(manifest, store).await;
         tracing::info!(
             bytes = manifest.plaintext.size,
             ms = elapsed.as_millis() as u64,
@@ -447,7 +750,7 @@ impl ArchiveService {
 
     /// Sends the result event of an archive found already done, unless its outbox marker says
     /// it went out (cheap when it did: one HEAD).
-    pub async fn ensure_published(&self, manifest_key: &ObjectKey) {
+    pub async fn ensure_published(&self, store: &dyn ObjectStore, manifest_key: &ObjectKey) {
         if self.notifier.is_empty() {
             return;
         }
@@ -455,15 +758,14 @@ impl ArchiveService {
             .as_str()
             .strip_suffix(".manifest.json")
             .unwrap_or(manifest_key.as_str());
-        if let Ok(true) = self
-            .store
+        if let Ok(true) = store
             .exists(&ObjectKey::new(format!("{stem}.published.json")))
             .await
         {
             return;
         }
-        if let Some(m) = self.read_manifest(manifest_key).await {
-            self.publish_archived(&m).await;
+        if let Some(m) = read_manifest(store, manifest_key).await {
+            self.publish_archived(&m, store).await;
         }
     }
 
@@ -481,7 +783,7 @@ impl ArchiveService {
     /// The result event of an archive, derived from its manifest alone (same id and body
     /// whenever it is sent), then its outbox marker: a worker that died after writing the
     /// manifest has its event sent by the next delivery (`ensure_published`).
-    async fn publish_archived(&self, manifest: &Manifest) {
+    async fn publish_archived(&self, manifest: &Manifest, store: &dyn ObjectStore) {
         if self.notifier.is_empty() {
             return;
         }
@@ -509,8 +811,7 @@ impl ArchiveService {
         }
         if errors.is_empty() {
             let body = serde_json::json!({"id": result.id, "publishedAt": Utc::now()});
-            if let Err(e) = self
-                .store
+            if let Err(e) = store
                 .put_if_absent(
                     &marker,
                     bytes::Bytes::from(body.to_string()),
@@ -587,6 +888,11 @@ impl ArchiveService {
             tracing::warn!(error = %e, "failure notification failed");
         }
     }
+}
+
+async fn read_manifest(store: &dyn ObjectStore, key: &ObjectKey) -> Option<Manifest> {
+    let obj = store.get(key).await.ok()??;
+    serde_json::from_slice(&obj.body).ok()
 }
 
 /// The outbox marker of an archive's result event: `{stem}.published.json` beside its

@@ -95,6 +95,8 @@ pub struct ReconcileDeps<'a> {
     pub genesys: &'a GenesysClient,
     pub store: &'a dyn ObjectStore,
     pub layout: &'a ArchiveLayout,
+    /// Routing targets besides `store` whose manifests count as archived.
+    pub targets: &'a [crate::store::ArchiveLocation],
     pub org: &'a OrgId,
     /// The recording kinds this deployment archives.
     pub media: &'a [RecordingMedia],
@@ -107,6 +109,7 @@ impl<'a> ReconcileDeps<'a> {
             genesys: &service.genesys,
             store: service.store.as_ref(),
             layout: &service.settings.layout,
+            targets: service.target_locations(),
             org: &service.org,
             media: &service.media,
         }
@@ -237,20 +240,18 @@ async fn manifests_in(
     conversation: &ConversationId,
     start: DateTime<Utc>,
 ) -> Result<HashSet<String>, StoreError> {
-    let folder = deps
-        .layout
-        .conversation_folder(deps.org, conversation, start);
-    Ok(deps
-        .store
-        .list(folder.as_str())
-        .await?
-        .iter()
-        .filter_map(|k| {
+    let mut ids = HashSet::new();
+    let places = std::iter::once((deps.store, deps.layout))
+        .chain(deps.targets.iter().map(|t| (t.store.as_ref(), &t.layout)));
+    for (store, layout) in places {
+        let folder = layout.conversation_folder(deps.org, conversation, start);
+        ids.extend(store.list(folder.as_str()).await?.iter().filter_map(|k| {
             let name = k.as_str().rsplit('/').next()?;
             let stem = name.strip_suffix(".manifest.json")?;
             Some(stem.split('.').next().unwrap_or(stem).to_string())
-        })
-        .collect())
+        }));
+    }
+    Ok(ids)
 }
 
 /// Adds the latest audit outcome and reason to every missing recording, from the audit

@@ -31,8 +31,9 @@ pub struct Target<'a> {
     pub mode: WriteBack,
     pub external_tag_policy: ExternalTagPolicy,
     pub schema_id: Option<&'a str>,
-    /// `s3://{bucket}/{prefix}/`: a tag starting with it was written by us.
-    pub ours_prefix: String,
+    /// `s3://bucket/prefix/` of every place our archives are: a tag starting with one of
+    /// them is ours to replace.
+    pub ours_prefixes: Vec<String>,
 }
 
 /// One archived recording, as the custom attribute `archiveRecordings` lists it.
@@ -101,7 +102,8 @@ pub async fn write_back(
             if tag == location {
                 return Ok(WriteBackOutcome::Unchanged);
             }
-            let ours = tag.trim().is_empty() || tag.starts_with(&target.ours_prefix);
+            let ours =
+                tag.trim().is_empty() || target.ours_prefixes.iter().any(|p| tag.starts_with(p));
             if !ours && target.external_tag_policy == ExternalTagPolicy::KeepForeign {
                 return Ok(WriteBackOutcome::ForeignTagKept { tag });
             }

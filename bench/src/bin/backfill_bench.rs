@@ -154,6 +154,7 @@ async fn main() -> anyhow::Result<()> {
         genesys: &genesys,
         store: &store,
         layout: &layout,
+        targets: &[],
         queue: &queue,
         org: &org,
     };
@@ -294,6 +295,7 @@ async fn archive_cost(conversations: usize) -> anyhow::Result<()> {
         genesys: &archive.service.genesys,
         store: &store,
         layout: &layout,
+        targets: &[],
         queue: &queue,
         org: &org,
     };

@@ -170,6 +170,7 @@ async fn child(args: Args, mode: &str) -> anyhow::Result<()> {
         participants: Vec::new(),
         media: gc_archive::config::RecordingMedia::Audio,
         media_key: None,
+        route: None,
     };
     let settings = TransferSettings {
         layout: ArchiveLayout::new("recordings"),

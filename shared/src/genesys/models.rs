@@ -229,6 +229,59 @@ pub struct Participant {
     pub queue_id: Option<String>,
     #[serde(default)]
     pub name: Option<String>,
+    #[serde(default)]
+    pub wrapup: Option<Wrapup>,
+    /// Participant data: a string map by the API reference; kept as JSON so one odd value
+    /// cannot make the whole conversation unreadable (routing reads the string values).
+    #[serde(default)]
+    pub attributes: std::collections::BTreeMap<String, serde_json::Value>,
+    #[serde(default)]
+    pub calls: Vec<MediaSession>,
+    #[serde(default)]
+    pub callbacks: Vec<MediaSession>,
+    #[serde(default)]
+    pub chats: Vec<MediaSession>,
+    #[serde(default)]
+    pub messages: Vec<MediaSession>,
+    #[serde(default)]
+    pub emails: Vec<MediaSession>,
+    #[serde(default)]
+    pub screenshares: Vec<MediaSession>,
+}
+
+impl Participant {
+    /// Every media session of the participant, whatever its kind.
+    pub fn sessions(&self) -> impl Iterator<Item = &MediaSession> {
+        self.calls
+            .iter()
+            .chain(&self.callbacks)
+            .chain(&self.chats)
+            .chain(&self.messages)
+            .chain(&self.emails)
+            .chain(&self.screenshares)
+    }
+}
+
+/// `Wrapup` (the code the agent chose after the conversation).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Wrapup {
+    #[serde(default)]
+    pub code: Option<String>,
+    #[serde(default)]
+    pub name: Option<String>,
+}
+
+/// One media session of a participant (`Call`, `Chat`, `Message`, `Email`, ...): the fields
+/// routing reads.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MediaSession {
+    #[serde(default)]
+    pub id: Option<String>,
+    /// `inbound` or `outbound`.
+    #[serde(default)]
+    pub direction: Option<String>,
 }
 
 /// `Conversation` (GET `/api/v2/conversations/{id}`).

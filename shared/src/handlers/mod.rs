@@ -489,14 +489,16 @@ async fn process_recording(
             got
         }
     };
-    match svc.is_archived(conversation, &recording, f.start).await {
-        Ok(true) => {
+    match svc
+        .archived_manifest(conversation, &recording, f.start)
+        .await
+    {
+        Ok(Some((store, manifest_key))) => {
             // A delivery after a crash between the manifest and the result event sends it.
-            svc.ensure_published(&svc.manifest_key(conversation, &recording, f.start))
-                .await;
+            svc.ensure_published(store.as_ref(), &manifest_key).await;
             return Ok(RecordingOutcome::Already);
         }
-        Ok(false) => {}
+        Ok(None) => {}
         Err(e) if e.is_infrastructure() => return Err(e),
         Err(e) => return Ok(hand_off_or_wait(deps, conversation, &recording, media, &f, e).await),
     }
@@ -523,6 +525,7 @@ async fn process_recording(
             &recording,
             media,
             Some(f.clone()),
+            None,
             Some(now + budget),
             request_id,
         )
@@ -565,7 +568,12 @@ async fn process_recording(
         // Permanent: the pipeline audited and notified it; the job goes to the DLQ with its
         // reason, so a redrive (after the cause is fixed) archives it.
         Err(e) => {
-            let job = transfer_job(svc, conversation, &recording, media, &f);
+            let route = svc
+                .recorded_route(conversation, &recording)
+                .await
+                .ok()
+                .flatten();
+            let job = transfer_job(svc, conversation, &recording, media, &f, route);
             let body = serde_json::to_string(&job).unwrap_or_default();
             if let Err(dl) = deps
                 .queues
@@ -585,8 +593,10 @@ fn transfer_job(
     recording: &RecordingId,
     media: RecordingMedia,
     facts: &ConversationFacts,
+    route: Option<crate::routing::RecordedRoute>,
 ) -> TransferMessage {
     TransferMessage {
+        route,
         version: TRANSFER_MESSAGE_VERSION,
         org_id: svc.org.clone(),
         conversation_id: conversation.clone(),
@@ -611,7 +621,15 @@ async fn hand_off_or_wait(
     if !deps.policy.can_hand_off {
         return RecordingOutcome::Pending(format!("recording {recording}: {why}"));
     }
-    let job = transfer_job(&deps.service, conversation, recording, media, facts);
+    // The route decided for it (if any) travels with the job; the worker would find the same
+    // in the route record, this saves it the read.
+    let route = deps
+        .service
+        .recorded_route(conversation, recording)
+        .await
+        .ok()
+        .flatten();
+    let job = transfer_job(&deps.service, conversation, recording, media, facts, route);
     let delay = match &why {
         TransferError::Busy { .. } => Duration::ZERO,
         e => match e.retry_class() {
@@ -707,6 +725,7 @@ pub async fn transfer_disposition(
             &job.recording_id,
             job.media,
             None,
+            job.route.clone(),
             Some(deadline),
             request_id,
         )

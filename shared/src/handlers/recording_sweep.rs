@@ -42,6 +42,8 @@ pub struct SweepRuntime {
     pub genesys: GenesysClient,
     pub store: Arc<dyn ObjectStore>,
     pub layout: ArchiveLayout,
+    /// Routing targets whose manifests count as archived (empty without routing).
+    pub targets: Vec<crate::store::ArchiveLocation>,
     pub org: OrgId,
     /// The recording kinds the deployment archives (what reconciliation counts as missing).
     pub media: Vec<RecordingMedia>,
@@ -57,6 +59,7 @@ impl SweepRuntime {
             genesys: &self.genesys,
             store: self.store.as_ref(),
             layout: &self.layout,
+            targets: &self.targets,
             queue: self.queue.as_ref(),
             org: &self.org,
         }
@@ -67,6 +70,7 @@ impl SweepRuntime {
             genesys: &self.genesys,
             store: self.store.as_ref(),
             layout: &self.layout,
+            targets: &self.targets,
             org: &self.org,
             media: &self.media,
         }

@@ -190,6 +190,32 @@ impl ArchiveLayout {
         )
     }
 
+    /// The routing decision of a recording (in the deployment's own bucket): made once, so a
+    /// resumed or redelivered transfer goes where the first one went.
+    pub fn route_record_key(
+        &self,
+        conversation: &ConversationId,
+        recording: &RecordingId,
+    ) -> ObjectKey {
+        join(
+            &self.prefix,
+            format!("_state/routes/{conversation}/{recording}.json"),
+        )
+    }
+
+    /// The latest compliance report of the storage targets (storage-router).
+    pub fn compliance_report_key(&self) -> ObjectKey {
+        join(&self.prefix, "_reports/compliance/latest.json".into())
+    }
+
+    /// The audit report of one period (`kind` is `json`, `md` or `html`).
+    pub fn audit_report_key(&self, from: DateTime<Utc>, to: DateTime<Utc>, ext: &str) -> ObjectKey {
+        join(
+            &self.prefix,
+            format!("_reports/audit/{}_{}.{ext}", stamp(from), stamp(to)),
+        )
+    }
+
     /// The resumable transfer's checkpoint.
     pub fn checkpoint_key(&self, recording: &RecordingId, media: Option<&MediaKey>) -> ObjectKey {
         join(

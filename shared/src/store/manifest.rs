@@ -29,6 +29,10 @@ pub struct Manifest {
     pub source: SourceInfo,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub participants: Vec<ParticipantInfo>,
+    /// The storage target and routing rule that sent the recording here (absent without a
+    /// routing config).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub route: Option<crate::routing::RecordedRoute>,
     pub timings: Timings,
     pub tool_version: String,
 }

@@ -17,6 +17,7 @@ pub mod s3;
 
 use async_trait::async_trait;
 use bytes::Bytes;
+use std::sync::Arc;
 
 pub use checksum::Crc64Nvme;
 #[cfg(any(test, feature = "test-util"))]
@@ -111,6 +112,13 @@ pub struct CompletedObject {
     pub etag: String,
     /// S3's full-object CRC64NVME when it reported one.
     pub checksum_crc64nvme: Option<String>,
+}
+
+/// A place archives are written to: a bucket (its store) and a key layout (its prefix).
+#[derive(Clone)]
+pub struct ArchiveLocation {
+    pub store: Arc<dyn ObjectStore>,
+    pub layout: ArchiveLayout,
 }
 
 #[async_trait]

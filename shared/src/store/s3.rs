@@ -18,6 +18,16 @@ use crate::config::aws_error_summary;
 pub struct S3Store {
     client: aws_sdk_s3::Client,
     bucket: String,
+    /// Object Lock retention for archives and manifests (a worm target): the bucket enforces
+    /// it, not our code.
+    object_lock: Option<(aws_sdk_s3::types::ObjectLockMode, u32)>,
+}
+
+/// Archives (`….enc`) and manifests are locked; checkpoints, markers, probes and records are
+/// not (they are deleted or replaced by design).
+fn locked_kind(key: &ObjectKey) -> bool {
+    let k = key.as_str();
+    k.ends_with(".enc") || k.ends_with(".manifest.json")
 }
 
 impl S3Store {
@@ -44,6 +54,12 @@ impl S3Store {
             Some(etag) => request.if_match(etag),
             None => request.if_none_match("*"),
         };
+        let request = match self.retention_for(key) {
+            Some((mode, until)) => request
+                .object_lock_mode(mode)
+                .object_lock_retain_until_date(until),
+            None => request,
+        };
         match request.send().await {
             Ok(out) => Ok(Conditional::Written(
                 out.e_tag().unwrap_or_default().to_string(),
@@ -61,7 +77,29 @@ impl S3Store {
         S3Store {
             client,
             bucket: bucket.into(),
+            object_lock: None,
         }
+    }
+
+    /// Writes archives and manifests with Object Lock `mode` until `days` from each write.
+    pub fn with_object_lock(mut self, mode: crate::routing::ObjectLockMode, days: u32) -> S3Store {
+        self.object_lock = Some((aws_sdk_s3::types::ObjectLockMode::from(mode.as_str()), days));
+        self
+    }
+
+    fn retention_for(
+        &self,
+        key: &ObjectKey,
+    ) -> Option<(
+        aws_sdk_s3::types::ObjectLockMode,
+        aws_sdk_s3::primitives::DateTime,
+    )> {
+        let (mode, days) = self.object_lock.as_ref().filter(|_| locked_kind(key))?;
+        let until = chrono::Utc::now() + chrono::Duration::days(i64::from(*days));
+        Some((
+            mode.clone(),
+            aws_sdk_s3::primitives::DateTime::from_secs(until.timestamp()),
+        ))
     }
 
     pub fn client(&self) -> &aws_sdk_s3::Client {
@@ -255,14 +293,21 @@ impl ObjectStore for S3Store {
         key: &ObjectKey,
         content_type: &str,
     ) -> Result<String, StoreError> {
-        let out = self
+        let request = self
             .client
             .create_multipart_upload()
             .bucket(&self.bucket)
             .key(key.as_str())
             .content_type(content_type)
             .checksum_algorithm(ChecksumAlgorithm::Crc64Nvme)
-            .checksum_type(ChecksumType::FullObject)
+            .checksum_type(ChecksumType::FullObject);
+        let request = match self.retention_for(key) {
+            Some((mode, until)) => request
+                .object_lock_mode(mode)
+                .object_lock_retain_until_date(until),
+            None => request,
+        };
+        let out = request
             .send()
             .await
             .map_err(|e| request_error("CreateMultipartUpload", key, &e))?;

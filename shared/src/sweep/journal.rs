@@ -20,7 +20,7 @@ use serde::{Deserialize, Serialize};
 use crate::events::{ConversationMessage, CONVERSATION_MESSAGE_VERSION};
 use crate::ids::{ConversationId, OrgId};
 use crate::queue::{ArchiveQueue, MAX_BATCH};
-use crate::store::{ArchiveLayout, Conditional, ObjectKey, ObjectStore};
+use crate::store::{ArchiveLayout, ArchiveLocation, Conditional, ObjectKey, ObjectStore};
 
 use super::SweepError;
 
@@ -57,6 +57,8 @@ pub enum Settled {
 pub struct Journal<'a> {
     store: &'a dyn ObjectStore,
     layout: &'a ArchiveLayout,
+    /// Routing targets besides `store`: their hour folders are listed for manifests too.
+    targets: &'a [ArchiveLocation],
     org: &'a OrgId,
     hours: HashMap<i64, Hour>,
     /// Per hour: the conversations whose folders hold a manifest.
@@ -81,6 +83,7 @@ impl<'a> Journal<'a> {
         Journal {
             store,
             layout,
+            targets: &[],
             org,
             hours: HashMap::new(),
             archived: HashMap::new(),
@@ -94,14 +97,19 @@ impl<'a> Journal<'a> {
     ) -> Result<Settled, SweepError> {
         let hour = hour_of(start);
         if !self.archived.contains_key(&hour) {
-            let folder = self.layout.hour_folder(self.org, start);
-            let ids = self
-                .store
-                .list(folder.as_str())
-                .await?
-                .iter()
-                .filter_map(|k| manifest_conversation(k.as_str()).map(str::to_string))
-                .collect();
+            let mut ids = HashSet::new();
+            let places = std::iter::once((self.store, self.layout))
+                .chain(self.targets.iter().map(|t| (t.store.as_ref(), &t.layout)));
+            for (store, layout) in places {
+                let folder = layout.hour_folder(self.org, start);
+                ids.extend(
+                    store
+                        .list(folder.as_str())
+                        .await?
+                        .iter()
+                        .filter_map(|k| manifest_conversation(k.as_str()).map(str::to_string)),
+                );
+            }
             self.archived.insert(hour, ids);
         }
         if self
@@ -225,7 +233,10 @@ pub struct Offers<'a> {
 impl<'a> Offers<'a> {
     pub fn new(deps: &super::SweepDeps<'a>, origin: &'static str) -> Offers<'a> {
         Offers {
-            journal: Journal::new(deps.store, deps.layout, deps.org),
+            journal: Journal {
+                targets: deps.targets,
+                ..Journal::new(deps.store, deps.layout, deps.org)
+            },
             queue: deps.queue,
             org: deps.org,
             origin,

@@ -257,8 +257,12 @@ pub(crate) fn state_body<T: Serialize>(
 /// What the sweep needs from the deployment.
 pub struct SweepDeps<'a> {
     pub genesys: &'a GenesysClient,
+    /// The deployment's bucket: the sweep's state and journal, and archives.
     pub store: &'a dyn ObjectStore,
     pub layout: &'a ArchiveLayout,
+    /// Routing targets besides `store` whose manifests count as archived (empty without
+    /// routing).
+    pub targets: &'a [crate::store::ArchiveLocation],
     pub queue: &'a dyn ArchiveQueue,
     pub org: &'a OrgId,
 }

@@ -53,6 +53,8 @@ pub struct TransferJob {
     /// One of several media streams of the recording (`mediaUris` key), or `None` for the
     /// only one.
     pub media_key: Option<MediaKey>,
+    /// The storage target and rule that chose where it goes (routing config), for the manifest.
+    pub route: Option<crate::routing::RecordedRoute>,
 }
 
 impl TransferJob {
@@ -104,10 +106,7 @@ impl TransferSettings {
             lease: Duration::from_secs(120),
             suspend_margin: Duration::from_secs(30),
             worker_id: worker_id.to_string(),
-            key_providers: vec![match &archive.key_source {
-                crate::config::KeySource::Kms { key_id } => format!("aws-kms:{key_id}"),
-                crate::config::KeySource::RawKeyFile { .. } => "raw-aes:gc-archive".to_string(),
-            }],
+            key_providers: vec![archive.key_source.provider_name()],
             max_bytes: None,
         }
     }
@@ -1373,6 +1372,7 @@ impl Run<'_> {
                 chunk_size: up.chunk_size,
             },
             participants: self.job.participants.clone(),
+            route: self.job.route.clone(),
             timings: Timings {
                 started_at: owned.state.started_at,
                 completed_at: Utc::now(),

@@ -120,6 +120,11 @@ pub enum TransferError {
     /// Our own state (a checkpoint, a manifest) could not be serialized.
     #[error("could not serialize the {what}: {reason}")]
     Encode { what: &'static str, reason: String },
+    /// The recording has nowhere compliant to go (no rule and no default, a target whose
+    /// bucket fails a required compliance check, a recorded target no longer configured): a
+    /// deployment fault; the recording waits, nothing is written or discarded.
+    #[error("routing: {0}")]
+    Route(String),
 }
 
 impl From<hash::LaneStopped> for TransferError {
@@ -181,6 +186,7 @@ impl TransferError {
             TransferError::TaskFailed { .. } => "task_failed",
             TransferError::Invariant(_) => "invariant",
             TransferError::Encode { .. } => "encode",
+            TransferError::Route(_) => "route",
         }
     }
 }
@@ -201,7 +207,7 @@ impl Retryable for TransferError {
             | TransferError::SourceIntegrity { .. }
             | TransferError::Quarantined { .. }
             | TransferError::TaskFailed { .. } => RetryClass::Transient { retry_after: None },
-            TransferError::Settings(_) => RetryClass::Infrastructure,
+            TransferError::Settings(_) | TransferError::Route(_) => RetryClass::Infrastructure,
             TransferError::Genesys(e) => e.retry_class(),
             TransferError::Store(e) => e.retry_class(),
             TransferError::Crypto(e) => e.retry_class(),

@@ -382,13 +382,19 @@ impl RecordingSpec {
 }
 
 /// A participant of a simulated conversation.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct ParticipantSpec {
     /// "customer", "agent", "acd", ...
     pub purpose: String,
     pub name: Option<String>,
     pub user_id: Option<String>,
     pub queue_id: Option<String>,
+    /// The wrap-up code id the agent chose (`Participant.wrapup.code`).
+    #[serde(default)]
+    pub wrapup_code: Option<String>,
+    /// Participant data (`Participant.attributes`, a string map).
+    #[serde(default)]
+    pub attributes: std::collections::BTreeMap<String, String>,
 }
 
 /// A conversation to add.
@@ -404,6 +410,9 @@ pub struct ConversationSpec {
     pub external_tag: Option<String>,
     /// `inbound` / `outbound` (analytics `originatingDirection`).
     pub direction: Option<String>,
+    /// The division the conversation belongs to; the simulator's default division when `None`.
+    #[serde(default)]
+    pub division_id: Option<String>,
 }
 
 impl Default for ConversationSpec {
@@ -415,6 +424,7 @@ impl Default for ConversationSpec {
             participants: Vec::new(),
             external_tag: None,
             direction: None,
+            division_id: None,
         }
     }
 }

@@ -567,6 +567,19 @@ async fn get_conversation(State(sh): St, Path(cid): Path<String>) -> Response {
     let Some(c) = st.convs.get(&cid) else {
         return not_found(&format!("Conversation {cid} not found"));
     };
+    // `Participant` lists its media sessions by kind (`calls`, `chats`, `messages`, `emails`,
+    // `screenshares`), each with its own `direction`.
+    let sessions_field = match c
+        .recordings
+        .first()
+        .and_then(|r| st.recs.get(r))
+        .map(|r| r.source)
+    {
+        Some(MediaSource::Chat) => "chats",
+        Some(MediaSource::Messaging) => "messages",
+        Some(MediaSource::Email) => "emails",
+        _ => "calls",
+    };
     let participants: Vec<Value> = c
         .participants
         .iter()
@@ -576,7 +589,16 @@ async fn get_conversation(State(sh): St, Path(cid): Path<String>) -> Response {
                 "startTime": ts(c.start),
                 "endTime": ts(c.end),
                 "purpose": p.purpose,
+                "attributes": p.attributes,
             });
+            o[sessions_field] = json!([{
+                "id": p.session_id,
+                "state": "disconnected",
+                "direction": c.direction,
+            }]);
+            if let Some(code) = &p.wrapup_code {
+                o["wrapup"] = json!({"code": code, "name": format!("Wrap-up {code}")});
+            }
             if let Some(n) = &p.name {
                 o["name"] = json!(n);
             }

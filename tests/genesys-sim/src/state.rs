@@ -177,6 +177,8 @@ pub(crate) struct Part {
     pub user_id: Option<String>,
     pub queue_id: Option<String>,
     pub session_id: String,
+    pub wrapup_code: Option<String>,
+    pub attributes: std::collections::BTreeMap<String, String>,
 }
 
 #[derive(Clone)]
@@ -515,6 +517,8 @@ impl Shared {
                 user_id: p.user_id,
                 queue_id: p.queue_id,
                 session_id: new_id(),
+                wrapup_code: p.wrapup_code,
+                attributes: p.attributes,
             })
             .collect();
         if participants.is_empty() {
@@ -527,6 +531,8 @@ impl Shared {
                     user_id: None,
                     queue_id: None,
                     session_id: new_id(),
+                    wrapup_code: None,
+                    attributes: Default::default(),
                 },
                 Part {
                     id: new_id(),
@@ -535,6 +541,8 @@ impl Shared {
                     user_id: None,
                     queue_id: Some(queue.clone()),
                     session_id: new_id(),
+                    wrapup_code: None,
+                    attributes: Default::default(),
                 },
                 Part {
                     id: new_id(),
@@ -543,6 +551,8 @@ impl Shared {
                     user_id: Some(new_id()),
                     queue_id: Some(queue),
                     session_id: new_id(),
+                    wrapup_code: None,
+                    attributes: Default::default(),
                 },
             ];
         }
@@ -553,7 +563,7 @@ impl Shared {
             participants,
             external_tag: spec.external_tag,
             direction: spec.direction.unwrap_or_else(|| "inbound".into()),
-            division_id: DEFAULT_DIVISION.into(),
+            division_id: spec.division_id.unwrap_or_else(|| DEFAULT_DIVISION.into()),
             recordings: Vec::new(),
             custom: Vec::new(),
         };

@@ -147,6 +147,8 @@ pub struct ProxiedRequest {
     pub range: Option<String>,
     /// The status the client received (502 when the upstream could not be reached).
     pub status: u16,
+    /// The `x-amz-object-lock-mode` and `x-amz-object-lock-retain-until-date` headers sent.
+    pub object_lock: Option<(String, String)>,
     /// The fault applied to this request, if any.
     pub fault: Option<FaultKind>,
 }
@@ -424,12 +426,26 @@ async fn proxy(
         .and_then(|v| v.to_str().ok())
         .map(str::to_string);
     let fault = p.take_fault(class, &path);
+    let header_text = |name: &str| {
+        parts
+            .headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string)
+    };
+    let object_lock = header_text("x-amz-object-lock-mode").map(|mode| {
+        (
+            mode,
+            header_text("x-amz-object-lock-retain-until-date").unwrap_or_default(),
+        )
+    });
     let log = |status: u16| ProxiedRequest {
         class,
         method: parts.method.to_string(),
         path: path.clone(),
         range: range.clone(),
         status,
+        object_lock: object_lock.clone(),
         fault: fault.clone(),
     };
 

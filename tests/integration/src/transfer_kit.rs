@@ -216,6 +216,7 @@ impl Kit {
                 participants: Vec::new(),
                 media: gc_archive::config::RecordingMedia::Audio,
                 media_key: None,
+                route: None,
             },
             recording_id: rid,
             conversation_id: cid,

@@ -876,12 +876,14 @@ async fn conversation_has_start_time_and_participants() {
                     name: Some("Ada Lovelace".into()),
                     user_id: None,
                     queue_id: None,
+                    ..Default::default()
                 },
                 ParticipantSpec {
                     purpose: "agent".into(),
                     name: Some("Grace Hopper".into()),
                     user_id: Some("user-1".into()),
                     queue_id: Some("queue-1".into()),
+                    ..Default::default()
                 },
             ],
             ..Default::default()

@@ -125,6 +125,7 @@ async fn config() -> anyhow::Result<Config> {
         participants: Vec::new(),
         media: RecordingMedia::Audio,
         media_key: None,
+        route: None,
     };
     let settings = TransferSettings {
         layout: ArchiveLayout::new(PREFIX),

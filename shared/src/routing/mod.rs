@@ -1,23 +1,28 @@
 //! Storage targets and routing rules: which bucket and prefix a recording is archived to.
 //!
 //! Genesys Cloud has no "storage target" resource (genesys-api.md §8): targets and rules live in
-//! our own versioned configuration document (JSON), validated as a whole before any of it is
-//! used, with errors naming the field (`rules[2].when.queueIds`) and, for malformed JSON, the
-//! line and column. Rules are tried in order and the first that matches wins; a recording no
+//! our own versioned configuration document (YAML or JSON, in S3 or SSM Parameter Store),
+//! validated as a whole before any of it is used, with errors naming the field
+//! (`rules[2].when.queueIds`) and, for a malformed document, the line and column. Rules are tried in order and the first that matches wins; a recording no
 //! rule matches goes to `defaultTarget`, and without one it is refused with the reason (it
 //! waits, it is never written to a guessed place).
 //!
 //! A rule's conditions are ANDed; a list inside one condition is ORed (any of the queues). A
 //! condition left out matches everything.
 //!
-//! Not wired into the pipeline yet (issue 15): the router will replace `ArchiveService`'s single
-//! target, and the chosen target will travel with the transfer job.
+//! The decision for a recording is made once and kept ([`RecordedRoute`], in the deployment's
+//! bucket and in the transfer job): a resumed or redelivered transfer never changes bucket, even
+//! when the rules changed in between. [`table::RouteTable`] joins the document to the stores,
+//! keyrings and compliance verdicts of its targets.
+
+pub mod table;
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
 use crate::config::RecordingMedia;
+use crate::genesys::models::Conversation;
 
 pub const ROUTING_VERSION: u32 = 1;
 
@@ -51,6 +56,52 @@ pub struct StorageTarget {
     /// Archives and manifests are written with Object Lock retention.
     #[serde(default)]
     pub worm: bool,
+    /// The Object Lock mode of a worm target's archives.
+    #[serde(default)]
+    pub object_lock_mode: ObjectLockMode,
+    /// The weakest bucket default encryption the compliance check accepts.
+    #[serde(default)]
+    pub minimum_encryption: EncryptionMinimum,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ObjectLockMode {
+    /// Nobody, not even the root user, can shorten or remove the retention.
+    #[default]
+    #[serde(rename = "COMPLIANCE")]
+    Compliance,
+    /// Users with `s3:BypassGovernanceRetention` can.
+    #[serde(rename = "GOVERNANCE")]
+    Governance,
+}
+
+impl ObjectLockMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ObjectLockMode::Compliance => "COMPLIANCE",
+            ObjectLockMode::Governance => "GOVERNANCE",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum EncryptionMinimum {
+    /// SSE-KMS (or DSSE-KMS).
+    #[default]
+    #[serde(rename = "aws:kms")]
+    Kms,
+    /// SSE-S3 or better.
+    #[serde(rename = "AES256")]
+    Aes256,
+}
+
+impl EncryptionMinimum {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EncryptionMinimum::Kms => "aws:kms",
+            EncryptionMinimum::Aes256 => "AES256",
+        }
+    }
 }
 
 /// What a rule asks of a recording.
@@ -133,7 +184,93 @@ pub struct Route<'a> {
     pub explanation: Vec<String>,
 }
 
+/// The decision for one recording, kept for the life of its archive: where it went and which
+/// rule sent it there.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RecordedRoute {
+    pub target: String,
+    pub bucket: String,
+    #[serde(default)]
+    pub prefix: String,
+    /// The rule that matched; None when the default target took it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rule: Option<String>,
+    /// Where the rules came from (`s3://…`, `ssm:…`) and its version.
+    #[serde(default)]
+    pub config: String,
+    pub decided_at: chrono::DateTime<chrono::Utc>,
+}
+
+impl RecordingFacts {
+    /// What `GET /api/v2/conversations/{id}` says about a conversation, for one recording of
+    /// kind `media`. The direction is that of the first participant's first media session
+    /// (the customer's leg on an inbound call, the agent's on an outbound one), as Genesys
+    /// Cloud's `originatingDirection` is defined.
+    pub fn of_conversation(conv: &Conversation, media: Option<RecordingMedia>) -> RecordingFacts {
+        let mut facts = RecordingFacts {
+            media,
+            ..Default::default()
+        };
+        for p in &conv.participants {
+            if let Some(q) = &p.queue_id {
+                facts.queue_ids.insert(q.clone());
+            }
+            if let Some(code) = p.wrapup.as_ref().and_then(|w| w.code.clone()) {
+                facts.wrapup_codes.insert(code);
+            }
+            if facts.direction.is_none() {
+                facts.direction = p
+                    .sessions()
+                    .find_map(|s| s.direction.as_ref())
+                    .map(|d| d.to_ascii_lowercase());
+            }
+            for (k, v) in &p.attributes {
+                if let Some(v) = v.as_str() {
+                    // The first participant that sets a key wins: the customer's leg carries
+                    // the flow's data, later legs copy it.
+                    facts
+                        .attributes
+                        .entry(k.clone())
+                        .or_insert_with(|| v.to_string());
+                }
+            }
+        }
+        facts.division_ids = conv
+            .divisions
+            .iter()
+            .filter_map(|d| d.division.as_ref()?.id.clone())
+            .collect();
+        facts
+    }
+}
+
 impl RoutingConfig {
+    /// Parses and validates a document: JSON when it starts with `{`, else YAML (a superset
+    /// of JSON, but its JSON errors are less clear).
+    pub fn from_document(text: &str) -> Result<RoutingConfig, RoutingError> {
+        if text.trim_start().starts_with('{') {
+            Self::from_json(text)
+        } else {
+            Self::from_yaml(text)
+        }
+    }
+
+    /// Parses and validates a YAML document.
+    pub fn from_yaml(text: &str) -> Result<RoutingConfig, RoutingError> {
+        let de = serde_norway::Deserializer::from_str(text);
+        let config: RoutingConfig =
+            serde_path_to_error::deserialize(de).map_err(|e| RoutingError::Parse {
+                path: match e.path().to_string().as_str() {
+                    "." => "(document)".to_string(),
+                    p => p.to_string(),
+                },
+                reason: e.into_inner().to_string(),
+            })?;
+        config.validate()?;
+        Ok(config)
+    }
+
     /// Parses and validates a JSON document.
     pub fn from_json(text: &str) -> Result<RoutingConfig, RoutingError> {
         let de = &mut serde_json::Deserializer::from_str(text);
