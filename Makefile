@@ -26,6 +26,15 @@ $(SDK_VENV)/.ok: requirements-genesys-sdk.txt
 
 venv: $(VENV)/.ok $(SDK_VENV)/.ok
 
+# Debian's Chromium, for the audit report's screenshot test (CHROMIUM overrides the path).
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+.PHONY: browser
+browser:
+	@command -v chromium >/dev/null || [ -n "$$CHROMIUM" ] || { \
+	  echo "installing Debian's chromium (audit report screenshot test)"; \
+	  $(SUDO) apt-get install -y -q chromium >/dev/null 2>&1 || \
+	  { $(SUDO) apt-get update -q >/dev/null && $(SUDO) apt-get install -y -q chromium >/dev/null; }; }
+
 demo: venv
 	$(CARGO) run -q -p gc-archive-cli -- demo
 
@@ -35,7 +44,7 @@ fmt:
 clippy:
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
-unit: venv
+unit: venv browser
 	$(CARGO) test --workspace
 
 lint: venv

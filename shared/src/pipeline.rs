@@ -457,8 +457,15 @@ impl ArchiveService {
                     keys.extend(found.into_iter().rev().map(Some));
                 }
                 Err(e) => {
-                    self.record_failure(conversation, recording, &e, started, worker_id)
-                        .await;
+                    self.record_failure_at(
+                        conversation,
+                        recording,
+                        &e,
+                        started,
+                        worker_id,
+                        job.route.as_ref(),
+                    )
+                    .await;
                     return Err(e);
                 }
             }
@@ -834,6 +841,20 @@ impl ArchiveService {
         started: Instant,
         worker_id: &str,
     ) {
+        self.record_failure_at(conversation, recording, error, started, worker_id, None)
+            .await
+    }
+
+    /// [`ArchiveService::record_failure`] of a recording already routed to a target.
+    async fn record_failure_at(
+        &self,
+        conversation: &ConversationId,
+        recording: &RecordingId,
+        error: &TransferError,
+        started: Instant,
+        worker_id: &str,
+        route: Option<&RecordedRoute>,
+    ) {
         let code = error.reason_code();
         metrics::emit(
             &[
@@ -866,6 +887,7 @@ impl ArchiveService {
             },
             reason_code: Some(code.into()),
             reason: Some(error.to_string()),
+            target: route.map(|r| r.target.clone()),
             ..self.base_record(conversation, recording, started, worker_id)
         })
         .await;

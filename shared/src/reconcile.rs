@@ -12,7 +12,7 @@
 
 use std::collections::{BTreeMap, HashSet};
 
-use chrono::{DateTime, Datelike, NaiveDate, Utc};
+use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use crate::audit::AuditRecord;
@@ -276,7 +276,11 @@ async fn explain_missing(
     let mut latest: BTreeMap<String, ObjectKey> = BTreeMap::new();
     let mut day = from.date_naive();
     while day <= now.date_naive() {
-        for key in deps.store.list(&audit_day_prefix(deps.layout, day)).await? {
+        for key in deps
+            .store
+            .list(deps.layout.audit_day_prefix(day).as_str())
+            .await?
+        {
             let Some(rid) = wanted
                 .iter()
                 .find(|rid| key.as_str().contains(&format!("-{rid}-")))
@@ -314,18 +318,4 @@ async fn explain_missing(
         }
     }
     Ok(())
-}
-
-fn audit_day_prefix(layout: &ArchiveLayout, day: NaiveDate) -> String {
-    let base = format!(
-        "_audit/year={:04}/month={:02}/day={:02}/",
-        day.year(),
-        day.month(),
-        day.day()
-    );
-    if layout.prefix().is_empty() {
-        base
-    } else {
-        format!("{}/{base}", layout.prefix())
-    }
 }

@@ -224,6 +224,19 @@ impl ArchiveLayout {
         )
     }
 
+    /// The folder of the audit records written on `day`.
+    pub fn audit_day_prefix(&self, day: chrono::NaiveDate) -> ObjectKey {
+        join(
+            &self.prefix,
+            format!(
+                "_audit/year={:04}/month={:02}/day={:02}/",
+                day.year(),
+                day.month(),
+                day.day()
+            ),
+        )
+    }
+
     /// One audit record per transfer attempt outcome, partitioned by the day it was written.
     pub fn audit_key(
         &self,

@@ -212,6 +212,32 @@ pub trait ObjectStore: Send + Sync {
     async fn list(&self, prefix: &str) -> Result<Vec<ObjectKey>, StoreError>;
 }
 
+/// Writes `key` whatever was there: reads its ETag and replaces only that version, so two
+/// writers never interleave (one wins whole); for documents regenerated from their inputs
+/// (reports).
+pub async fn replace(
+    store: &dyn ObjectStore,
+    key: &ObjectKey,
+    body: Bytes,
+    content_type: &str,
+) -> Result<(), StoreError> {
+    for _ in 0..3 {
+        let etag = store.get(key).await?.map(|o| o.etag);
+        if let Conditional::Written(_) = store
+            .put_conditionally(key, body.clone(), content_type, etag.as_deref())
+            .await?
+        {
+            return Ok(());
+        }
+    }
+    Err(StoreError::Request {
+        operation: "PutObject",
+        key: key.to_string(),
+        reason: "replaced by another writer three times in a row".into(),
+        transient: true,
+    })
+}
+
 /// Compares composite SHA-256 checksums (version-1 manifests), accepting S3's two spellings (`<b64>-N` from GetObject,
 /// `<b64>` from HeadObject on some implementations).
 pub fn composite_matches(expected: &str, reported: &str) -> bool {

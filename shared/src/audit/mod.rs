@@ -2,6 +2,8 @@
 //! `{prefix}/_audit/year=/month=/day=/…json` so Athena can query them (one JSON object per
 //! file, no nesting that Athena's JSON SerDe cannot read).
 
+pub mod report;
+
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
