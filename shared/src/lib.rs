@@ -22,6 +22,7 @@ pub mod queue;
 pub mod reconcile;
 pub mod retry;
 pub mod routing;
+pub mod setup;
 pub mod store;
 pub mod sweep;
 pub mod text;

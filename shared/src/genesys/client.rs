@@ -315,7 +315,7 @@ impl GenesysClient {
     }
 
     /// A request through the retry policy when `idempotent`, else a single attempt.
-    async fn call(
+    pub(super) async fn call(
         &self,
         method: Method,
         path: &str,
@@ -345,7 +345,7 @@ impl GenesysClient {
     }
 
     /// The reason never quotes the offending value: a Recording body holds signed URLs.
-    fn decode<T: DeserializeOwned>(
+    pub(super) fn decode<T: DeserializeOwned>(
         method: &'static str,
         path: &str,
         bytes: &[u8],
@@ -357,7 +357,7 @@ impl GenesysClient {
         })
     }
 
-    fn json_body<T: Serialize>(value: &T) -> Option<serde_json::Value> {
+    pub(super) fn json_body<T: Serialize>(value: &T) -> Option<serde_json::Value> {
         serde_json::to_value(value).ok()
     }
 

@@ -4,6 +4,7 @@
 //! endpoints we call ([`models`]). Only endpoints that exist in the official SDKs are used
 //! (see `genesys-api.md`).
 
+pub mod admin;
 pub mod auth;
 pub mod client;
 pub mod error;

@@ -580,3 +580,132 @@ mod tests {
         assert_eq!(v["paging"]["pageSize"], 100);
     }
 }
+
+/// `IntegrationType` (`{id}`: e.g. `amazon-eventbridge-source`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct IntegrationTypeRef {
+    pub id: String,
+}
+
+/// `Integration` (the fields setup reads).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Integration {
+    pub id: String,
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default)]
+    pub integration_type: Option<IntegrationTypeRef>,
+    /// `ENABLED`, `DISABLED`, `DELETED`, `RESTORED`.
+    #[serde(default)]
+    pub intended_state: Option<String>,
+}
+
+/// `IntegrationEntityListing`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct IntegrationListing {
+    #[serde(default)]
+    pub entities: Vec<Integration>,
+    #[serde(default)]
+    pub page_count: Option<u32>,
+}
+
+/// `IntegrationConfiguration` (`GET/PUT /api/v2/integrations/{id}/config/current`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct IntegrationConfiguration {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    pub version: i64,
+    #[serde(default)]
+    pub properties: serde_json::Value,
+    #[serde(default)]
+    pub advanced: serde_json::Value,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notes: Option<String>,
+    #[serde(default, skip_serializing_if = "serde_json::Value::is_null")]
+    pub credentials: serde_json::Value,
+}
+
+/// `Policy` (media retention; the fields that decide when recordings are deleted).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RetentionPolicy {
+    #[serde(default)]
+    pub id: Option<String>,
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default)]
+    pub enabled: Option<bool>,
+    #[serde(default)]
+    pub media_policies: Option<MediaPolicies>,
+    /// The older, media-independent form.
+    #[serde(default)]
+    pub actions: Option<PolicyActions>,
+}
+
+/// `MediaPolicies`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MediaPolicies {
+    #[serde(default)]
+    pub call_policy: Option<MediaPolicy>,
+    #[serde(default)]
+    pub chat_policy: Option<MediaPolicy>,
+    #[serde(default)]
+    pub email_policy: Option<MediaPolicy>,
+    #[serde(default)]
+    pub message_policy: Option<MediaPolicy>,
+}
+
+/// `CallMediaPolicy` and its siblings: the actions.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MediaPolicy {
+    #[serde(default)]
+    pub actions: Option<PolicyActions>,
+}
+
+/// `PolicyActions`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PolicyActions {
+    #[serde(default)]
+    pub retain_recording: Option<bool>,
+    #[serde(default)]
+    pub delete_recording: Option<bool>,
+    #[serde(default)]
+    pub always_delete: Option<bool>,
+    #[serde(default)]
+    pub retention_duration: Option<RetentionDuration>,
+}
+
+/// `RetentionDuration`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RetentionDuration {
+    #[serde(default)]
+    pub delete_retention: Option<RetentionDays>,
+    #[serde(default)]
+    pub archive_retention: Option<RetentionDays>,
+}
+
+/// `DeleteRetention` / `ArchiveRetention`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RetentionDays {
+    #[serde(default)]
+    pub days: Option<i64>,
+}
+
+/// `PolicyEntityListing`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RetentionPolicyListing {
+    #[serde(default)]
+    pub entities: Vec<RetentionPolicy>,
+    #[serde(default)]
+    pub page_count: Option<u32>,
+}

@@ -66,6 +66,7 @@ mod media;
 mod model;
 mod render;
 mod server;
+mod setup_api;
 mod state;
 
 use std::io::Read;
@@ -319,6 +320,36 @@ impl Simulator {
             .convs
             .get(conversation_id)
             .and_then(|c| c.external_tag.clone())
+    }
+
+    /// Takes `permissions` away from the OAuth clients (every endpoint that needs one of
+    /// them, and none other it accepts, answers 403); an empty list grants everything again.
+    pub fn deny_permissions(&self, permissions: &[&str]) {
+        lock(&self.shared.store).denied_permissions =
+            permissions.iter().map(|p| p.to_string()).collect();
+    }
+
+    /// Adds a media retention policy (`Policy` JSON, as `GET
+    /// /api/v2/recording/mediaretentionpolicies` lists it); an `id` is given when absent.
+    pub fn add_retention_policy(&self, mut policy: serde_json::Value) {
+        if policy.get("id").is_none() {
+            policy["id"] = serde_json::json!(state::new_id());
+        }
+        lock(&self.shared.store).retention_policies.push(policy);
+    }
+
+    /// Every integration with its current configuration (`Integration` JSON with `config`
+    /// replaced by the configuration document).
+    pub fn integrations(&self) -> Vec<serde_json::Value> {
+        lock(&self.shared.store)
+            .integrations
+            .iter()
+            .map(|i| {
+                let mut v = i.render();
+                v["config"] = i.render_config();
+                v
+            })
+            .collect()
     }
 
     /// All conversations, oldest first.

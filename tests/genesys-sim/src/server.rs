@@ -75,6 +75,22 @@ pub(crate) fn router(sh: Arc<Shared>) -> Router {
             "/api/v2/organizations/limits/namespaces/{namespace}",
             get(get_limits_namespace),
         )
+        .route(
+            "/api/v2/integrations",
+            get(list_integrations).post(post_integration),
+        )
+        .route(
+            "/api/v2/integrations/{iid}",
+            get(get_integration).patch(patch_integration),
+        )
+        .route(
+            "/api/v2/integrations/{iid}/config/current",
+            get(get_integration_config).put(put_integration_config),
+        )
+        .route(
+            "/api/v2/recording/mediaretentionpolicies",
+            get(list_retention_policies),
+        )
         .route("/api/v2/{*rest}", axum::routing::any(api_not_found))
         .layer(middleware::from_fn_with_state(sh.clone(), api_mw));
     let admin = Router::new()
@@ -496,6 +512,12 @@ async fn api_mw(State(sh): St, mut req: Request, next: Next) -> Response {
                 }
                 AuthOutcome::Ok(ri, client) => {
                     info = Some(ri);
+                    let denied = lock(&sh.store).denied_permissions.clone();
+                    if let Some(refused) =
+                        crate::setup_api::missing_permissions(&denied, req.method(), &path)
+                    {
+                        return refused;
+                    }
                     req.extensions_mut().insert(Caller(client));
                     if matches!(fault, Some(Fault::Transcoding202)) {
                         req.extensions_mut().insert(ForceTranscoding);
@@ -2021,4 +2043,121 @@ async fn admin_seed(State(sh): St, body: Bytes) -> Response {
     let all = sh.summaries();
     let out: Vec<_> = all.into_iter().filter(|c| ids.contains(&c.id)).collect();
     (StatusCode::CREATED, Json(out)).into_response()
+}
+
+// ---- integrations and retention policies (gc-archive setup) ---------------------------------
+
+fn page_of(q: &[(String, String)]) -> (usize, usize) {
+    let n = |k: &str, d: usize| {
+        query_get(q, k)
+            .and_then(|v| v.parse::<usize>().ok())
+            .unwrap_or(d)
+    };
+    (n("pageSize", 25), n("pageNumber", 1))
+}
+
+async fn list_integrations(State(sh): St, RawQuery(q): RawQuery) -> Response {
+    let q = parse_query(q.as_deref());
+    let (size, number) = page_of(&q);
+    let all = lock(&sh.store)
+        .integrations
+        .iter()
+        .map(|i| i.render())
+        .collect();
+    Json(crate::setup_api::listing(all, size, number)).into_response()
+}
+
+async fn post_integration(State(sh): St, body: Bytes) -> Response {
+    let m = match parse_json_object(&body) {
+        Ok(m) => m,
+        Err(r) => return r,
+    };
+    let Some(type_id) = m
+        .get("integrationType")
+        .and_then(|t| t.get("id"))
+        .and_then(Value::as_str)
+    else {
+        return bad_request("integrationType.id is required");
+    };
+    let integration = crate::setup_api::Integration {
+        id: new_id(),
+        name: m
+            .get("name")
+            .and_then(Value::as_str)
+            .unwrap_or(type_id)
+            .to_string(),
+        type_id: type_id.to_string(),
+        intended_state: "DISABLED".into(),
+        config_version: 1,
+        config: json!({"name": type_id, "properties": {}, "advanced": {}, "notes": "", "credentials": {}}),
+    };
+    let out = integration.render();
+    lock(&sh.store).integrations.push(integration);
+    Json(out).into_response()
+}
+
+async fn get_integration(State(sh): St, Path(iid): Path<String>) -> Response {
+    match lock(&sh.store).integrations.iter().find(|i| i.id == iid) {
+        Some(i) => Json(i.render()).into_response(),
+        None => not_found(&format!("Integration {iid} not found")),
+    }
+}
+
+async fn patch_integration(State(sh): St, Path(iid): Path<String>, body: Bytes) -> Response {
+    let m = match parse_json_object(&body) {
+        Ok(m) => m,
+        Err(r) => return r,
+    };
+    let mut st = lock(&sh.store);
+    let Some(i) = st.integrations.iter_mut().find(|i| i.id == iid) else {
+        return not_found(&format!("Integration {iid} not found"));
+    };
+    if let Some(state) = m.get("intendedState").and_then(Value::as_str) {
+        if !["ENABLED", "DISABLED"].contains(&state) {
+            return bad_request("intendedState must be ENABLED or DISABLED");
+        }
+        i.intended_state = state.to_string();
+    }
+    Json(i.render()).into_response()
+}
+
+async fn get_integration_config(State(sh): St, Path(iid): Path<String>) -> Response {
+    match lock(&sh.store).integrations.iter().find(|i| i.id == iid) {
+        Some(i) => Json(i.render_config()).into_response(),
+        None => not_found(&format!("Integration {iid} not found")),
+    }
+}
+
+async fn put_integration_config(State(sh): St, Path(iid): Path<String>, body: Bytes) -> Response {
+    let m = match parse_json_object(&body) {
+        Ok(m) => m,
+        Err(r) => return r,
+    };
+    let mut st = lock(&sh.store);
+    let Some(i) = st.integrations.iter_mut().find(|i| i.id == iid) else {
+        return not_found(&format!("Integration {iid} not found"));
+    };
+    let supplied = m.get("version").and_then(Value::as_u64).unwrap_or(0);
+    if supplied != i.config_version {
+        return conflict(i.config_version, supplied);
+    }
+    if !m.get("properties").is_some_and(Value::is_object) {
+        return bad_request("properties must be an object");
+    }
+    i.config_version += 1;
+    i.config = json!({
+        "name": m.get("name").cloned().unwrap_or(json!(i.type_id)),
+        "properties": m["properties"],
+        "advanced": m.get("advanced").cloned().unwrap_or(json!({})),
+        "notes": m.get("notes").cloned().unwrap_or(json!("")),
+        "credentials": m.get("credentials").cloned().unwrap_or(json!({})),
+    });
+    Json(i.render_config()).into_response()
+}
+
+async fn list_retention_policies(State(sh): St, RawQuery(q): RawQuery) -> Response {
+    let q = parse_query(q.as_deref());
+    let (size, number) = page_of(&q);
+    let all = lock(&sh.store).retention_policies.clone();
+    Json(crate::setup_api::listing(all, size, number)).into_response()
 }

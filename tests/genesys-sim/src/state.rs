@@ -50,6 +50,11 @@ pub(crate) struct Store {
     pub recs: HashMap<String, Rec>,
     pub batches: HashMap<String, Batch>,
     pub analytics_jobs: HashMap<String, AnalyticsJob>,
+    pub integrations: Vec<crate::setup_api::Integration>,
+    /// `Policy` documents (media retention), as served.
+    pub retention_policies: Vec<serde_json::Value>,
+    /// Permissions the OAuth clients lack (every other one is granted).
+    pub denied_permissions: std::collections::BTreeSet<String>,
 }
 
 /// An async analytics details job (`/api/v2/analytics/conversations/details/jobs`).

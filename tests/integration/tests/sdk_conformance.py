@@ -146,6 +146,7 @@ class Run:
         self.rec = gc.RecordingApi(self.api_client)
         self.conv = gc.ConversationsApi(self.api_client)
         self.analytics = gc.AnalyticsApi(self.api_client)
+        self.integrations = gc.IntegrationsApi(self.api_client)
         self.http = urllib3.PoolManager()
         self.c = Checker()
 
@@ -366,6 +367,28 @@ def main():
                        run.analytics.post_analytics_conversations_details_query, query)
     if not (data or {}).get("conversations"):
         run.c.problem("analytics", f"no conversations in {data}")
+
+    # Integrations and media retention policies (gc-archive setup).
+    I = run.integrations
+    data, _ = run.call("post_integrations", "Integration", I.post_integrations,
+                       body=mk(gc.CreateIntegrationRequest, name="gc-archive",
+                               integration_type=mk(gc.IntegrationType, id="amazon-eventbridge-source")))
+    iid = (data or {}).get("id")
+    if iid:
+        data, _ = run.call("get_integration_config_current", "IntegrationConfiguration",
+                           I.get_integration_config_current, iid)
+        cfg = mk(gc.IntegrationConfiguration, name="Amazon EventBridge Source",
+                 version=(data or {}).get("version"), advanced={}, notes="gc-archive",
+                 properties={"awsAccountId": "123456789012", "awsAccountRegion": "us-east-1",
+                             "eventSourceSuffix": "gc-archive",
+                             "eventFilter": ["v2.detail.events.conversation.{id}.customer.end"]})
+        run.call("put_integration_config_current", "IntegrationConfiguration",
+                 I.put_integration_config_current, iid, body=cfg)
+        run.call("patch_integration", "Integration", I.patch_integration, iid,
+                 body=mk(gc.Integration, intended_state="ENABLED"))
+    run.call("get_integrations", "IntegrationEntityListing", I.get_integrations, page_size=100)
+    run.call("get_recording_mediaretentionpolicies", "PolicyEntityListing",
+             R.get_recording_mediaretentionpolicies, page_size=100)
 
     print("\n".join(run.c.lines))
     print(f"{len(run.c.lines)} responses, {run.c.fields} JSON values checked")

@@ -111,6 +111,19 @@ async fn scenario(sim: &Simulator) -> Value {
         .await
         .expect("PUT custom attributes");
     assert!(r.status().is_success(), "{}", r.status());
+    sim.add_retention_policy(json!({
+        "name": "Delete calls after 3 days",
+        "order": 1,
+        "enabled": true,
+        "description": "short retention",
+        "mediaPolicies": {"callPolicy": {"actions": {
+            "retainRecording": true,
+            "deleteRecording": true,
+            "alwaysDelete": false,
+            "retentionDuration": {"deleteRetention": {"days": 3}}
+        }}},
+        "selfUri": "/api/v2/recording/mediaretentionpolicies/p1"
+    }));
     json!({
         "conversations": conversations,
         "recordings": recordings,
