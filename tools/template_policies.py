@@ -9,6 +9,7 @@ function's execution role:
     ArchiveOnEventRole -> archive-on-event
     ChunkRecordingRole -> chunk-recording
     RecordingSweepRole -> recording-sweep
+    StorageRouterRole  -> storage-router
 
 Usage:
 
@@ -53,6 +54,7 @@ ROLES = {
     "ArchiveOnEventRole": "archive-on-event",
     "ChunkRecordingRole": "chunk-recording",
     "RecordingSweepRole": "recording-sweep",
+    "StorageRouterRole": "storage-router",
 }
 
 PSEUDO_DEFAULTS = {
@@ -133,6 +135,10 @@ class Resolver:
         if name == "AWS::NoValue":
             return NO_VALUE
         if name in self.values:
+            spec = self.template.get("Parameters", {}).get(name, {})
+            if spec.get("Type") == "CommaDelimitedList":
+                # Ref of a list parameter is the list (its items trimmed, as CloudFormation does).
+                return [v.strip() for v in self.values[name].split(",")]
             return self.values[name]
         if name in self.template.get("Parameters", {}):
             raise TemplateError(f"parameter {name} has no value and no Default")

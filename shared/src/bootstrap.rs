@@ -393,6 +393,7 @@ pub async fn route_table(
     }
     let inspector = Arc::new(crate::compliance::S3Inspector {
         client: s3_client(sdk, env),
+        replication: false,
     });
     let table =
         crate::routing::table::RouteTable::new(config, version.clone(), destinations, inspector)
@@ -401,6 +402,60 @@ pub async fn route_table(
                 reason: e.to_string(),
             })?;
     Ok(Some(Arc::new(table)))
+}
+
+/// storage-router's dependencies: the deployment's bucket (ARCHIVE_BUCKET, ARCHIVE_PREFIX)
+/// and the storage targets of `ROUTING_CONFIG` (or the deployment's bucket alone). No
+/// Genesys credentials, no keyring: it reads bucket settings and audit records only.
+pub async fn router_runtime(
+    env: &HashMap<String, String>,
+    sdk: &aws_config::SdkConfig,
+) -> Result<crate::handlers::storage_router::RouterRuntime, InitError> {
+    let bucket = get(env, "ARCHIVE_BUCKET").ok_or(InitError::Missing("ARCHIVE_BUCKET"))?;
+    let prefix = get(env, "ARCHIVE_PREFIX")
+        .unwrap_or("")
+        .trim_matches('/')
+        .to_string();
+    let (targets, config_source) = match routing_config(env, sdk).await? {
+        Some((config, version)) => (config.targets, version),
+        None => (
+            std::collections::BTreeMap::from([(
+                "default".to_string(),
+                crate::routing::StorageTarget {
+                    bucket: bucket.to_string(),
+                    prefix: prefix.clone(),
+                    region: None,
+                    kms_key_id: None,
+                    retention_days: None,
+                    worm: false,
+                    object_lock_mode: Default::default(),
+                    minimum_encryption: Default::default(),
+                },
+            )]),
+            format!("ARCHIVE_BUCKET {bucket}"),
+        ),
+    };
+    let targets = targets
+        .into_iter()
+        .map(|(name, target)| {
+            let client = s3_client(&regional_sdk(sdk, target.region.as_deref()), env);
+            crate::compliance::CheckedTarget {
+                store: Arc::new(S3Store::new(client, target.bucket.clone())),
+                name,
+                target,
+            }
+        })
+        .collect();
+    Ok(crate::handlers::storage_router::RouterRuntime {
+        store: Arc::new(S3Store::new(s3_client(sdk, env), bucket.to_string())),
+        layout: crate::store::ArchiveLayout::new(&prefix),
+        targets,
+        config_source,
+        inspector: Arc::new(crate::compliance::S3Inspector {
+            client: s3_client(sdk, env),
+            replication: true,
+        }),
+    })
 }
 
 /// recording-sweep's dependencies: only what the sweep, the backfills and the reconciliation

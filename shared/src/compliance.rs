@@ -8,7 +8,7 @@
 //! fixed.
 //!
 //! What is checked (each one names its API and the IAM action it needs):
-//! * reachable: `HeadBucket` (`s3:ListBucket`);
+//! * reachable: a one-key `ListObjectsV2` (`s3:ListBucket`);
 //! * default encryption SSE-KMS, or the target's `minimumEncryption` (`GetBucketEncryption`);
 //! * Block Public Access, all four settings on (`GetPublicAccessBlock`);
 //! * versioning enabled (`GetBucketVersioning`);
@@ -126,7 +126,9 @@ pub struct BucketSettings {
     pub policy: Readable<Option<String>>,
     /// Enabled rules with `AbortIncompleteMultipartUpload`.
     pub lifecycle_abort: Readable<Vec<LifecycleAbortRule>>,
-    pub replication: Readable<Vec<ReplicationRule>>,
+    /// None when not read (the archive functions' gate: replication is reported, never
+    /// required, so their roles are not granted its read).
+    pub replication: Option<Readable<Vec<ReplicationRule>>>,
 }
 
 /// Reads a bucket's settings.
@@ -170,14 +172,14 @@ pub fn evaluate(
             "reachable",
             Status::Pass,
             true,
-            "HeadBucket answered".into(),
+            "the bucket answers a listing with our credentials".into(),
             None,
         ),
         Err(e) => check(
             "reachable",
             Status::Fail,
             true,
-            format!("HeadBucket failed: {e}"),
+            format!("listing the bucket failed: {e}"),
             Some("create the bucket, fix targets.<name>.region, or grant s3:ListBucket on it"),
         ),
     });
@@ -283,16 +285,17 @@ pub fn evaluate(
             ),
         },
     });
-    checks.push(match &s.replication {
-        Err(e) => unreadable("replication", false, e),
-        Ok(rules) if rules.is_empty() => check(
+    let replication = match &s.replication {
+        None => None,
+        Some(Err(e)) => Some(unreadable("replication", false, e)),
+        Some(Ok(rules)) if rules.is_empty() => Some(check(
             "replication",
             Status::Warn,
             false,
             "no replication: the archive exists in one region only".into(),
             Some("add a replication rule to a bucket in another region if your policy asks for a second copy"),
-        ),
-        Ok(rules) => {
+        )),
+        Some(Ok(rules)) => {
             let list: Vec<String> = rules
                 .iter()
                 .map(|r| {
@@ -304,7 +307,7 @@ pub fn evaluate(
                     )
                 })
                 .collect();
-            check(
+            Some(check(
                 "replication",
                 if rules.iter().any(|r| r.enabled) {
                     Status::Pass
@@ -314,9 +317,10 @@ pub fn evaluate(
                 false,
                 format!("replication: {}", list.join("; ")),
                 None,
-            )
+            ))
         }
-    });
+    };
+    checks.extend(replication);
     TargetReport {
         target: name.into(),
         bucket: target.bucket.clone(),
@@ -508,6 +512,8 @@ pub async fn probe(store: &dyn ObjectStore, prefix: &str, now: DateTime<Utc>) ->
 /// [`BucketInspector`] on Amazon S3.
 pub struct S3Inspector {
     pub client: aws_sdk_s3::Client,
+    /// Also read the replication configuration (storage-router; `s3:GetReplicationConfiguration`).
+    pub replication: bool,
 }
 
 /// The error of a bucket read, with the IAM action it needs when access was denied.
@@ -541,9 +547,13 @@ where
 impl BucketInspector for S3Inspector {
     async fn inspect(&self, bucket: &str) -> BucketSettings {
         let c = &self.client;
+        // A one-key listing rather than HeadBucket: the same permission (s3:ListBucket) and the
+        // call the archive functions depend on; moto 5.2.5 refuses HeadBucket under IAM
+        // enforcement even with s3:ListBucket granted.
         let reachable = c
-            .head_bucket()
+            .list_objects_v2()
             .bucket(bucket)
+            .max_keys(1)
             .send()
             .await
             .map(|_| ())
@@ -637,27 +647,33 @@ impl BucketInspector for S3Inspector {
             Err(e) if not_configured(&e, &["NoSuchLifecycleConfiguration"]) => Ok(Vec::new()),
             Err(e) => Err(api_error("s3:GetLifecycleConfiguration", &e)),
         };
-        let replication = match c.get_bucket_replication().bucket(bucket).send().await {
-            Ok(out) => Ok(out
-                .replication_configuration()
-                .map(|cfg| {
-                    cfg.rules()
-                        .iter()
-                        .map(|r| ReplicationRule {
-                            id: r.id().unwrap_or("-").to_string(),
-                            enabled: r.status().as_str() == "Enabled",
-                            destination_bucket: r
-                                .destination()
-                                .map(|d| d.bucket().to_string())
-                                .unwrap_or_default(),
+        let replication = if self.replication {
+            Some(
+                match c.get_bucket_replication().bucket(bucket).send().await {
+                    Ok(out) => Ok(out
+                        .replication_configuration()
+                        .map(|cfg| {
+                            cfg.rules()
+                                .iter()
+                                .map(|r| ReplicationRule {
+                                    id: r.id().unwrap_or("-").to_string(),
+                                    enabled: r.status().as_str() == "Enabled",
+                                    destination_bucket: r
+                                        .destination()
+                                        .map(|d| d.bucket().to_string())
+                                        .unwrap_or_default(),
+                                })
+                                .collect()
                         })
-                        .collect()
-                })
-                .unwrap_or_default()),
-            Err(e) if not_configured(&e, &["ReplicationConfigurationNotFoundError"]) => {
-                Ok(Vec::new())
-            }
-            Err(e) => Err(api_error("s3:GetReplicationConfiguration", &e)),
+                        .unwrap_or_default()),
+                    Err(e) if not_configured(&e, &["ReplicationConfigurationNotFoundError"]) => {
+                        Ok(Vec::new())
+                    }
+                    Err(e) => Err(api_error("s3:GetReplicationConfiguration", &e)),
+                },
+            )
+        } else {
+            None
         };
         BucketSettings {
             reachable,
@@ -670,6 +686,93 @@ impl BucketInspector for S3Inspector {
             replication,
         }
     }
+}
+
+/// Every target's checks, as storage-router writes them to `_reports/compliance/latest.json`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ComplianceReport {
+    pub checked_at: DateTime<Utc>,
+    /// The routing document the targets came from (`ROUTING_CONFIG` with its version), or
+    /// `ARCHIVE_BUCKET` when there is none.
+    pub config: String,
+    pub targets: Vec<TargetReport>,
+}
+
+impl ComplianceReport {
+    pub fn compliant(&self) -> bool {
+        self.targets.iter().all(TargetReport::compliant)
+    }
+}
+
+/// A target to check: its name, what it asks of its bucket, and the bucket's store (probe).
+pub struct CheckedTarget {
+    pub name: String,
+    pub target: StorageTarget,
+    pub store: std::sync::Arc<dyn ObjectStore>,
+}
+
+/// Checks every target (with the write/read/delete probe when `probe`).
+pub async fn check_all(
+    targets: &[CheckedTarget],
+    inspector: &dyn BucketInspector,
+    probe_writes: bool,
+    config: &str,
+    now: DateTime<Utc>,
+) -> ComplianceReport {
+    let mut reports = Vec::new();
+    for t in targets {
+        let settings = inspector.inspect(&t.target.bucket).await;
+        let mut report = evaluate(&t.name, &t.target, &settings, now);
+        if probe_writes {
+            report
+                .checks
+                .push(probe(t.store.as_ref(), &t.target.prefix, now).await);
+        }
+        reports.push(report);
+    }
+    ComplianceReport {
+        checked_at: now,
+        config: config.to_string(),
+        targets: reports,
+    }
+}
+
+/// A readable rendering: one line per check, the fix under each that is not a pass.
+pub fn to_text(report: &ComplianceReport) -> String {
+    let mut out = format!(
+        "compliance of {} target(s) from {} at {}\n",
+        report.targets.len(),
+        report.config,
+        report.checked_at.format("%Y-%m-%d %H:%M:%S UTC")
+    );
+    for t in &report.targets {
+        out.push_str(&format!(
+            "\n{} (s3://{}): {}\n",
+            t.target,
+            t.bucket,
+            if t.compliant() {
+                "compliant"
+            } else {
+                "NOT COMPLIANT: its recordings wait"
+            }
+        ));
+        for c in &t.checks {
+            let mark = match c.status {
+                Status::Pass => "pass",
+                Status::Warn => "WARN",
+                Status::Fail if c.required => "FAIL",
+                Status::Fail => "fail",
+            };
+            out.push_str(&format!("  {mark:4} {:27} {}\n", c.id, c.detail));
+            if c.status != Status::Pass {
+                if let Some(fix) = &c.fix {
+                    out.push_str(&format!("       fix: {fix}\n"));
+                }
+            }
+        }
+    }
+    out
 }
 
 /// How long a verdict is trusted by the archive functions before the bucket is read again.

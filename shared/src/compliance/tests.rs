@@ -38,7 +38,7 @@ fn good() -> BucketSettings {
             prefix: String::new(),
             days: 7,
         }]),
-        replication: Ok(Vec::new()),
+        replication: Some(Ok(Vec::new())),
     }
 }
 
@@ -123,7 +123,7 @@ fn each_missing_setting_fails_its_own_check_with_a_fix() {
         (
             "reachable",
             |s| s.reachable = Err("404 NotFound".into()),
-            "HeadBucket failed",
+            "listing the bucket failed",
         ),
         (
             "versioning",
@@ -204,4 +204,24 @@ async fn the_probe_writes_reads_back_and_deletes() {
     let c = probe(&store, "genesys", Utc::now()).await;
     assert_eq!(c.status, Status::Pass, "{c:?}");
     assert!(store.list("genesys/_probe/").await.unwrap().is_empty());
+}
+
+#[test]
+fn replication_is_reported_only_when_it_was_read() {
+    let mut s = good();
+    s.replication = None;
+    let r = evaluate("legal", &target(true), &s, Utc::now());
+    assert_eq!(r.checks.len(), 7);
+    assert!(!r.checks.iter().any(|c| c.id == "replication"));
+    s.replication = Some(Ok(vec![ReplicationRule {
+        id: "crr".into(),
+        enabled: true,
+        destination_bucket: "arn:aws:s3:::acme-archive-dr".into(),
+    }]));
+    let r = evaluate("legal", &target(true), &s, Utc::now());
+    let c = r.checks.iter().find(|c| c.id == "replication").unwrap();
+    assert_eq!(c.status, Status::Pass);
+    assert!(c
+        .detail
+        .contains("crr → arn:aws:s3:::acme-archive-dr (enabled)"));
 }

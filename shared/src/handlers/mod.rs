@@ -15,6 +15,7 @@
 //! with its reason, which archive-on-event accepts again after a redrive.
 
 pub mod recording_sweep;
+pub mod storage_router;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -28,7 +28,7 @@ use crate::metrics::{emit, Metric};
 use crate::queue::ArchiveQueue;
 use crate::reconcile::{reconcile, ReconcileDeps, ReconcileError};
 use crate::retry::Retryable;
-use crate::store::{ArchiveLayout, Conditional, ObjectKey, ObjectStore};
+use crate::store::{ArchiveLayout, ObjectStore};
 use crate::sweep::{backfill, continue_backfills, sweep_once, SweepDeps, SweepSettings};
 
 use super::HandlerError;
@@ -216,7 +216,9 @@ pub async fn recording_sweep(
             let key = rt.layout.reconcile_report_key(from, to);
             let body = serde_json::to_vec_pretty(&report)
                 .map_err(|e| HandlerError::Permanent(format!("reconciliation report: {e}")))?;
-            replace(rt.store.as_ref(), &key, body).await?;
+            crate::store::replace(rt.store.as_ref(), &key, body.into(), "application/json")
+                .await
+                .map_err(|e| handler_error(&e))?;
             emit(
                 &[("Function", FUNCTION)],
                 &[
@@ -249,37 +251,6 @@ fn emit_backfills(states: &[crate::sweep::BackfillState]) {
             ],
         );
     }
-}
-
-/// Writes `body` at `key`, replacing what is there (conditionally, so two writers cannot
-/// interleave a read and a write).
-async fn replace(
-    store: &dyn ObjectStore,
-    key: &ObjectKey,
-    body: Vec<u8>,
-) -> Result<(), HandlerError> {
-    for _ in 0..3 {
-        let etag = store
-            .get(key)
-            .await
-            .map_err(|e| handler_error(&e))?
-            .map(|found| found.etag);
-        let written = store
-            .put_conditionally(
-                key,
-                body.clone().into(),
-                "application/json",
-                etag.as_deref(),
-            )
-            .await
-            .map_err(|e| handler_error(&e))?;
-        if matches!(written, Conditional::Written(_)) {
-            return Ok(());
-        }
-    }
-    Err(HandlerError::RetryLater(format!(
-        "{key} is being replaced by another run"
-    )))
 }
 
 #[cfg(test)]

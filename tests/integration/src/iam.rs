@@ -44,14 +44,15 @@ use gc_archive::events::TransferMessage;
 use gc_archive::queue::{QueueError, Queues};
 
 /// The functions and the template resources of their execution roles.
-pub const FUNCTIONS: [(&str, &str); 3] = [
+pub const FUNCTIONS: [(&str, &str); 4] = [
     ("archive-on-event", "ArchiveOnEventRole"),
     ("chunk-recording", "ChunkRecordingRole"),
     ("recording-sweep", "RecordingSweepRole"),
+    ("storage-router", "StorageRouterRole"),
 ];
 
 /// The functions that run the archive pipeline (events, transfers): each links and may run
-/// every AWS operation of `shared`. recording-sweep runs a known subset (see
+/// every AWS operation of `shared`. recording-sweep and storage-router run known subsets (see
 /// `tests/iam_static.rs`).
 pub const PIPELINE_FUNCTIONS: [&str; 2] = ["archive-on-event", "chunk-recording"];
 

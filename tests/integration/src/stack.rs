@@ -558,6 +558,9 @@ impl LocalStack {
             env.insert("ARCHIVE_QUEUE_URL".into(), self.archive_queue.url.clone());
             return env;
         }
+        if function == "storage-router" {
+            return env;
+        }
         let (source, dlq) = if function == "archive-on-event" {
             (&self.archive_queue.url, &self.archive_queue.dlq_url)
         } else {
@@ -604,6 +607,7 @@ impl LocalStack {
             "ArchiveOnEventLogGroup": {"Arn": log_group("archive-on-event")},
             "ChunkRecordingLogGroup": {"Arn": log_group("chunk-recording")},
             "RecordingSweepLogGroup": {"Arn": log_group("recording-sweep")},
+            "StorageRouterLogGroup": {"Arn": log_group("storage-router")},
         });
         Ok((parameters, resources))
     }
@@ -660,6 +664,19 @@ impl LocalStack {
         let sdk = self.sdk_as_user("recording-sweep", policy).await?;
         Ok(
             gc_archive::bootstrap::sweep_runtime(&self.function_env("recording-sweep"), &sdk)
+                .await?,
+        )
+    }
+
+    /// storage-router's runtime, built by `bootstrap::router_runtime` as the Lambda builds it,
+    /// signed as a fresh IAM user holding `policy`. IAM mode only.
+    pub async fn router_runtime_with_policy(
+        &self,
+        policy: &serde_json::Value,
+    ) -> Result<gc_archive::handlers::storage_router::RouterRuntime> {
+        let sdk = self.sdk_as_user("storage-router", policy).await?;
+        Ok(
+            gc_archive::bootstrap::router_runtime(&self.function_env("storage-router"), &sdk)
                 .await?,
         )
     }

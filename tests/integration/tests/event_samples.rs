@@ -109,6 +109,33 @@ fn conversation_samples_ask_for_archiving_and_the_unknown_topic_is_ignored() {
         SweepRequest::parse(sample("reconcile-daily.json")).unwrap(),
         SweepRequest::Reconcile { days: Some(1), .. }
     ));
+    // storage-router's inputs; the routing document it validates is the documented example.
+    use gc_archive::handlers::storage_router::{validate, RouterRequest};
+    assert_eq!(
+        RouterRequest::parse(sample("compliance-check.json")).unwrap(),
+        RouterRequest::Check
+    );
+    assert_eq!(
+        RouterRequest::parse(sample("audit-report.json")).unwrap(),
+        RouterRequest::Report {
+            from: None,
+            to: None,
+            days: Some(7)
+        }
+    );
+    let RouterRequest::Validate { document, config } =
+        RouterRequest::parse(sample("validate-routing.json")).unwrap()
+    else {
+        panic!("validate-routing.json is not a validate request");
+    };
+    let example = std::fs::read_to_string(
+        gc_archive_it::venv::workspace_root().join("docs/routing-example.yaml"),
+    )
+    .unwrap();
+    assert_eq!(document.as_deref(), Some(example.as_str()));
+    let answer = validate(document, config).unwrap();
+    assert_eq!(answer["valid"], true, "{answer}");
+    assert_eq!(answer["targets"], serde_json::json!(["general", "sales"]));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -34,6 +34,11 @@ const GENESYS_SECRET: &str =
 const WEBHOOK_SECRET: &str =
     "arn:aws:secretsmanager:eu-west-1:111122223333:secret:gc-archive/webhook-XyZ789";
 const RESULT_BUS: &str = "archive-results";
+/// The routing deployment: its other target buckets and their key.
+const ROUTED_PATTERN: &str = "acme-rec-*";
+const ROUTED_BUCKET: &str = "acme-rec-sales";
+const TARGET_KEY_ARN: &str =
+    "arn:aws:kms:eu-west-1:111122223333:key/99990000-aaaa-4bbb-8ccc-dddddddddddd";
 
 /// What the ESM does with the function role, and what Lambda's logging needs; no code of ours
 /// calls these, yet the roles must grant them. (`sqs:ChangeMessageVisibility` is ours too.)
@@ -59,6 +64,8 @@ struct Deployment {
     bucket: &'static str,
     key_arn: &'static str,
     webhook: bool,
+    /// RoutingConfigKey, RoutingBucketPattern and RoutingKmsKeyArns set.
+    routing: bool,
     policies: Value,
 }
 
@@ -67,6 +74,7 @@ impl Deployment {
         name: &'static str,
         existing: bool,
         webhook: bool,
+        routing: bool,
     ) -> anyhow::Result<Deployment> {
         let (bucket, key_arn) = if existing {
             ("acme-call-archive", KEY_ARN)
@@ -86,11 +94,15 @@ impl Deployment {
             "AWS::Region": REGION,
             "AWS::AccountId": ACCOUNT,
             "AWS::StackName": "call-archive",
+            "RoutingConfigKey": if routing { "_config/routing.yaml" } else { "" },
+            "RoutingBucketPattern": if routing { ROUTED_PATTERN } else { "" },
+            "RoutingKmsKeyArns": if routing { TARGET_KEY_ARN } else { "" },
         });
         let mut resources = json!({
             "ArchiveOnEventLogGroup": {"Arn": log_group_arn("archive-on-event")},
             "ChunkRecordingLogGroup": {"Arn": log_group_arn("chunk-recording")},
             "RecordingSweepLogGroup": {"Arn": log_group_arn("recording-sweep")},
+            "StorageRouterLogGroup": {"Arn": log_group_arn("storage-router")},
         });
         for (id, name) in [
             ("ArchiveQueue", "archive"),
@@ -114,18 +126,27 @@ impl Deployment {
             bucket,
             key_arn,
             webhook,
+            routing,
             policies: template_policies(&parameters, &resources).await?,
         })
     }
 
     async fn all() -> Vec<Deployment> {
         vec![
-            Deployment::resolve("existing bucket and key, webhook", true, true)
+            Deployment::resolve("existing bucket and key, webhook", true, true, false)
                 .await
                 .unwrap(),
-            Deployment::resolve("created bucket and key, no webhook", false, false)
+            Deployment::resolve("created bucket and key, no webhook", false, false, false)
                 .await
                 .unwrap(),
+            Deployment::resolve(
+                "existing bucket and key, routing to acme-rec-* with its own key",
+                true,
+                false,
+                true,
+            )
+            .await
+            .unwrap(),
         ]
     }
 
@@ -157,6 +178,38 @@ impl Deployment {
         self.object_arn("_state/transfers/r-1.json")
     }
 
+    /// With routing: an archive, a manifest and a checkpoint in another target bucket.
+    fn routed_objects(&self) -> Vec<String> {
+        if !self.routing {
+            return Vec::new();
+        }
+        [
+            format!("calls/{ORG}/year=2026/month=03/day=04/hour=05/c-1/r-1.wav.enc"),
+            format!("calls/{ORG}/year=2026/month=03/day=04/hour=05/c-1/r-1.manifest.json"),
+            "calls/_state/transfers/r-1.json".to_string(),
+        ]
+        .iter()
+        .map(|k| format!("arn:aws:s3:::{ROUTED_BUCKET}/{k}"))
+        .collect()
+    }
+
+    /// The buckets the compliance gate reads the settings of.
+    fn target_buckets(&self) -> Vec<String> {
+        if self.routing {
+            vec![self.bucket_arn(), format!("arn:aws:s3:::{ROUTED_BUCKET}")]
+        } else {
+            Vec::new()
+        }
+    }
+
+    fn keys(&self) -> Vec<String> {
+        let mut keys = vec![self.key_arn.to_string()];
+        if self.routing {
+            keys.push(TARGET_KEY_ARN.to_string());
+        }
+        keys
+    }
+
     fn quarantine_arn(&self) -> String {
         self.object_arn(&format!("_quarantine/{ORG}/c-1/r-1.wav.enc"))
     }
@@ -176,11 +229,15 @@ impl Deployment {
         match function {
             "archive-on-event" => [queue_arn("transfer"), queue_arn("archive-dlq")].into(),
             "chunk-recording" => [queue_arn("transfer"), queue_arn("transfer-dlq")].into(),
-            _ => [queue_arn("archive")].into(),
+            "recording-sweep" => [queue_arn("archive")].into(),
+            _ => BTreeSet::new(),
         }
     }
 
     fn secrets(&self, function: &str) -> Vec<String> {
+        if function == "storage-router" {
+            return Vec::new();
+        }
         let mut s = vec![GENESYS_SECRET.to_string()];
         if self.webhook && function != "recording-sweep" {
             s.push(WEBHOOK_SECRET.to_string());
@@ -217,12 +274,93 @@ impl Deployment {
             needs.push(("s3:GetObject", arn.clone()));
             needs.push(("s3:PutObject", arn));
         }
+        if self.routing {
+            // The routing document, and the other targets' hour folders.
+            needs.push(("s3:GetObject", self.object_arn("_config/routing.yaml")));
+            needs.push(("s3:ListBucket", format!("arn:aws:s3:::{ROUTED_BUCKET}")));
+        }
         needs.extend(
             LOG_ACTIONS
                 .iter()
                 .map(|a| (*a, log_group_arn("recording-sweep"))),
         );
         needs
+    }
+
+    /// What storage-router does: list and read audit records, read the routing document,
+    /// replace its reports, probe each target under `_probe/`, read each target bucket's
+    /// settings, SSE-KMS through S3, its logs.
+    fn router_needs(&self) -> Vec<(&'static str, String)> {
+        const SETTINGS: [&str; 8] = [
+            "s3:ListBucket",
+            "s3:GetEncryptionConfiguration",
+            "s3:GetBucketPublicAccessBlock",
+            "s3:GetBucketVersioning",
+            "s3:GetBucketObjectLockConfiguration",
+            "s3:GetBucketPolicy",
+            "s3:GetLifecycleConfiguration",
+            "s3:GetReplicationConfiguration",
+        ];
+        let mut needs = vec![
+            ("s3:GetObject", self.archive_keys()[2].clone()),
+            ("s3:GetObject", self.object_arn("_config/routing.yaml")),
+            ("kms:GenerateDataKey", self.key_arn.to_string()),
+            ("kms:Decrypt", self.key_arn.to_string()),
+        ];
+        for report in [
+            "_reports/compliance/latest.json",
+            "_reports/audit/20260303T000000Z_20260304T000000Z.html",
+        ] {
+            needs.push(("s3:GetObject", self.object_arn(report)));
+            needs.push(("s3:PutObject", self.object_arn(report)));
+        }
+        let mut probes = vec![self.object_arn("_probe/20260304T050607-x.txt")];
+        let mut buckets = vec![self.bucket_arn()];
+        if self.routing {
+            probes.push(format!(
+                "arn:aws:s3:::{ROUTED_BUCKET}/calls/_probe/20260304T050607-x.txt"
+            ));
+            buckets.push(format!("arn:aws:s3:::{ROUTED_BUCKET}"));
+            needs.push(("kms:GenerateDataKey", TARGET_KEY_ARN.to_string()));
+            needs.push(("kms:Decrypt", TARGET_KEY_ARN.to_string()));
+        }
+        for p in probes {
+            for a in ["s3:PutObject", "s3:GetObject", "s3:DeleteObject"] {
+                needs.push((a, p.clone()));
+            }
+        }
+        for b in buckets {
+            needs.extend(SETTINGS.iter().map(|a| (*a, b.clone())));
+        }
+        needs.extend(
+            LOG_ACTIONS
+                .iter()
+                .map(|a| (*a, log_group_arn("storage-router"))),
+        );
+        needs
+    }
+
+    /// What storage-router must not be able to do: read or write recordings, manifests,
+    /// checkpoints or audit records, delete outside _probe/, send to any queue.
+    fn router_denied(&self) -> Vec<(&'static str, String)> {
+        let mut denied = vec![
+            ("s3:PutObject", self.checkpoint_arn()),
+            ("s3:GetObject", self.checkpoint_arn()),
+            ("s3:DeleteObject", self.checkpoint_arn()),
+            ("s3:PutObject", self.archive_keys()[2].clone()),
+            ("s3:DeleteObject", self.archive_keys()[2].clone()),
+            ("sqs:SendMessage", queue_arn("archive")),
+            ("secretsmanager:GetSecretValue", GENESYS_SECRET.to_string()),
+        ];
+        for key in self.archive_keys()[..2]
+            .iter()
+            .chain(self.routed_objects().iter())
+        {
+            denied.push(("s3:GetObject", key.clone()));
+            denied.push(("s3:PutObject", key.clone()));
+            denied.push(("s3:DeleteObject", key.clone()));
+        }
+        denied
     }
 
     /// What recording-sweep must not be able to do: read or write recordings and manifests,
@@ -255,28 +393,85 @@ impl Deployment {
         };
         let mut stored = self.archive_keys();
         stored.push(self.checkpoint_arn());
+        stored.extend(self.routed_objects());
+        let routed = self.routed_objects();
+        // Worm targets' archives and manifests carry Object Lock headers (routing only).
+        let locked: Vec<String> = if self.routing {
+            self.archive_keys()[..2]
+                .iter()
+                .cloned()
+                .chain(routed.iter().take(2).cloned())
+                .collect()
+        } else {
+            Vec::new()
+        };
+        let mut lists = vec![self.bucket_arn()];
+        lists.extend(self.target_buckets().into_iter().skip(1));
         Some(match op {
-            "put_object"
-            | "create_multipart_upload"
-            | "upload_part"
-            | "complete_multipart_upload" => each("s3:PutObject", stored).collect(),
+            "put_object" | "create_multipart_upload" => each("s3:PutObject", stored)
+                .chain(each("s3:PutObjectRetention", locked))
+                .collect(),
+            "upload_part" | "complete_multipart_upload" => each("s3:PutObject", stored).collect(),
             // A missing key is 404 only to a caller allowed s3:ListBucket (else 403), and the
             // code relies on that 404 for every existence check.
             "head_object" | "get_object" => each("s3:GetObject", stored)
-                .chain([("s3:ListBucket", self.bucket_arn())])
+                .chain(each("s3:ListBucket", lists))
                 .collect(),
-            "delete_object" => vec![
-                ("s3:DeleteObject", self.checkpoint_arn()),
-                ("s3:DeleteObject", self.archive_keys()[0].clone()),
-            ],
-            "abort_multipart_upload" => {
-                vec![("s3:AbortMultipartUpload", self.archive_keys()[0].clone())]
+            "delete_object" => {
+                let mut v = vec![
+                    ("s3:DeleteObject", self.checkpoint_arn()),
+                    ("s3:DeleteObject", self.archive_keys()[0].clone()),
+                ];
+                v.extend(routed.iter().map(|r| ("s3:DeleteObject", r.clone())));
+                v
             }
+            "abort_multipart_upload" => {
+                let mut v = vec![("s3:AbortMultipartUpload", self.archive_keys()[0].clone())];
+                v.extend(
+                    routed
+                        .first()
+                        .map(|r| ("s3:AbortMultipartUpload", r.clone())),
+                );
+                v
+            }
+            // The compliance gate (routing only: bootstrap builds no route table without
+            // ROUTING_CONFIG, which the template sets only with RoutingConfigKey).
+            "get_bucket_encryption" => {
+                each("s3:GetEncryptionConfiguration", self.target_buckets()).collect()
+            }
+            "get_public_access_block" => {
+                each("s3:GetBucketPublicAccessBlock", self.target_buckets()).collect()
+            }
+            "get_bucket_versioning" => {
+                each("s3:GetBucketVersioning", self.target_buckets()).collect()
+            }
+            "get_object_lock_configuration" => {
+                each("s3:GetBucketObjectLockConfiguration", self.target_buckets()).collect()
+            }
+            "get_bucket_policy" => each("s3:GetBucketPolicy", self.target_buckets()).collect(),
+            "get_bucket_lifecycle_configuration" => {
+                each("s3:GetLifecycleConfiguration", self.target_buckets()).collect()
+            }
+            // Read by storage-router's inspector only (the archive functions' gate is built
+            // with `replication: false`).
+            "get_bucket_replication" => Vec::new(),
+            // ROUTING_CONFIG from SSM: the template always points it at S3 (RoutingConfigKey);
+            // a deployment outside the template that uses ssm: grants ssm:GetParameter itself.
+            "get_parameter" => Vec::new(),
             "copy_object" => vec![
                 ("s3:GetObject", self.archive_keys()[0].clone()),
                 ("s3:PutObject", self.quarantine_arn()),
             ],
-            "list_objects_v2" => vec![("s3:ListBucket", self.bucket_arn())],
+            "list_objects_v2" => {
+                let mut v = vec![("s3:ListBucket", self.bucket_arn())];
+                v.extend(
+                    self.target_buckets()
+                        .into_iter()
+                        .skip(1)
+                        .map(|b| ("s3:ListBucket", b)),
+                );
+                v
+            }
             // SendMessageBatch is authorised as sqs:SendMessage. (Only the ArchiveQueue client
             // batches; the pipeline functions link it without using it.)
             "send_message" | "send_message_batch" => each(
@@ -293,8 +488,8 @@ impl Deployment {
             "get_queue_attributes" => {
                 vec![("sqs:GetQueueAttributes", Self::source_queue(function)?)]
             }
-            "generate_data_key" => vec![("kms:GenerateDataKey", self.key_arn.to_string())],
-            "decrypt" => vec![("kms:Decrypt", self.key_arn.to_string())],
+            "generate_data_key" => each("kms:GenerateDataKey", self.keys()).collect(),
+            "decrypt" => each("kms:Decrypt", self.keys()).collect(),
             "get_secret_value" => {
                 each("secretsmanager:GetSecretValue", self.secrets(function)).collect()
             }
@@ -656,9 +851,10 @@ async fn roles_scope_every_grant_to_the_deployments_own_resources() {
             let mut org_bound = BTreeSet::new();
             for s in &kms {
                 check(
-                    resources(s) == BTreeSet::from([d.key_arn.to_string()]),
+                    resources(s) == BTreeSet::from([d.key_arn.to_string()])
+                        || (d.routing && resources(s) == BTreeSet::from([TARGET_KEY_ARN.to_string()])),
                     format!(
-                        "{at}: KMS statement not scoped to the archive key {}: {s}",
+                        "{at}: KMS statement not scoped to the archive key {} (or the routing targets' keys): {s}",
                         d.key_arn
                     ),
                 );
@@ -673,21 +869,25 @@ async fn roles_scope_every_grant_to_the_deployments_own_resources() {
                         strings(condition.pointer("/StringLike/kms:EncryptionContext:aws:s3:arn"))
                             .into_iter()
                             .collect();
-                    let allowed: BTreeSet<String> = [d.bucket_arn(), d.object_arn("*")].into();
+                    let mut allowed: BTreeSet<String> = [d.bucket_arn(), d.object_arn("*")].into();
+                    if d.routing {
+                        allowed.insert(format!("arn:aws:s3:::{ROUTED_PATTERN}"));
+                        allowed.insert(format!("arn:aws:s3:::{ROUTED_PATTERN}/*"));
+                    }
                     check(
                         !arns.is_empty()
                             && arns.is_subset(&allowed)
                             && condition.as_object().map(|o| o.len()) == Some(2),
-                        format!("{at}: S3 encryption grant not bound to the archive bucket: {s}"),
+                        format!("{at}: S3 encryption grant not bound to the archive (and target) buckets: {s}"),
                     );
                 } else {
                     check(false, format!("{at}: KMS statement without the orgId encryption context condition: {s}"));
                 }
             }
-            if function == "recording-sweep" {
+            if function == "recording-sweep" || function == "storage-router" {
                 check(
                     org_bound.is_empty(),
-                    format!("{at}: the sweep never encrypts, yet is granted the envelope key: {org_bound:?}"),
+                    format!("{at}: {function} never encrypts, yet is granted the envelope key: {org_bound:?}"),
                 );
             } else {
                 check(
@@ -718,17 +918,21 @@ async fn roles_scope_every_grant_to_the_deployments_own_resources() {
                 );
             }
 
-            // S3 objects: under `${bucket}/${ArchivePrefix}/` only.
+            // S3 objects: under `${bucket}/${ArchivePrefix}/` only (and, with routing, in the
+            // target buckets RoutingBucketPattern names).
             let object_root = d.object_arn("");
+            let routed_root = format!("arn:aws:s3:::{ROUTED_PATTERN}/");
             for s in statements_of(policy, "s3:") {
                 let actions = strings(s.get("Action"));
-                if actions
-                    .iter()
-                    .any(|a| a.contains("Object") || a.contains("Multipart"))
-                {
+                // (s3:GetBucketObjectLockConfiguration is a bucket setting, not an object.)
+                if actions.iter().any(|a| {
+                    (a.contains("Object") && !a.starts_with("s3:GetBucket"))
+                        || a.contains("Multipart")
+                }) {
                     for r in resources(s) {
                         check(
-                            r.starts_with(&object_root),
+                            r.starts_with(&object_root)
+                                || (d.routing && r.starts_with(&routed_root)),
                             format!("{at}: object grant {r} is not under {object_root}"),
                         );
                     }
@@ -736,19 +940,33 @@ async fn roles_scope_every_grant_to_the_deployments_own_resources() {
                 // DeleteObject: transfer checkpoints under _state/, and archive objects anywhere
                 // under the prefix (checksum mismatch, quarantine move), nowhere else.
                 if actions.iter().any(|a| a == "s3:DeleteObject") {
-                    let allowed: BTreeSet<String> =
+                    let mut allowed: BTreeSet<String> =
                         [d.object_arn("_state/*"), d.object_arn("*")].into();
+                    if function == "storage-router" {
+                        // The probe only.
+                        allowed = [d.object_arn("_probe/*")].into();
+                        if d.routing {
+                            allowed.insert(format!("{routed_root}*_probe/*"));
+                        }
+                    } else if d.routing {
+                        allowed.insert(format!("{routed_root}*"));
+                    }
                     check(
                         resources(s).is_subset(&allowed),
-                        format!("{at}: DeleteObject beyond checkpoints and archive objects: {s}"),
+                        format!("{at}: DeleteObject beyond checkpoints and archive objects (the probe for storage-router): {s}"),
                     );
                 }
                 // ListBucket: on the bucket, unconditioned, so that it counts for the
                 // HeadObject/GetObject existence checks (which carry no s3:prefix).
                 if actions.iter().any(|a| a == "s3:ListBucket") {
+                    let buckets: BTreeSet<String> =
+                        [d.bucket_arn(), format!("arn:aws:s3:::{ROUTED_PATTERN}")].into();
                     check(
-                        resources(s) == BTreeSet::from([d.bucket_arn()]) && s.get("Condition").is_none(),
-                        format!("{at}: s3:ListBucket must be granted on the bucket without a condition: {s}"),
+                        !resources(s).is_empty()
+                            && resources(s).is_subset(&buckets)
+                            && (d.routing || resources(s) == BTreeSet::from([d.bucket_arn()]))
+                            && s.get("Condition").is_none(),
+                        format!("{at}: s3:ListBucket must be granted on the bucket (and the target buckets) without a condition: {s}"),
                     );
                 }
             }
@@ -815,6 +1033,41 @@ async fn the_sweep_role_grants_what_the_sweep_does_and_nothing_more() {
             if !granting(policy, action, &resource).is_empty() {
                 problems.push(format!(
                     "[{}] recording-sweep may {action} on {resource}",
+                    d.name
+                ));
+            }
+        }
+    }
+    assert!(problems.is_empty(), "\n{}", problems.join("\n"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_router_role_grants_what_storage_router_does_and_nothing_more() {
+    let mut problems = Vec::new();
+    for d in Deployment::all().await {
+        let policy = d.policy("storage-router");
+        let needs = d.router_needs();
+        for (action, resource) in &needs {
+            if granting(policy, action, resource).is_empty() {
+                problems.push(format!(
+                    "[{}] storage-router needs {action} on {resource}: not granted",
+                    d.name
+                ));
+            }
+        }
+        let needed: BTreeSet<&str> = needs.iter().map(|(a, _)| *a).collect();
+        for action in granted_actions(policy) {
+            if !needed.contains(action.as_str()) {
+                problems.push(format!(
+                    "[{}] storage-router is granted {action}, which it does not use",
+                    d.name
+                ));
+            }
+        }
+        for (action, resource) in d.router_denied() {
+            if !granting(policy, action, &resource).is_empty() {
+                problems.push(format!(
+                    "[{}] storage-router may {action} on {resource}",
                     d.name
                 ));
             }
@@ -891,6 +1144,10 @@ Resources:
     Properties:
       Policies: []
   RecordingSweepRole:
+    Type: AWS::IAM::Role
+    Properties:
+      Policies: []
+  StorageRouterRole:
     Type: AWS::IAM::Role
     Properties:
       Policies: []

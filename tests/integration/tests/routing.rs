@@ -159,6 +159,7 @@ impl MotoInspector {
         MotoInspector {
             inner: S3Inspector {
                 client: stack.s3.clone(),
+                replication: true,
             },
             endpoint: stack.moto.endpoint_url(),
             tls_policy,
