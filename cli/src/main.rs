@@ -7,6 +7,7 @@
 
 mod crypt;
 mod demo;
+mod storage;
 
 use std::path::PathBuf;
 
@@ -92,6 +93,51 @@ enum Command {
         #[arg(long)]
         out: Option<std::path::PathBuf>,
     },
+    /// Where each recording of a conversation goes by the routing rules (ROUTING_CONFIG), which
+    /// rules it passed over and why, where it was recorded to go, and whether that target is
+    /// compliant.
+    Route {
+        #[arg(long)]
+        conversation: String,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Check a routing document (YAML or JSON) without deploying it: exit 1 naming the field
+    /// or line of the first problem.
+    ValidateRouting {
+        #[arg(long)]
+        file: std::path::PathBuf,
+    },
+    /// Check every storage target's bucket (encryption, public access, versioning, Object
+    /// Lock, TLS-only policy, multipart lifecycle, replication, a write/read/delete probe under
+    /// _probe/); exit 1 when one fails a required check. Uses ARCHIVE_BUCKET, ARCHIVE_PREFIX
+    /// and ROUTING_CONFIG.
+    Compliance {
+        /// Skip the write/read/delete probe.
+        #[arg(long)]
+        no_probe: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// The audit report of a period (per target: archived, failed by reason, bytes, success
+    /// rate, latency p50/p95/p99 and histogram, oldest unarchived): JSON, Markdown and HTML
+    /// written under {prefix}/_reports/audit/, the Markdown printed.
+    Report {
+        /// Period start: 2026-11-01 or an RFC 3339 time.
+        #[arg(long)]
+        from: String,
+        /// Period end (exclusive), same forms.
+        #[arg(long)]
+        to: String,
+        /// Also write the three files to this directory.
+        #[arg(long)]
+        out: Option<std::path::PathBuf>,
+    },
+    /// The Genesys Cloud side: the EventBridge integration, retention policies that delete
+    /// too soon, the OAuth client's permissions. --check changes nothing; --apply creates or
+    /// completes the integration (idempotent).
+    Setup(storage::SetupArgs),
     /// Decrypt an archive object (file or s3://bucket/key) to a file or stdout (-).
     Decrypt {
         #[arg(long = "in")]
@@ -145,6 +191,13 @@ async fn main() -> Result<()> {
             recording,
         } => archive(conversation, recording).await,
         Command::Reconcile { from, to, out } => reconcile(&from, &to, out).await,
+        Command::Route { conversation, json } => storage::route(&conversation, json).await,
+        Command::ValidateRouting { file } => storage::validate_routing(&file),
+        Command::Compliance { no_probe, json } => storage::compliance(!no_probe, json).await,
+        Command::Report { from, to, out } => {
+            storage::report(parse_instant(&from)?, parse_instant(&to)?, out).await
+        }
+        Command::Setup(args) => storage::setup(args).await,
         Command::Backfill {
             from,
             to,

@@ -200,6 +200,19 @@ pub async fn handler_deps(
     })
 }
 
+/// The configuration and a Genesys client from `env` alone (the CLI's `setup`): no AWS
+/// resource is touched except the credentials secret when one is configured.
+pub async fn genesys_from_env(
+    env: &HashMap<String, String>,
+    sdk: &aws_config::SdkConfig,
+) -> Result<(Config, GenesysClient), InitError> {
+    let config = Config::from_map(env)?;
+    let secrets = aws_sdk_secretsmanager::Client::new(sdk);
+    let credentials = resolve_credentials(&config.genesys.credentials, &secrets).await?;
+    let genesys = GenesysClient::new(&config.genesys, credentials)?;
+    Ok((config, genesys))
+}
+
 /// Where a routing document is kept (`ROUTING_CONFIG`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RoutingSource {

@@ -10,6 +10,7 @@ pub mod esm;
 pub mod fault_proxy;
 pub mod iam;
 pub mod moto;
+pub mod routing_kit;
 pub mod runtime_api;
 pub mod stack;
 pub mod transfer_kit;

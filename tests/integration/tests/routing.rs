@@ -7,26 +7,21 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use aws_sdk_s3::types::{
-    AbortIncompleteMultipartUpload, BucketLifecycleConfiguration, BucketVersioningStatus,
-    ExpirationStatus, LifecycleRule, LifecycleRuleFilter, PublicAccessBlockConfiguration,
     ServerSideEncryption, ServerSideEncryptionByDefault, ServerSideEncryptionConfiguration,
-    ServerSideEncryptionRule, VersioningConfiguration,
+    ServerSideEncryptionRule,
 };
-use gc_archive::compliance::{
-    self, BucketInspector, BucketSettings, S3Inspector, Status, TargetReport,
-};
+use gc_archive::compliance::{self, BucketInspector, Status, TargetReport};
 use gc_archive::handlers::{archive_on_event, HandlerError};
 use gc_archive::ids::ConversationId;
 use gc_archive::routing::{RoutingConfig, StorageTarget};
 use gc_archive::store::manifest::Manifest;
+use gc_archive_it::routing_kit::{configure, tls_policy, MotoInspector};
 use gc_archive_it::stack::{LocalStack, StackOptions, BUCKET, PREFIX};
 use genesys_sim::{Codec, ConversationSpec, MediaSource, ParticipantSpec, RecordingSpec};
 
 const SALES: &str = "gc-sales-archive";
 const GENERAL: &str = "gc-general-archive";
 const UNVERSIONED: &str = "gc-unversioned-archive";
-
-const TLS_POLICY: &str = r#"{"Version":"2012-10-17","Statement":[{"Sid":"TlsOnly","Effect":"Deny","Principal":"*","Action":"s3:*","Resource":["arn:aws:s3:::BUCKET","arn:aws:s3:::BUCKET/*"],"Condition":{"Bool":{"aws:SecureTransport":"false"}}}]}"#;
 
 const ROUTING: &str = r#"
 version: 1
@@ -57,139 +52,6 @@ rules:
       media: [chat, messaging]
 defaultTarget: general
 "#;
-
-/// Everything the README asks of a bucket, except the TLS-only policy (see [`AsDeployed`]).
-async fn configure(stack: &LocalStack, bucket: &str, object_lock: bool, versioning: bool) {
-    let s3 = &stack.s3;
-    s3.create_bucket()
-        .bucket(bucket)
-        .object_lock_enabled_for_bucket(object_lock)
-        .send()
-        .await
-        .unwrap();
-    if versioning && !object_lock {
-        s3.put_bucket_versioning()
-            .bucket(bucket)
-            .versioning_configuration(
-                VersioningConfiguration::builder()
-                    .status(BucketVersioningStatus::Enabled)
-                    .build(),
-            )
-            .send()
-            .await
-            .unwrap();
-    }
-    s3.put_bucket_encryption()
-        .bucket(bucket)
-        .server_side_encryption_configuration(
-            ServerSideEncryptionConfiguration::builder()
-                .rules(
-                    ServerSideEncryptionRule::builder()
-                        .apply_server_side_encryption_by_default(
-                            ServerSideEncryptionByDefault::builder()
-                                .sse_algorithm(ServerSideEncryption::AwsKms)
-                                .kms_master_key_id(&stack.key_arn)
-                                .build()
-                                .unwrap(),
-                        )
-                        .bucket_key_enabled(true)
-                        .build(),
-                )
-                .build()
-                .unwrap(),
-        )
-        .send()
-        .await
-        .unwrap();
-    s3.put_public_access_block()
-        .bucket(bucket)
-        .public_access_block_configuration(
-            PublicAccessBlockConfiguration::builder()
-                .block_public_acls(true)
-                .ignore_public_acls(true)
-                .block_public_policy(true)
-                .restrict_public_buckets(true)
-                .build(),
-        )
-        .send()
-        .await
-        .unwrap();
-    s3.put_bucket_lifecycle_configuration()
-        .bucket(bucket)
-        .lifecycle_configuration(
-            BucketLifecycleConfiguration::builder()
-                .rules(
-                    LifecycleRule::builder()
-                        .id("abort-incomplete-multipart")
-                        .status(ExpirationStatus::Enabled)
-                        .filter(LifecycleRuleFilter::builder().prefix("").build())
-                        .abort_incomplete_multipart_upload(
-                            AbortIncompleteMultipartUpload::builder()
-                                .days_after_initiation(7)
-                                .build(),
-                        )
-                        .build()
-                        .unwrap(),
-                )
-                .build()
-                .unwrap(),
-        )
-        .send()
-        .await
-        .unwrap();
-}
-
-/// [`S3Inspector`] with two stand-ins for what moto cannot serve, each named:
-/// * moto answers GetBucketVersioning with the root element `GetBucketVersioningResponse`
-///   where S3 answers `VersioningConfiguration`, which the Rust SDK refuses to parse (boto3 is
-///   lenient); that one setting is read with a plain GET of `?versioning`.
-/// * With `tls_policy`: moto enforces a Deny for principal `*` on every object GET/PUT and
-///   ignores its Condition (moto-notes.md), so a bucket carrying the TLS-only policy cannot be
-///   written to on moto at all. The routing test reports the policy the README prescribes for
-///   a bucket that has none; `the_compliance_checks_read_each_setting_from_s3` reads the real
-///   policy back from buckets that carry it.
-struct MotoInspector {
-    inner: S3Inspector,
-    endpoint: String,
-    tls_policy: bool,
-}
-
-impl MotoInspector {
-    fn new(stack: &LocalStack, tls_policy: bool) -> MotoInspector {
-        MotoInspector {
-            inner: S3Inspector {
-                client: stack.s3.clone(),
-                replication: true,
-            },
-            endpoint: stack.moto.endpoint_url(),
-            tls_policy,
-        }
-    }
-}
-
-#[async_trait::async_trait]
-impl BucketInspector for MotoInspector {
-    async fn inspect(&self, bucket: &str) -> BucketSettings {
-        let mut s = self.inner.inspect(bucket).await;
-        let raw = reqwest::get(format!("{}/{bucket}?versioning", self.endpoint)).await;
-        s.versioning = match raw {
-            Ok(r) if r.status().is_success() => {
-                let text = r.text().await.unwrap_or_default();
-                Ok(text
-                    .split("<Status>")
-                    .nth(1)
-                    .and_then(|rest| rest.split("</Status>").next())
-                    .map(str::to_string))
-            }
-            Ok(r) => Err(format!("HTTP {}", r.status())),
-            Err(e) => Err(e.to_string()),
-        };
-        if self.tls_policy && s.policy == Ok(None) {
-            s.policy = Ok(Some(TLS_POLICY.replace("BUCKET", bucket)));
-        }
-        s
-    }
-}
 
 fn envelope(stack: &LocalStack, cid: &str) -> serde_json::Value {
     serde_json::json!({
@@ -513,7 +375,7 @@ async fn the_compliance_checks_read_each_setting_from_s3() {
         .s3
         .put_bucket_policy()
         .bucket("gc-compliant")
-        .policy(TLS_POLICY.replace("BUCKET", "gc-compliant"))
+        .policy(tls_policy("gc-compliant"))
         .send()
         .await
         .unwrap();
@@ -582,7 +444,7 @@ async fn the_compliance_checks_read_each_setting_from_s3() {
         }
         s3.put_bucket_policy()
             .bucket(bucket)
-            .policy(TLS_POLICY.replace("BUCKET", bucket))
+            .policy(tls_policy(bucket))
             .send()
             .await
             .unwrap();
