@@ -55,7 +55,7 @@ test: venv fmt clippy unit lint
 
 # Lambda artifacts for deployment (arm64, provided.al2023), as `sam build` produces them.
 build: venv
-	$(CARGO) lambda build --release --arm64 -p archive-on-event -p chunk-recording -p recording-sweep
+	$(CARGO) lambda build --release --arm64 -p archive-on-event -p chunk-recording -p recording-sweep -p storage-router
 	@ls -l target/lambda/*/bootstrap
 
 clean-venv:
@@ -65,7 +65,7 @@ clean-venv:
 #   make bench      - crypto-bench, then transfer-bench (discard sink 64 MiB + 1 GiB, moto 256 MiB)
 #   make coldstart  - cargo lambda build x86_64 + arm64 (release, slow), then init time and sizes
 # Benchmarks use the bench-fast profile (opt 3, thin LTO), never release (fat LTO).
-.PHONY: bench-build bench-backfill
+.PHONY: bench-build bench-backfill bench-routing
 BENCH_BIN := $(or $(CARGO_TARGET_DIR),target)/bench-fast
 BENCH_TRANSFER_ARGS ?= --moto
 LAMBDA_FUNCTIONS := -p archive-on-event -p chunk-recording
@@ -81,6 +81,10 @@ bench-crypto: bench-build
 
 bench-transfer: venv bench-build
 	$(BENCH_BIN)/transfer-bench $(BENCH_TRANSFER_ARGS)
+
+# What routing costs per recording (document parse, rule evaluation, facts, route record).
+bench-routing: bench-build
+	$(BENCH_BIN)/routing-bench
 
 # A 20,000-conversation backfill at 300 requests/min, killed three times (about 8 min).
 bench-backfill: venv bench-build

@@ -410,8 +410,7 @@ async fn archive(conversation: String, recording: Option<String>) -> Result<()> 
                     &conversation,
                     &r,
                     media,
-                    None,
-                    None,
+                    Default::default(),
                     Some(deadline),
                     &worker,
                 )

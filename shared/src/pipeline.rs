@@ -55,6 +55,14 @@ pub struct ConversationFacts {
     pub routing: RecordingFacts,
 }
 
+/// What a caller already knows about a recording; each saves requests.
+#[derive(Debug, Clone, Default)]
+pub struct Known {
+    pub facts: Option<ConversationFacts>,
+    /// The route its transfer job carries.
+    pub route: Option<RecordedRoute>,
+}
+
 /// Where one recording is written: its target's store, layout and keyring, and the recorded
 /// route that chose it (None without routing).
 pub struct Placement {
@@ -232,7 +240,7 @@ impl ArchiveService {
         for meta in self.genesys.recording_metadata(conversation).await? {
             let media = RecordingMedia::from_api(meta.media.as_deref());
             let facts = RecordingFacts::of_conversation(&conv, media);
-            let (decision, passed_over) = match table.config.route(&facts) {
+            let (decision, passed_over) = match table.config.explain(&facts) {
                 Ok(r) => (
                     Ok(RecordedRoute {
                         target: r.target_name.to_string(),
@@ -274,12 +282,15 @@ impl ArchiveService {
         Ok(out)
     }
 
-    /// The route recorded for a recording, if one was.
+    /// The route recorded for a recording, if one was (never without routing: no request).
     pub async fn recorded_route(
         &self,
         conversation: &ConversationId,
         recording: &RecordingId,
     ) -> Result<Option<RecordedRoute>, TransferError> {
+        if self.routes.is_none() {
+            return Ok(None);
+        }
         let key = self.layout().route_record_key(conversation, recording);
         match self.store.get(&key).await? {
             None => Ok(None),
@@ -325,7 +336,7 @@ impl ArchiveService {
                     table
                         .admit(&decided.target)
                         .await
-                        .map_err(TransferError::Route)?;
+                        .map_err(TransferError::TargetRefused)?;
                     self.record_route(conversation, recording, decided).await?
                 }
             },
@@ -334,7 +345,7 @@ impl ArchiveService {
         table
             .admit(&route.target)
             .await
-            .map_err(TransferError::Route)?;
+            .map_err(TransferError::TargetRefused)?;
         Ok(Placement {
             store: dest.store.clone(),
             layout: dest.layout.clone(),
@@ -373,17 +384,18 @@ impl ArchiveService {
     }
 
     /// Archives (or continues archiving) one recording of kind `media`: every one of its media
-    /// streams. `facts` may be passed when the caller already has them.
+    /// streams. `known` holds what the caller already has (the conversation's facts, the route
+    /// its transfer job carries).
     pub async fn archive(
         &self,
         conversation: &ConversationId,
         recording: &RecordingId,
         media: RecordingMedia,
-        facts: Option<ConversationFacts>,
-        route: Option<RecordedRoute>,
+        known: Known,
         deadline: Option<Instant>,
         worker_id: &str,
     ) -> Result<ArchiveReport, TransferError> {
+        let Known { facts, route } = known;
         let started = Instant::now();
         let span = tracing::info_span!("archive", conversation_id = %conversation, recording_id = %recording, %media);
         let _enter = span.enter();

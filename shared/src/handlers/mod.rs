@@ -525,8 +525,10 @@ async fn process_recording(
             conversation,
             &recording,
             media,
-            Some(f.clone()),
-            None,
+            crate::pipeline::Known {
+                facts: Some(f.clone()),
+                route: None,
+            },
             Some(now + budget),
             request_id,
         )
@@ -725,8 +727,10 @@ pub async fn transfer_disposition(
             &job.conversation_id,
             &job.recording_id,
             job.media,
-            None,
-            job.route.clone(),
+            crate::pipeline::Known {
+                facts: None,
+                route: job.route.clone(),
+            },
             Some(deadline),
             request_id,
         )

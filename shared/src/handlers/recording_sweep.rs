@@ -81,7 +81,9 @@ impl SweepRuntime {
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(tag = "action", rename_all = "camelCase", deny_unknown_fields)]
 pub enum SweepRequest {
-    Sweep,
+    /// A struct variant so that `deny_unknown_fields` applies (an internally tagged unit
+    /// variant accepts any other field).
+    Sweep {},
     #[serde(rename_all = "camelCase")]
     Backfill {
         from: DateTime<Utc>,
@@ -107,7 +109,7 @@ impl SweepRequest {
         let scheduled =
             payload.get("detail-type").and_then(Value::as_str) == Some("Scheduled Event");
         if scheduled || payload.as_object().is_some_and(|o| o.is_empty()) {
-            return Ok(SweepRequest::Sweep);
+            return Ok(SweepRequest::Sweep {});
         }
         serde_json::from_value(payload).map_err(|e| {
             HandlerError::Payload(format!(
@@ -155,7 +157,7 @@ pub async fn recording_sweep(
     let now = Utc::now();
     let deps = rt.sweep_deps();
     match request {
-        SweepRequest::Sweep => {
+        SweepRequest::Sweep {} => {
             let report = sweep_once(&deps, &rt.settings, now)
                 .await
                 .map_err(|e| handler_error(&e))?;
@@ -261,8 +263,14 @@ mod tests {
     fn requests_parse_from_schedules_and_input_events_and_bad_ones_say_what_is_expected() {
         let scheduled = json!({"version": "0", "id": "x", "detail-type": "Scheduled Event",
             "source": "aws.events", "detail": {}});
-        assert_eq!(SweepRequest::parse(scheduled).unwrap(), SweepRequest::Sweep);
-        assert_eq!(SweepRequest::parse(json!({})).unwrap(), SweepRequest::Sweep);
+        assert_eq!(
+            SweepRequest::parse(scheduled).unwrap(),
+            SweepRequest::Sweep {}
+        );
+        assert_eq!(
+            SweepRequest::parse(json!({})).unwrap(),
+            SweepRequest::Sweep {}
+        );
         assert_eq!(
             SweepRequest::parse(json!({"action": "backfill", "from": "2025-01-01T00:00:00Z",
                 "to": "2025-02-01T00:00:00Z", "windowHours": 6}))
@@ -277,6 +285,7 @@ mod tests {
             json!({"action": "backfill", "from": "yesterday", "to": "2025-02-01T00:00:00Z"}),
             json!({"action": "purge"}),
             json!({"action": "reconcile", "dayz": 1}),
+            json!({"action": "sweep", "force": true}),
         ] {
             let e = SweepRequest::parse(bad.clone()).unwrap_err();
             assert!(

@@ -48,7 +48,9 @@ pub struct RouterRuntime {
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(tag = "action", rename_all = "camelCase", deny_unknown_fields)]
 pub enum RouterRequest {
-    Check,
+    /// A struct variant so that `deny_unknown_fields` applies (an internally tagged unit
+    /// variant accepts any other field).
+    Check {},
     #[serde(rename_all = "camelCase")]
     Report {
         #[serde(default)]
@@ -71,7 +73,7 @@ impl RouterRequest {
         let scheduled =
             payload.get("detail-type").and_then(Value::as_str) == Some("Scheduled Event");
         if scheduled || payload.as_object().is_some_and(|o| o.is_empty()) {
-            return Ok(RouterRequest::Check);
+            return Ok(RouterRequest::Check {});
         }
         serde_json::from_value(payload).map_err(|e| {
             HandlerError::Payload(format!(
@@ -221,7 +223,7 @@ pub async fn storage_router(
 ) -> Result<Value, HandlerError> {
     match RouterRequest::parse(payload)? {
         RouterRequest::Validate { document, config } => validate(document, config),
-        RouterRequest::Check => {
+        RouterRequest::Check {} => {
             let compliance = check(rt, now).await?;
             let (from, to) = last_days(now, 1);
             let (r, keys) = audit_report(rt, from, to, now).await?;
@@ -258,11 +260,11 @@ mod tests {
     fn requests_parse_and_bad_ones_say_what_is_expected() {
         assert_eq!(
             RouterRequest::parse(json!({})).unwrap(),
-            RouterRequest::Check
+            RouterRequest::Check {}
         );
         assert_eq!(
             RouterRequest::parse(json!({"detail-type": "Scheduled Event", "detail": {}})).unwrap(),
-            RouterRequest::Check
+            RouterRequest::Check {}
         );
         assert_eq!(
             RouterRequest::parse(json!({"action": "report", "days": 7})).unwrap(),

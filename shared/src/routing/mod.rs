@@ -390,11 +390,22 @@ impl RoutingConfig {
         Ok(())
     }
 
-    /// The target of a recording: the first rule that matches, else the default.
+    /// The target of a recording: the first rule that matches, else the default. Allocates
+    /// nothing (`explanation` is empty): what the pipeline calls per recording.
     pub fn route(&self, facts: &RecordingFacts) -> Result<Route<'_>, RoutingError> {
+        self.route_with(facts, false)
+    }
+
+    /// [`RoutingConfig::route`] with the explanation: one line per rule passed over, naming the
+    /// condition it failed (`gc-archive route`).
+    pub fn explain(&self, facts: &RecordingFacts) -> Result<Route<'_>, RoutingError> {
+        self.route_with(facts, true)
+    }
+
+    fn route_with(&self, facts: &RecordingFacts, explain: bool) -> Result<Route<'_>, RoutingError> {
         let mut explanation = Vec::new();
         for rule in &self.rules {
-            match rule.when.mismatch(facts) {
+            match rule.when.first_miss(facts) {
                 None => {
                     return Ok(Route {
                         target_name: &rule.target,
@@ -403,7 +414,12 @@ impl RoutingConfig {
                         explanation,
                     })
                 }
-                Some(why) => explanation.push(format!("rule {:?}: {why}", rule.name)),
+                Some(miss) if explain => explanation.push(format!(
+                    "rule {:?}: {}",
+                    rule.name,
+                    rule.when.describe(&miss, facts)
+                )),
+                Some(_) => {}
             }
         }
         match &self.default_target {
@@ -420,44 +436,75 @@ impl RoutingConfig {
     }
 }
 
+/// The first condition of a rule that a recording fails (no allocation; words on demand).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Miss<'a> {
+    Media,
+    Queues,
+    Divisions,
+    Direction,
+    WrapupCodes,
+    Attribute(&'a str, &'a str),
+}
+
 impl Conditions {
-    /// None when every condition holds; else the first that does not, in words.
-    fn mismatch(&self, f: &RecordingFacts) -> Option<String> {
+    fn first_miss(&self, f: &RecordingFacts) -> Option<Miss<'_>> {
         fn any_of(want: &Option<BTreeSet<String>>, have: &BTreeSet<String>) -> bool {
             want.as_ref().is_none_or(|w| !w.is_disjoint(have))
         }
         if let Some(media) = &self.media {
             if !f.media.is_some_and(|m| media.contains(&m)) {
-                return Some(format!(
-                    "media {} is not one of {:?}",
-                    f.media.map_or("unknown", |m| m.as_str()),
-                    media.iter().map(|m| m.as_str()).collect::<Vec<_>>()
-                ));
+                return Some(Miss::Media);
             }
         }
         if !any_of(&self.queue_ids, &f.queue_ids) {
-            return Some("none of the conversation's queues is listed".into());
+            return Some(Miss::Queues);
         }
         if !any_of(&self.division_ids, &f.division_ids) {
-            return Some("none of the conversation's divisions is listed".into());
+            return Some(Miss::Divisions);
         }
         if let Some(dirs) = &self.direction {
             if !f.direction.as_ref().is_some_and(|d| dirs.contains(d)) {
-                return Some(format!(
-                    "direction {} is not listed",
-                    f.direction.as_deref().unwrap_or("unknown")
-                ));
+                return Some(Miss::Direction);
             }
         }
         if !any_of(&self.wrapup_codes, &f.wrapup_codes) {
-            return Some("none of the conversation's wrap-up codes is listed".into());
+            return Some(Miss::WrapupCodes);
         }
         for (k, v) in &self.attributes {
             if f.attributes.get(k) != Some(v) {
-                return Some(format!("attribute {k:?} is not {v:?}"));
+                return Some(Miss::Attribute(k, v));
             }
         }
         None
+    }
+
+    fn describe(&self, miss: &Miss<'_>, f: &RecordingFacts) -> String {
+        match miss {
+            Miss::Media => format!(
+                "media {} is not one of {:?}",
+                f.media.map_or("unknown", |m| m.as_str()),
+                self.media
+                    .iter()
+                    .flatten()
+                    .map(|m| m.as_str())
+                    .collect::<Vec<_>>()
+            ),
+            Miss::Queues => "none of the conversation's queues is listed".into(),
+            Miss::Divisions => "none of the conversation's divisions is listed".into(),
+            Miss::Direction => format!(
+                "direction {} is not listed",
+                f.direction.as_deref().unwrap_or("unknown")
+            ),
+            Miss::WrapupCodes => "none of the conversation's wrap-up codes is listed".into(),
+            Miss::Attribute(k, v) => format!("attribute {k:?} is not {v:?}"),
+        }
+    }
+
+    /// None when every condition holds; else the first that does not, in words.
+    #[cfg(test)]
+    fn mismatch(&self, f: &RecordingFacts) -> Option<String> {
+        self.first_miss(f).map(|m| self.describe(&m, f))
     }
 }
 
@@ -507,7 +554,7 @@ mod tests {
         let r = c.route(&facts(RecordingMedia::Audio, "q-sales")).unwrap();
         assert_eq!((r.target_name, r.rule), ("sales", Some("sales calls")));
         assert!(r.explanation.is_empty());
-        let r = c.route(&facts(RecordingMedia::Chat, "q-sales")).unwrap();
+        let r = c.explain(&facts(RecordingMedia::Chat, "q-sales")).unwrap();
         assert_eq!((r.target_name, r.rule), ("support", Some("support chats")));
         assert_eq!(
             r.explanation,
@@ -621,7 +668,9 @@ mod tests {
         #[test]
         fn routing_is_first_match_else_default(f in arb_facts()) {
             let c = RoutingConfig::from_json(DOC).unwrap();
-            let r = c.route(&f).unwrap();
+            let r = c.explain(&f).unwrap();
+            prop_assert_eq!(c.route(&f).unwrap().target_name, r.target_name);
+            prop_assert!(c.route(&f).unwrap().explanation.is_empty());
             let first = c.rules.iter().position(|rule| rule.when.mismatch(&f).is_none());
             match first {
                 Some(i) => {

@@ -125,6 +125,11 @@ pub enum TransferError {
     /// deployment fault; the recording waits, nothing is written or discarded.
     #[error("routing: {0}")]
     Route(String),
+    /// The recording's target fails a required compliance check: only this recording waits
+    /// (retried every [`crate::compliance::VERDICT_TTL`], when the verdict is read again),
+    /// nothing is written; after the receive limit it is dead-lettered with this reason.
+    #[error("{0}")]
+    TargetRefused(String),
 }
 
 impl From<hash::LaneStopped> for TransferError {
@@ -187,6 +192,7 @@ impl TransferError {
             TransferError::Invariant(_) => "invariant",
             TransferError::Encode { .. } => "encode",
             TransferError::Route(_) => "route",
+            TransferError::TargetRefused(_) => "target_refused",
         }
     }
 }
@@ -208,6 +214,9 @@ impl Retryable for TransferError {
             | TransferError::Quarantined { .. }
             | TransferError::TaskFailed { .. } => RetryClass::Transient { retry_after: None },
             TransferError::Settings(_) | TransferError::Route(_) => RetryClass::Infrastructure,
+            TransferError::TargetRefused(_) => RetryClass::Transient {
+                retry_after: Some(crate::compliance::VERDICT_TTL),
+            },
             TransferError::Genesys(e) => e.retry_class(),
             TransferError::Store(e) => e.retry_class(),
             TransferError::Crypto(e) => e.retry_class(),

@@ -99,7 +99,7 @@ fn conversation_samples_ask_for_archiving_and_the_unknown_topic_is_ignored() {
     use gc_archive::handlers::recording_sweep::SweepRequest;
     assert_eq!(
         SweepRequest::parse(sample("schedule-sweep.json")).unwrap(),
-        SweepRequest::Sweep
+        SweepRequest::Sweep {}
     );
     assert!(matches!(
         SweepRequest::parse(sample("backfill-request.json")).unwrap(),
@@ -113,7 +113,7 @@ fn conversation_samples_ask_for_archiving_and_the_unknown_topic_is_ignored() {
     use gc_archive::handlers::storage_router::{validate, RouterRequest};
     assert_eq!(
         RouterRequest::parse(sample("compliance-check.json")).unwrap(),
-        RouterRequest::Check
+        RouterRequest::Check {}
     );
     assert_eq!(
         RouterRequest::parse(sample("audit-report.json")).unwrap(),

@@ -11,7 +11,7 @@ use aws_sdk_s3::types::{
     ServerSideEncryptionRule,
 };
 use gc_archive::compliance::{self, BucketInspector, Status, TargetReport};
-use gc_archive::handlers::{archive_on_event, HandlerError};
+use gc_archive::handlers::{archive_on_event, chunk_recording, HandlerError};
 use gc_archive::ids::ConversationId;
 use gc_archive::routing::{RoutingConfig, StorageTarget};
 use gc_archive::store::manifest::Manifest;
@@ -179,15 +179,54 @@ async fn recordings_land_where_their_rule_says_and_a_non_compliant_target_receiv
         let out = archive_on_event(&deps, envelope(&stack, cid), deadline, "req-1").await;
         assert!(out.is_ok(), "{cid}: {out:?}");
     }
-    // The complaint's target fails the versioning check: the invocation fails as an
-    // infrastructure problem, and nothing is written anywhere or decided for it.
-    let refused = archive_on_event(&deps, envelope(&stack, &complaint), deadline, "req-2").await;
-    match refused {
-        Err(HandlerError::Infrastructure(reason)) => {
+    // The complaint's target fails the versioning check: only that recording waits (handed to
+    // the TransferQueue with a 15-minute delay, when the verdict is read again); the event is
+    // settled, and nothing is written anywhere or decided for it.
+    let complaint_rec = stack
+        .sim
+        .conversations()
+        .into_iter()
+        .find(|c| c.id == complaint)
+        .unwrap()
+        .recordings[0]
+        .id
+        .clone();
+    let out = archive_on_event(&deps, envelope(&stack, &complaint), deadline, "req-2").await;
+    assert!(out.is_ok(), "{out:?}");
+    let delayed = stack
+        .sqs
+        .get_queue_attributes()
+        .queue_url(&stack.transfer_queue.url)
+        .attribute_names(aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessagesDelayed)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        delayed
+            .attributes()
+            .and_then(|a| a
+                .get(&aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessagesDelayed))
+            .map(String::as_str),
+        Some("1")
+    );
+    let transfer = {
+        let mut t = stack.deps("chunk-recording").await.unwrap();
+        t.service.routes = deps.service.routes.clone();
+        t
+    };
+    let waited = chunk_recording(
+        &transfer,
+        stack.transfer_job(&complaint, &complaint_rec),
+        deadline,
+        "req-2b",
+    )
+    .await;
+    match waited {
+        Err(HandlerError::RetryLater(reason)) => {
             assert!(reason.contains("\"complaints\""), "{reason}");
             assert!(reason.contains("versioning"), "{reason}");
         }
-        other => panic!("expected an infrastructure failure, got {other:?}"),
+        other => panic!("expected the transfer to wait, got {other:?}"),
     }
     assert!(keys(&stack, UNVERSIONED).await.is_empty());
     let state = stack
