@@ -569,3 +569,118 @@ async fn object_lock_is_asked_for_on_the_multipart_create_and_the_manifest_put()
     }
     assert_eq!(lock_of("PUT", "_state/transfers/r.json"), None);
 }
+
+/// `ROUTING_CONFIG` from S3, SSM Parameter Store (moto) or a file, each read with its version;
+/// a bad source or document is refused at start-up naming the source and the field or line.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_routing_document_is_read_from_s3_ssm_or_a_file_and_problems_name_the_source() {
+    use gc_archive::bootstrap::routing_config;
+    let stack = LocalStack::start(StackOptions::default()).await.unwrap();
+    let env_with = |source: &str| {
+        let mut env = stack.env.clone();
+        env.insert("ROUTING_CONFIG".into(), source.to_string());
+        env
+    };
+    let put = stack
+        .s3
+        .put_object()
+        .bucket(BUCKET)
+        .key("recordings/_config/routing.yaml")
+        .body(ROUTING.as_bytes().to_vec().into())
+        .send()
+        .await
+        .unwrap();
+    let etag = put.e_tag().unwrap().trim_matches('"').to_string();
+    let (config, version) = routing_config(
+        &env_with(&format!("s3://{BUCKET}/recordings/_config/routing.yaml")),
+        &stack.sdk,
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    assert_eq!(config.rules.len(), 3);
+    assert_eq!(
+        version,
+        format!("s3://{BUCKET}/recordings/_config/routing.yaml#{etag}")
+    );
+
+    let ssm = aws_sdk_ssm::Client::new(&stack.sdk);
+    ssm.put_parameter()
+        .name("/gc-archive/routing")
+        .value(ROUTING)
+        .r#type(aws_sdk_ssm::types::ParameterType::SecureString)
+        .send()
+        .await
+        .unwrap();
+    let (from_ssm, version) = routing_config(&env_with("ssm:/gc-archive/routing"), &stack.sdk)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(from_ssm, config);
+    assert_eq!(version, "ssm:/gc-archive/routing#1");
+
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("routing.json");
+    std::fs::write(
+        &file,
+        r#"{"version": 1, "targets": {"a": {"bucket": "acme-archive"}}, "defaultTarget": "a"}"#,
+    )
+    .unwrap();
+    let (from_file, _) = routing_config(&env_with(&format!("file:{}", file.display())), &stack.sdk)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(from_file.default_target.as_deref(), Some("a"));
+    assert!(routing_config(&stack.env, &stack.sdk)
+        .await
+        .unwrap()
+        .is_none());
+
+    for (source, words) in [
+        ("https://example.com/routing.yaml", "is not s3://bucket/key"),
+        (
+            &format!("s3://{BUCKET}/recordings/_config/missing.yaml"),
+            "NoSuchKey",
+        ),
+        ("ssm:/gc-archive/missing", "ParameterNotFound"),
+    ] {
+        let e = routing_config(&env_with(source), &stack.sdk)
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains(source) && e.contains(words), "{source}: {e}");
+    }
+    stack
+        .s3
+        .put_object()
+        .bucket(BUCKET)
+        .key("recordings/_config/bad.yaml")
+        .body(
+            ROUTING
+                .replace("target: general", "target: nowhere")
+                .into_bytes()
+                .into(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let e = routing_config(
+        &env_with(&format!("s3://{BUCKET}/recordings/_config/bad.yaml")),
+        &stack.sdk,
+    )
+    .await
+    .unwrap_err()
+    .to_string();
+    assert!(
+        e.contains("rules[2].target") && e.contains("\"nowhere\" is not one of the targets"),
+        "{e}"
+    );
+    // The deps refuse to start on it, naming the same.
+    let mut env = env_with(&format!("s3://{BUCKET}/recordings/_config/bad.yaml"));
+    env.insert("ARCHIVE_S3_FORCE_PATH_STYLE".into(), "true".into());
+    let refused = gc_archive::bootstrap::handler_deps("archive-on-event", &env, &stack.sdk).await;
+    assert!(matches!(
+        refused,
+        Err(gc_archive::bootstrap::InitError::Routing { .. })
+    ));
+}
