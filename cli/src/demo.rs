@@ -57,43 +57,6 @@ fn moto_gate(stack: &LocalStack, deps: &mut HandlerDeps) {
     }
 }
 
-async fn keys_in(stack: &LocalStack, bucket: &str, prefix: &str) -> Result<Vec<String>> {
-    let mut keys = Vec::new();
-    let mut token = None;
-    loop {
-        let out = stack
-            .s3
-            .list_objects_v2()
-            .bucket(bucket)
-            .prefix(prefix)
-            .set_continuation_token(token)
-            .send()
-            .await?;
-        keys.extend(
-            out.contents()
-                .iter()
-                .filter_map(|o| o.key().map(str::to_string)),
-        );
-        match out.next_continuation_token() {
-            Some(t) => token = Some(t.to_string()),
-            None => return Ok(keys),
-        }
-    }
-}
-
-async fn bytes_in(stack: &LocalStack, bucket: &str, key: &str) -> Result<bytes::Bytes> {
-    Ok(stack
-        .s3
-        .get_object()
-        .bucket(bucket)
-        .key(key)
-        .send()
-        .await?
-        .body
-        .collect()
-        .await?
-        .into_bytes())
-}
 use sha2::{Digest, Sha256};
 
 #[derive(Args)]
@@ -149,14 +112,7 @@ pub async fn run(args: DemoArgs) -> Result<()> {
     configure(&stack, BUCKET, false, true).await;
     configure(&stack, RETAINED, true, true).await;
     let routing_key = format!("{PREFIX}/_config/routing.yaml");
-    stack
-        .s3
-        .put_object()
-        .bucket(BUCKET)
-        .key(&routing_key)
-        .body(ROUTING.as_bytes().to_vec().into())
-        .send()
-        .await?;
+    stack.put_bytes_in(BUCKET, &routing_key, ROUTING).await?;
     stack.env.insert(
         "ROUTING_CONFIG".into(),
         format!("s3://{BUCKET}/{routing_key}"),
@@ -505,7 +461,7 @@ pub async fn run(args: DemoArgs) -> Result<()> {
     let keyring = Arc::new(KmsKeyring::new(kms, stack.key_arn.clone()));
     let mut identical = 0;
     for m in &manifests {
-        let obj = bytes_in(&stack, &m.bucket, &m.object_key).await?;
+        let obj = stack.get_bytes_in(&m.bucket, &m.object_key).await?;
         let required = EncryptionContext::new()
             .with("orgId", m.org_id.as_str())
             .with("conversationId", m.conversation_id.as_str())
@@ -617,9 +573,12 @@ async fn archived_by(stack: &LocalStack, function: &str) -> Result<usize> {
 async fn load_manifests(stack: &LocalStack) -> Result<Vec<Manifest>> {
     let mut out = Vec::new();
     for bucket in [BUCKET, RETAINED] {
-        for key in keys_in(stack, bucket, &format!("{PREFIX}/{}/", stack.sim.org_id())).await? {
+        for key in stack
+            .list_keys_in(bucket, &format!("{PREFIX}/{}/", stack.sim.org_id()))
+            .await?
+        {
             if key.ends_with(".manifest.json") {
-                let body = bytes_in(stack, bucket, &key).await?;
+                let body = stack.get_bytes_in(bucket, &key).await?;
                 out.push(
                     serde_json::from_slice(&body)
                         .with_context(|| format!("manifest s3://{bucket}/{key}"))?,

@@ -5,20 +5,8 @@
 
 use std::time::Duration;
 
-use gc_archive_it::runtime_api::invoke_capturing;
+use gc_archive_it::runtime_api::{emf_line as emf, invoke_capturing, sample_event as sample};
 use gc_archive_it::stack::{LocalStack, StackOptions, PREFIX};
-
-fn sample(name: &str) -> serde_json::Value {
-    let path = format!("{}/../../events/{name}", env!("CARGO_MANIFEST_DIR"));
-    serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap()
-}
-
-fn emf(stdout: &str, metric: &str) -> Option<serde_json::Value> {
-    stdout
-        .lines()
-        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-        .find(|v| v.get("_aws").is_some() && v.get(metric).is_some())
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_bootstrap_checks_reports_validates_and_refuses_what_it_does_not_know() {

@@ -14,9 +14,15 @@ use super::{GenesysClient, GenesysError};
 const MAX_PAGES: u32 = 50;
 
 impl GenesysClient {
-    /// GET `/api/v2/integrations` (every page).
-    pub async fn integrations(&self) -> Result<Vec<Integration>, GenesysError> {
-        let path = "/api/v2/integrations";
+    /// Every page of an entity listing at `path` (`pageSize=100`, until `pageCount`).
+    async fn all_pages<L, T>(
+        &self,
+        path: &str,
+        entities: impl Fn(L) -> (Vec<T>, Option<u32>),
+    ) -> Result<Vec<T>, GenesysError>
+    where
+        L: serde::de::DeserializeOwned,
+    {
         let mut out = Vec::new();
         for page in 1..=MAX_PAGES {
             let page_text = page.to_string();
@@ -29,14 +35,22 @@ impl GenesysClient {
                     true,
                 )
                 .await?;
-            let listing: IntegrationListing = Self::decode("GET", path, &bytes)?;
-            let done = listing.entities.is_empty() || listing.page_count.unwrap_or(1) <= page;
-            out.extend(listing.entities);
+            let (listed, page_count) = entities(Self::decode::<L>("GET", path, &bytes)?);
+            let done = listed.is_empty() || page_count.unwrap_or(1) <= page;
+            out.extend(listed);
             if done {
                 break;
             }
         }
         Ok(out)
+    }
+
+    /// GET `/api/v2/integrations` (every page).
+    pub async fn integrations(&self) -> Result<Vec<Integration>, GenesysError> {
+        self.all_pages("/api/v2/integrations", |l: IntegrationListing| {
+            (l.entities, l.page_count)
+        })
+        .await
     }
 
     /// POST `/api/v2/integrations` (`CreateIntegrationRequest`). Not retried: a retry after a
@@ -94,27 +108,11 @@ impl GenesysClient {
 
     /// GET `/api/v2/recording/mediaretentionpolicies` (every page).
     pub async fn retention_policies(&self) -> Result<Vec<RetentionPolicy>, GenesysError> {
-        let path = "/api/v2/recording/mediaretentionpolicies";
-        let mut out = Vec::new();
-        for page in 1..=MAX_PAGES {
-            let page_text = page.to_string();
-            let (_, bytes) = self
-                .call(
-                    Method::GET,
-                    path,
-                    &[("pageSize", "100"), ("pageNumber", &page_text)],
-                    None,
-                    true,
-                )
-                .await?;
-            let listing: RetentionPolicyListing = Self::decode("GET", path, &bytes)?;
-            let done = listing.entities.is_empty() || listing.page_count.unwrap_or(1) <= page;
-            out.extend(listing.entities);
-            if done {
-                break;
-            }
-        }
-        Ok(out)
+        self.all_pages(
+            "/api/v2/recording/mediaretentionpolicies",
+            |l: RetentionPolicyListing| (l.entities, l.page_count),
+        )
+        .await
     }
 
     /// Sends one request for its status only (permission probes): Ok(status) for any HTTP

@@ -106,6 +106,37 @@ pub enum HandlerError {
 }
 
 impl HandlerError {
+    /// The handler error of a library error, by its disposition.
+    pub fn of(e: &(impl crate::retry::Retryable + std::fmt::Display)) -> HandlerError {
+        if e.is_infrastructure() {
+            HandlerError::Infrastructure(e.to_string())
+        } else if e.is_transient() {
+            HandlerError::RetryLater(e.to_string())
+        } else {
+            HandlerError::Permanent(e.to_string())
+        }
+    }
+}
+
+/// An `{"action": …}` request of a scheduled function: a scheduled-event envelope or `{}` is
+/// `scheduled`; anything else must parse, or it is refused listing `expected`.
+pub fn action_request<T: serde::de::DeserializeOwned>(
+    payload: serde_json::Value,
+    scheduled: T,
+    expected: &str,
+) -> Result<T, HandlerError> {
+    let from_schedule = payload
+        .get("detail-type")
+        .and_then(serde_json::Value::as_str)
+        == Some("Scheduled Event");
+    if from_schedule || payload.as_object().is_some_and(|o| o.is_empty()) {
+        return Ok(scheduled);
+    }
+    serde_json::from_value(payload)
+        .map_err(|e| HandlerError::Payload(format!("{e}; expected {expected}")))
+}
+
+impl HandlerError {
     /// The Lambda `errorType`: names the class, so logs and metrics group by it.
     pub fn kind(&self) -> &'static str {
         match self {

@@ -106,26 +106,11 @@ pub enum SweepRequest {
 
 impl SweepRequest {
     pub fn parse(payload: Value) -> Result<SweepRequest, HandlerError> {
-        let scheduled =
-            payload.get("detail-type").and_then(Value::as_str) == Some("Scheduled Event");
-        if scheduled || payload.as_object().is_some_and(|o| o.is_empty()) {
-            return Ok(SweepRequest::Sweep {});
-        }
-        serde_json::from_value(payload).map_err(|e| {
-            HandlerError::Payload(format!(
-                "{e}; expected {{\"action\":\"sweep\"}}, {{\"action\":\"backfill\",\"from\":...,\"to\":...}} or {{\"action\":\"reconcile\",\"days\":N}}"
-            ))
-        })
-    }
-}
-
-fn handler_error(e: &(impl Retryable + std::fmt::Display)) -> HandlerError {
-    if e.is_infrastructure() {
-        HandlerError::Infrastructure(e.to_string())
-    } else if e.is_transient() {
-        HandlerError::RetryLater(e.to_string())
-    } else {
-        HandlerError::Permanent(e.to_string())
+        super::action_request(
+            payload,
+            SweepRequest::Sweep {},
+            "{\"action\":\"sweep\"}, {\"action\":\"backfill\",\"from\":...,\"to\":...} or {\"action\":\"reconcile\",\"days\":N}",
+        )
     }
 }
 
@@ -160,7 +145,7 @@ pub async fn recording_sweep(
         SweepRequest::Sweep {} => {
             let report = sweep_once(&deps, &rt.settings, now)
                 .await
-                .map_err(|e| handler_error(&e))?;
+                .map_err(|e| HandlerError::of(&e))?;
             emit(
                 &[("Function", FUNCTION)],
                 &[
@@ -177,7 +162,7 @@ pub async fn recording_sweep(
             // Whatever time is left goes to the backfills still running.
             let backfills = continue_backfills(&deps, deadline)
                 .await
-                .map_err(|e| handler_error(&e))?;
+                .map_err(|e| HandlerError::of(&e))?;
             emit_backfills(&backfills);
             Ok(json!({"sweep": report, "backfills": backfills}))
         }
@@ -189,7 +174,7 @@ pub async fn recording_sweep(
             let window = Duration::from_secs(window_hours.unwrap_or(24).max(1) * 3600);
             let state = backfill(&deps, from, to, window, Some(deadline), |_| {})
                 .await
-                .map_err(|e| handler_error(&e))?;
+                .map_err(|e| HandlerError::of(&e))?;
             emit_backfills(std::slice::from_ref(&state));
             Ok(json!({"backfill": state, "complete": state.complete()}))
         }
@@ -207,8 +192,8 @@ pub async fn recording_sweep(
             let report = reconcile(&rt.reconcile_deps(), from, to, now)
                 .await
                 .map_err(|e| match &e {
-                    ReconcileError::Query(q) => handler_error(q),
-                    ReconcileError::Store(s) => handler_error(s),
+                    ReconcileError::Query(q) => HandlerError::of(q),
+                    ReconcileError::Store(s) => HandlerError::of(s),
                     ReconcileError::Recordings { source, .. } if source.is_infrastructure() => {
                         HandlerError::Infrastructure(e.to_string())
                     }
@@ -220,7 +205,7 @@ pub async fn recording_sweep(
                 .map_err(|e| HandlerError::Permanent(format!("reconciliation report: {e}")))?;
             crate::store::replace(rt.store.as_ref(), &key, body.into(), "application/json")
                 .await
-                .map_err(|e| handler_error(&e))?;
+                .map_err(|e| HandlerError::of(&e))?;
             emit(
                 &[("Function", FUNCTION)],
                 &[

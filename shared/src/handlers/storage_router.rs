@@ -25,7 +25,6 @@ use serde_json::{json, Value};
 use crate::audit::report;
 use crate::compliance::{self, BucketInspector, CheckedTarget, ComplianceReport};
 use crate::metrics::{emit, Metric};
-use crate::retry::Retryable;
 use crate::routing::RoutingConfig;
 use crate::store::{ArchiveLayout, ObjectStore};
 
@@ -70,26 +69,11 @@ pub enum RouterRequest {
 
 impl RouterRequest {
     pub fn parse(payload: Value) -> Result<RouterRequest, HandlerError> {
-        let scheduled =
-            payload.get("detail-type").and_then(Value::as_str) == Some("Scheduled Event");
-        if scheduled || payload.as_object().is_some_and(|o| o.is_empty()) {
-            return Ok(RouterRequest::Check {});
-        }
-        serde_json::from_value(payload).map_err(|e| {
-            HandlerError::Payload(format!(
-                "{e}; expected {{\"action\":\"check\"}}, {{\"action\":\"report\",\"days\":N}} or {{\"action\":\"validate\",\"document\":\"...\"}}"
-            ))
-        })
-    }
-}
-
-fn handler_error(e: &(impl Retryable + std::fmt::Display)) -> HandlerError {
-    if e.is_infrastructure() {
-        HandlerError::Infrastructure(e.to_string())
-    } else if e.is_transient() {
-        HandlerError::RetryLater(e.to_string())
-    } else {
-        HandlerError::Permanent(e.to_string())
+        super::action_request(
+            payload,
+            RouterRequest::Check {},
+            "{\"action\":\"check\"}, {\"action\":\"report\",\"days\":N} or {\"action\":\"validate\",\"document\":\"...\"}",
+        )
     }
 }
 
@@ -139,7 +123,7 @@ pub async fn check(
         "application/json",
     )
     .await
-    .map_err(|e| handler_error(&e))?;
+    .map_err(|e| HandlerError::of(&e))?;
     let mut bad = 0.0;
     for t in &report.targets {
         let failures = t.failures();
@@ -173,11 +157,11 @@ pub async fn audit_report(
     }
     let records = report::read_records(rt.store.as_ref(), &rt.layout, from, to)
         .await
-        .map_err(|e| handler_error(&e))?;
+        .map_err(|e| HandlerError::of(&e))?;
     let r = report::summarize(&records, from, to, now);
     let keys = report::write(rt.store.as_ref(), &rt.layout, &r)
         .await
-        .map_err(|e| handler_error(&e))?;
+        .map_err(|e| HandlerError::of(&e))?;
     let mut metrics = vec![
         Metric::count("ReportArchived", r.total.archived as f64),
         Metric::count("ReportFailed", r.total.failed as f64),

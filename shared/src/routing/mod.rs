@@ -258,30 +258,34 @@ impl RoutingConfig {
 
     /// Parses and validates a YAML document.
     pub fn from_yaml(text: &str) -> Result<RoutingConfig, RoutingError> {
-        let de = serde_norway::Deserializer::from_str(text);
-        let config: RoutingConfig =
-            serde_path_to_error::deserialize(de).map_err(|e| RoutingError::Parse {
-                path: match e.path().to_string().as_str() {
-                    "." => "(document)".to_string(),
-                    p => p.to_string(),
-                },
-                reason: e.into_inner().to_string(),
-            })?;
-        config.validate()?;
-        Ok(config)
+        Self::parse_with(serde_norway::Deserializer::from_str(text))
     }
 
     /// Parses and validates a JSON document.
     pub fn from_json(text: &str) -> Result<RoutingConfig, RoutingError> {
-        let de = &mut serde_json::Deserializer::from_str(text);
-        let config: RoutingConfig =
-            serde_path_to_error::deserialize(de).map_err(|e| RoutingError::Parse {
-                path: match e.path().to_string().as_str() {
-                    "." => "(document)".to_string(),
-                    p => p.to_string(),
-                },
-                reason: e.into_inner().to_string(),
-            })?;
+        Self::parse_with(&mut serde_json::Deserializer::from_str(text))
+    }
+
+    /// Errors name the field path (`rules[1].target`), or the document for a syntax error,
+    /// whose message carries the line and column.
+    fn parse_with<'de, D>(de: D) -> Result<RoutingConfig, RoutingError>
+    where
+        D: serde::Deserializer<'de>,
+        D::Error: std::fmt::Display,
+    {
+        let config: RoutingConfig = serde_path_to_error::deserialize(de).map_err(|e| {
+            let path = match e.path().to_string().as_str() {
+                "." => "(document)".to_string(),
+                p => p.to_string(),
+            };
+            // serde_norway's messages start with the path themselves.
+            let reason = e.into_inner().to_string();
+            let reason = reason
+                .strip_prefix(&format!("{path}: "))
+                .map(str::to_string)
+                .unwrap_or(reason);
+            RoutingError::Parse { path, reason }
+        })?;
         config.validate()?;
         Ok(config)
     }
@@ -546,6 +550,32 @@ mod tests {
             direction: Some("inbound".into()),
             ..RecordingFacts::default()
         }
+    }
+
+    #[test]
+    fn yaml_errors_name_the_field_once_and_the_line() {
+        let e = RoutingConfig::from_yaml("version: 1\ntargets:\n  a: [oops\n").unwrap_err();
+        let text = e.to_string();
+        assert!(text.starts_with("routing config: targets.a: "), "{text}");
+        assert_eq!(text.matches("targets.a").count(), 1, "{text}");
+        assert!(text.contains("line 3"), "{text}");
+        let e = RoutingConfig::from_yaml(
+            "version: 1\ntargets:\n  a:\n    bucket: acme-archive\n    prefx: x\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("targets.a") && e.contains("prefx"), "{e}");
+        let same = RoutingConfig::from_yaml(
+            "version: 1\ntargets:\n  a:\n    bucket: acme-archive\ndefaultTarget: a\n",
+        )
+        .unwrap();
+        assert_eq!(
+            same,
+            RoutingConfig::from_json(
+                r#"{"version":1,"targets":{"a":{"bucket":"acme-archive"}},"defaultTarget":"a"}"#
+            )
+            .unwrap()
+        );
     }
 
     #[test]

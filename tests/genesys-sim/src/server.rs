@@ -2103,22 +2103,34 @@ async fn get_integration(State(sh): St, Path(iid): Path<String>) -> Response {
     }
 }
 
-async fn patch_integration(State(sh): St, Path(iid): Path<String>, body: Bytes) -> Response {
-    let m = match parse_json_object(&body) {
+/// Runs `change` on integration `iid` with the request's JSON object; 404 and 400 answered.
+fn change_integration(
+    sh: &Shared,
+    iid: &str,
+    body: &[u8],
+    change: impl FnOnce(&mut crate::setup_api::Integration, Map<String, Value>) -> Response,
+) -> Response {
+    let m = match parse_json_object(body) {
         Ok(m) => m,
         Err(r) => return r,
     };
     let mut st = lock(&sh.store);
-    let Some(i) = st.integrations.iter_mut().find(|i| i.id == iid) else {
-        return not_found(&format!("Integration {iid} not found"));
-    };
-    if let Some(state) = m.get("intendedState").and_then(Value::as_str) {
-        if !["ENABLED", "DISABLED"].contains(&state) {
-            return bad_request("intendedState must be ENABLED or DISABLED");
-        }
-        i.intended_state = state.to_string();
+    match st.integrations.iter_mut().find(|i| i.id == iid) {
+        Some(i) => change(i, m),
+        None => not_found(&format!("Integration {iid} not found")),
     }
-    Json(i.render()).into_response()
+}
+
+async fn patch_integration(State(sh): St, Path(iid): Path<String>, body: Bytes) -> Response {
+    change_integration(&sh, &iid, &body, |i, m| {
+        if let Some(state) = m.get("intendedState").and_then(Value::as_str) {
+            if !["ENABLED", "DISABLED"].contains(&state) {
+                return bad_request("intendedState must be ENABLED or DISABLED");
+            }
+            i.intended_state = state.to_string();
+        }
+        Json(i.render()).into_response()
+    })
 }
 
 async fn get_integration_config(State(sh): St, Path(iid): Path<String>) -> Response {
@@ -2129,30 +2141,24 @@ async fn get_integration_config(State(sh): St, Path(iid): Path<String>) -> Respo
 }
 
 async fn put_integration_config(State(sh): St, Path(iid): Path<String>, body: Bytes) -> Response {
-    let m = match parse_json_object(&body) {
-        Ok(m) => m,
-        Err(r) => return r,
-    };
-    let mut st = lock(&sh.store);
-    let Some(i) = st.integrations.iter_mut().find(|i| i.id == iid) else {
-        return not_found(&format!("Integration {iid} not found"));
-    };
-    let supplied = m.get("version").and_then(Value::as_u64).unwrap_or(0);
-    if supplied != i.config_version {
-        return conflict(i.config_version, supplied);
-    }
-    if !m.get("properties").is_some_and(Value::is_object) {
-        return bad_request("properties must be an object");
-    }
-    i.config_version += 1;
-    i.config = json!({
-        "name": m.get("name").cloned().unwrap_or(json!(i.type_id)),
-        "properties": m["properties"],
-        "advanced": m.get("advanced").cloned().unwrap_or(json!({})),
-        "notes": m.get("notes").cloned().unwrap_or(json!("")),
-        "credentials": m.get("credentials").cloned().unwrap_or(json!({})),
-    });
-    Json(i.render_config()).into_response()
+    change_integration(&sh, &iid, &body, |i, m| {
+        let supplied = m.get("version").and_then(Value::as_u64).unwrap_or(0);
+        if supplied != i.config_version {
+            return conflict(i.config_version, supplied);
+        }
+        if !m.get("properties").is_some_and(Value::is_object) {
+            return bad_request("properties must be an object");
+        }
+        i.config_version += 1;
+        i.config = json!({
+            "name": m.get("name").cloned().unwrap_or(json!(i.type_id)),
+            "properties": m["properties"],
+            "advanced": m.get("advanced").cloned().unwrap_or(json!({})),
+            "notes": m.get("notes").cloned().unwrap_or(json!("")),
+            "credentials": m.get("credentials").cloned().unwrap_or(json!({})),
+        });
+        Json(i.render_config()).into_response()
+    })
 }
 
 async fn list_retention_policies(State(sh): St, RawQuery(q): RawQuery) -> Response {

@@ -42,28 +42,7 @@ pub async fn configure(stack: &LocalStack, bucket: &str, object_lock: bool, vers
             .await
             .expect("moto accepts the bucket setting");
     }
-    s3.put_bucket_encryption()
-        .bucket(bucket)
-        .server_side_encryption_configuration(
-            ServerSideEncryptionConfiguration::builder()
-                .rules(
-                    ServerSideEncryptionRule::builder()
-                        .apply_server_side_encryption_by_default(
-                            ServerSideEncryptionByDefault::builder()
-                                .sse_algorithm(ServerSideEncryption::AwsKms)
-                                .kms_master_key_id(&stack.key_arn)
-                                .build()
-                                .unwrap(),
-                        )
-                        .bucket_key_enabled(true)
-                        .build(),
-                )
-                .build()
-                .unwrap(),
-        )
-        .send()
-        .await
-        .expect("moto accepts the bucket setting");
+    set_default_encryption(stack, bucket, ServerSideEncryption::AwsKms).await;
     s3.put_public_access_block()
         .bucket(bucket)
         .public_access_block_configuration(
@@ -152,4 +131,36 @@ impl BucketInspector for MotoInspector {
         }
         s
     }
+}
+
+/// Sets the bucket's default encryption: SSE-KMS with the stack's key, or `AES256` (SSE-S3).
+pub async fn set_default_encryption(
+    stack: &LocalStack,
+    bucket: &str,
+    algorithm: ServerSideEncryption,
+) {
+    let kms = algorithm == ServerSideEncryption::AwsKms;
+    let default = ServerSideEncryptionByDefault::builder()
+        .sse_algorithm(algorithm)
+        .set_kms_master_key_id(kms.then(|| stack.key_arn.clone()))
+        .build()
+        .expect("an algorithm is set");
+    stack
+        .s3
+        .put_bucket_encryption()
+        .bucket(bucket)
+        .server_side_encryption_configuration(
+            ServerSideEncryptionConfiguration::builder()
+                .rules(
+                    ServerSideEncryptionRule::builder()
+                        .apply_server_side_encryption_by_default(default)
+                        .bucket_key_enabled(kms)
+                        .build(),
+                )
+                .build()
+                .expect("one rule is set"),
+        )
+        .send()
+        .await
+        .expect("moto accepts the bucket setting");
 }

@@ -164,3 +164,18 @@ pub async fn invoke_capturing(
         Err(e) => bail!(e),
     }
 }
+
+/// A sample event from the workspace's `events/` folder.
+pub fn sample_event(name: &str) -> serde_json::Value {
+    let path = crate::venv::workspace_root().join("events").join(name);
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// The EMF line of a bootstrap's stdout that carries `metric`, if it printed one.
+pub fn emf_line(stdout: &str, metric: &str) -> Option<serde_json::Value> {
+    stdout
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find(|v| v.get("_aws").is_some() && v.get(metric).is_some())
+}

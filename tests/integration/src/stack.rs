@@ -331,15 +331,20 @@ pub struct QueueState {
 }
 
 impl LocalStack {
-    /// Every key under `prefix`.
+    /// Every key under `prefix` in the deployment's bucket.
     pub async fn list_keys(&self, prefix: &str) -> Result<Vec<String>> {
+        self.list_keys_in(BUCKET, prefix).await
+    }
+
+    /// Every key under `prefix` in `bucket` (all pages).
+    pub async fn list_keys_in(&self, bucket: &str, prefix: &str) -> Result<Vec<String>> {
         let mut keys = Vec::new();
         let mut token = None;
         loop {
             let out = self
                 .s3
                 .list_objects_v2()
-                .bucket(BUCKET)
+                .bucket(bucket)
                 .prefix(prefix)
                 .set_continuation_token(token)
                 .send()
@@ -356,12 +361,17 @@ impl LocalStack {
         }
     }
 
-    /// An object's bytes.
+    /// An object's bytes in the deployment's bucket.
     pub async fn get_bytes(&self, key: &str) -> Result<bytes::Bytes> {
+        self.get_bytes_in(BUCKET, key).await
+    }
+
+    /// An object's bytes in `bucket`.
+    pub async fn get_bytes_in(&self, bucket: &str, key: &str) -> Result<bytes::Bytes> {
         Ok(self
             .s3
             .get_object()
-            .bucket(BUCKET)
+            .bucket(bucket)
             .key(key)
             .send()
             .await?
@@ -369,6 +379,28 @@ impl LocalStack {
             .collect()
             .await?
             .into_bytes())
+    }
+
+    /// Writes `body` at `key` in `bucket`; returns its ETag (unquoted).
+    pub async fn put_bytes_in(
+        &self,
+        bucket: &str,
+        key: &str,
+        body: impl Into<Vec<u8>>,
+    ) -> Result<String> {
+        let out = self
+            .s3
+            .put_object()
+            .bucket(bucket)
+            .key(key)
+            .body(body.into().into())
+            .send()
+            .await?;
+        Ok(out
+            .e_tag()
+            .unwrap_or_default()
+            .trim_matches('"')
+            .to_string())
     }
 
     /// Drives both queues through the real handlers, as Lambda's event source mappings would

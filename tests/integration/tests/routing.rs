@@ -6,16 +6,13 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use aws_sdk_s3::types::{
-    ServerSideEncryption, ServerSideEncryptionByDefault, ServerSideEncryptionConfiguration,
-    ServerSideEncryptionRule,
-};
+use aws_sdk_s3::types::ServerSideEncryption;
 use gc_archive::compliance::{self, BucketInspector, Status, TargetReport};
 use gc_archive::handlers::{archive_on_event, chunk_recording, HandlerError};
 use gc_archive::ids::ConversationId;
 use gc_archive::routing::{RoutingConfig, StorageTarget};
 use gc_archive::store::manifest::Manifest;
-use gc_archive_it::routing_kit::{configure, tls_policy, MotoInspector};
+use gc_archive_it::routing_kit::{configure, set_default_encryption, tls_policy, MotoInspector};
 use gc_archive_it::stack::{LocalStack, StackOptions, BUCKET, PREFIX};
 use genesys_sim::{Codec, ConversationSpec, MediaSource, ParticipantSpec, RecordingSpec};
 
@@ -85,34 +82,11 @@ fn conversation(queue: &str, wrapup: Option<&str>) -> ConversationSpec {
 }
 
 async fn keys(stack: &LocalStack, bucket: &str) -> Vec<String> {
-    let out = stack
-        .s3
-        .list_objects_v2()
-        .bucket(bucket)
-        .send()
-        .await
-        .unwrap();
-    out.contents()
-        .iter()
-        .filter_map(|o| o.key().map(str::to_string))
-        .collect()
+    stack.list_keys_in(bucket, "").await.unwrap()
 }
 
 async fn manifest(stack: &LocalStack, bucket: &str, key: &str) -> Manifest {
-    let body = stack
-        .s3
-        .get_object()
-        .bucket(bucket)
-        .key(key)
-        .send()
-        .await
-        .unwrap()
-        .body
-        .collect()
-        .await
-        .unwrap()
-        .into_bytes();
-    serde_json::from_slice(&body).unwrap()
+    serde_json::from_slice(&stack.get_bytes_in(bucket, key).await.unwrap()).unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -127,12 +101,7 @@ async fn recordings_land_where_their_rule_says_and_a_non_compliant_target_receiv
     configure(&stack, GENERAL, false, true).await;
     configure(&stack, UNVERSIONED, false, false).await;
     stack
-        .s3
-        .put_object()
-        .bucket(BUCKET)
-        .key("config/routing.yaml")
-        .body(ROUTING.as_bytes().to_vec().into())
-        .send()
+        .put_bytes_in(BUCKET, "config/routing.yaml", ROUTING)
         .await
         .unwrap();
     stack.env.insert(
@@ -322,17 +291,11 @@ async fn recordings_land_where_their_rule_says_and_a_non_compliant_target_receiv
     // The decision is kept: with the rules changed to send everything elsewhere, a
     // redelivery finds the archive where the first decision put it.
     stack
-        .s3
-        .put_object()
-        .bucket(BUCKET)
-        .key("config/routing.yaml")
-        .body(
-            ROUTING
-                .replace("queueIds: [q-sales]", "queueIds: [q-nobody]")
-                .into_bytes()
-                .into(),
+        .put_bytes_in(
+            BUCKET,
+            "config/routing.yaml",
+            ROUTING.replace("queueIds: [q-sales]", "queueIds: [q-nobody]"),
         )
-        .send()
         .await
         .unwrap();
     let mut again = stack.deps("archive-on-event").await.unwrap();
@@ -444,26 +407,7 @@ async fn the_compliance_checks_read_each_setting_from_s3() {
                     .unwrap();
             }
             "gc-sse-s3" => {
-                s3.put_bucket_encryption()
-                    .bucket(bucket)
-                    .server_side_encryption_configuration(
-                        ServerSideEncryptionConfiguration::builder()
-                            .rules(
-                                ServerSideEncryptionRule::builder()
-                                    .apply_server_side_encryption_by_default(
-                                        ServerSideEncryptionByDefault::builder()
-                                            .sse_algorithm(ServerSideEncryption::Aes256)
-                                            .build()
-                                            .unwrap(),
-                                    )
-                                    .build(),
-                            )
-                            .build()
-                            .unwrap(),
-                    )
-                    .send()
-                    .await
-                    .unwrap();
+                set_default_encryption(&stack, bucket, ServerSideEncryption::Aes256).await;
             }
             "gc-public" => {
                 s3.delete_public_access_block()
@@ -581,16 +525,10 @@ async fn the_routing_document_is_read_from_s3_ssm_or_a_file_and_problems_name_th
         env.insert("ROUTING_CONFIG".into(), source.to_string());
         env
     };
-    let put = stack
-        .s3
-        .put_object()
-        .bucket(BUCKET)
-        .key("recordings/_config/routing.yaml")
-        .body(ROUTING.as_bytes().to_vec().into())
-        .send()
+    let etag = stack
+        .put_bytes_in(BUCKET, "recordings/_config/routing.yaml", ROUTING)
         .await
         .unwrap();
-    let etag = put.e_tag().unwrap().trim_matches('"').to_string();
     let (config, version) = routing_config(
         &env_with(&format!("s3://{BUCKET}/recordings/_config/routing.yaml")),
         &stack.sdk,
@@ -651,17 +589,11 @@ async fn the_routing_document_is_read_from_s3_ssm_or_a_file_and_problems_name_th
         assert!(e.contains(source) && e.contains(words), "{source}: {e}");
     }
     stack
-        .s3
-        .put_object()
-        .bucket(BUCKET)
-        .key("recordings/_config/bad.yaml")
-        .body(
-            ROUTING
-                .replace("target: general", "target: nowhere")
-                .into_bytes()
-                .into(),
+        .put_bytes_in(
+            BUCKET,
+            "recordings/_config/bad.yaml",
+            ROUTING.replace("target: general", "target: nowhere"),
         )
-        .send()
         .await
         .unwrap();
     let e = routing_config(
