@@ -24,6 +24,7 @@ pub mod retry;
 pub mod routing;
 pub mod setup;
 pub mod store;
+pub mod stream;
 pub mod sweep;
 pub mod text;
 pub mod transfer;

@@ -127,7 +127,8 @@ impl RetryPolicy {
     }
 }
 
-fn full_jitter(cap: Duration) -> Duration {
+/// A uniformly random wait in `[0, cap]` ("full jitter").
+pub fn full_jitter(cap: Duration) -> Duration {
     let millis = cap.as_millis().min(u64::MAX as u128) as u64;
     if millis == 0 {
         return cap;

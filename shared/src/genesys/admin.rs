@@ -15,7 +15,7 @@ const MAX_PAGES: u32 = 50;
 
 impl GenesysClient {
     /// Every page of an entity listing at `path` (`pageSize=100`, until `pageCount`).
-    async fn all_pages<L, T>(
+    pub(super) async fn all_pages<L, T>(
         &self,
         path: &str,
         entities: impl Fn(L) -> (Vec<T>, Option<u32>),

@@ -253,6 +253,8 @@ impl GenesysClient {
         query: &[(&str, &str)],
         body: Option<&serde_json::Value>,
     ) -> Result<(StatusCode, bytes::Bytes), Attempt> {
+        // A channel id in a path is a capability (see `ChannelId`): errors and logs show it cut.
+        let path_shown = super::notifications::shown_path(path);
         let mut refreshed = false;
         loop {
             let token = self
@@ -277,11 +279,11 @@ impl GenesysClient {
             let resp = req
                 .send()
                 .await
-                .map_err(|e| GenesysError::transport(method_name, path, e))?;
+                .map_err(|e| GenesysError::transport(method_name, &path_shown, e))?;
             self.record_rate_limit(resp.headers());
             let status = resp.status();
             if status == StatusCode::UNAUTHORIZED && !refreshed {
-                tracing::info!(path, "token rejected (401); refreshing once");
+                tracing::info!(path = %path_shown, "token rejected (401); refreshing once");
                 self.inner.auth.invalidate(&token).await;
                 refreshed = true;
                 continue;
@@ -290,7 +292,7 @@ impl GenesysClient {
             let bytes = resp
                 .bytes()
                 .await
-                .map_err(|e| GenesysError::transport(method_name, path, e))?;
+                .map_err(|e| GenesysError::transport(method_name, &path_shown, e))?;
             if status.is_success() {
                 return Ok((status, bytes));
             }
@@ -305,7 +307,7 @@ impl GenesysClient {
             let body: Box<ErrorBody> = Box::new(serde_json::from_slice(&bytes).unwrap_or_default());
             return Err(Attempt::Request(GenesysError::Api {
                 method: method_name,
-                path: path.to_string(),
+                path: path_shown.to_string(),
                 status: status.as_u16(),
                 body,
                 correlation_id,
@@ -329,6 +331,7 @@ impl GenesysClient {
             Method::POST => "POST",
             Method::PATCH => "PATCH",
             Method::DELETE => "DELETE",
+            Method::HEAD => "HEAD",
             _ => "REQUEST",
         };
         let policy = if idempotent {
@@ -352,7 +355,7 @@ impl GenesysClient {
     ) -> Result<T, GenesysError> {
         serde_json::from_slice(bytes).map_err(|e| GenesysError::Decode {
             method,
-            path: path.to_string(),
+            path: super::notifications::shown_path(path).to_string(),
             reason: crate::text::redact_quoted(&e.to_string()),
         })
     }

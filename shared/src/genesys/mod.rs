@@ -9,6 +9,7 @@ pub mod auth;
 pub mod client;
 pub mod error;
 pub mod models;
+pub mod notifications;
 pub mod signed_url;
 pub mod throttle;
 

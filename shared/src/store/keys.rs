@@ -146,6 +146,11 @@ impl ArchiveLayout {
         join(&self.prefix, "_state/sweep/watermark.json".to_string())
     }
 
+    /// event-stream's channel, lease and unfilled gaps.
+    pub fn stream_state_key(&self) -> ObjectKey {
+        join(&self.prefix, "_state/stream/state.json".to_string())
+    }
+
     /// The folder of every conversation of `org` that started in `start`'s UTC hour.
     pub fn hour_folder(&self, org: &OrgId, start: DateTime<Utc>) -> ObjectKey {
         join(

@@ -64,6 +64,7 @@ mod digest;
 mod docs;
 mod media;
 mod model;
+mod notify_api;
 mod render;
 mod server;
 mod setup_api;
@@ -80,6 +81,7 @@ use tokio::task::JoinHandle;
 
 pub use media::{real_sample, REAL_SAMPLE_DURATION_MS, ULAW_HEADER_LEN};
 pub use model::*;
+pub use notify_api::{NotifyHub, NotifyStats, MAX_CHANNELS, MAX_TOPICS};
 
 use state::{lock, Key, Shared, Variant};
 
@@ -352,6 +354,60 @@ impl Simulator {
             .collect()
     }
 
+    /// The Notifications API side: channels, sockets, queues and their faults.
+    pub fn notifications(&self) -> &Arc<NotifyHub> {
+        &self.shared.notify
+    }
+
+    /// Starts conversations at `spec.per_second`: each is stored (with one recording, so
+    /// analytics and the recordings API know it) and, as it ends, published on its queue's
+    /// `v2.routing.queues.{id}.conversations` topic twice: connected, then with every call
+    /// disconnected. The task's result is every generated id, in order.
+    pub fn generate_conversations(&self, spec: GeneratorSpec) -> JoinHandle<Vec<String>> {
+        let shared = self.shared.clone();
+        tokio::spawn(async move {
+            let mut ids = Vec::with_capacity(spec.count);
+            let every = Duration::from_secs_f64(1.0 / spec.per_second.max(0.001));
+            let mut tick = tokio::time::interval(every);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+            for i in 0..spec.count {
+                tick.tick().await;
+                if spec.queue_ids.is_empty() {
+                    break;
+                }
+                let queue = spec.queue_ids[i % spec.queue_ids.len()].clone();
+                let end = chrono::Utc::now();
+                let start = end - chrono::Duration::seconds(spec.duration_secs as i64);
+                let agent = state::new_id();
+                let id = shared.add_conversation(ConversationSpec {
+                    start: Some(start),
+                    duration_secs: spec.duration_secs,
+                    participants: vec![
+                        participant("customer", None, None),
+                        participant("acd", None, Some(&queue)),
+                        participant("agent", Some(&agent), Some(&queue)),
+                    ],
+                    ..ConversationSpec::default()
+                });
+                if spec.recording_bytes > 0 {
+                    let _ = shared.add_recording(
+                        &id,
+                        RecordingSpec::new(MediaSource::SynthWav {
+                            size_bytes: spec.recording_bytes,
+                        }),
+                    );
+                }
+                let topic = format!("v2.routing.queues.{queue}.conversations");
+                for ended in [false, true] {
+                    let body = queue_conversation_event(&id, &queue, &agent, start, end, ended);
+                    shared.notify.publish(&topic, body);
+                }
+                ids.push(id);
+            }
+            ids
+        })
+    }
+
     /// All conversations, oldest first.
     pub fn conversations(&self) -> Vec<ConversationSummary> {
         self.shared.summaries()
@@ -372,6 +428,70 @@ impl Simulator {
             }
         }
     }
+}
+
+fn participant(purpose: &str, user: Option<&str>, queue: Option<&str>) -> ParticipantSpec {
+    ParticipantSpec {
+        purpose: purpose.into(),
+        name: None,
+        user_id: user.map(str::to_string),
+        queue_id: queue.map(str::to_string),
+        wrapup_code: None,
+        attributes: Default::default(),
+    }
+}
+
+/// What [`Simulator::generate_conversations`] makes.
+#[derive(Debug, Clone)]
+pub struct GeneratorSpec {
+    pub count: usize,
+    pub per_second: f64,
+    /// Conversations go round these queues; none = nothing generated.
+    pub queue_ids: Vec<String>,
+    pub duration_secs: u64,
+    /// Size of each conversation's synthesized WAV recording (0 = no recording).
+    pub recording_bytes: u64,
+}
+
+/// A `QueueConversationEventTopicConversation` (the generic queue topic's body; field names
+/// from the Python SDK's model): participants with their `calls[]`, whose `state` is
+/// `connected` or, once it ended, `disconnected` with `disconnectedTime`.
+pub fn queue_conversation_event(
+    conversation: &str,
+    queue: &str,
+    agent: &str,
+    start: chrono::DateTime<chrono::Utc>,
+    end: chrono::DateTime<chrono::Utc>,
+    ended: bool,
+) -> serde_json::Value {
+    let t =
+        |d: chrono::DateTime<chrono::Utc>| d.to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    let part = |purpose: &str, user: Option<&str>, q: Option<&str>| {
+        let mut call = serde_json::json!({"id": state::new_id(),
+            "state": if ended { "disconnected" } else { "connected" },
+            "recording": true, "recordingState": if ended { "none" } else { "active" },
+            "connectedTime": t(start)});
+        let mut p = serde_json::json!({"id": state::new_id(), "purpose": purpose,
+            "connectedTime": t(start), "calls": []});
+        if ended {
+            call["disconnectType"] = "endpoint".into();
+            call["disconnectedTime"] = t(end).into();
+            p["endTime"] = t(end).into();
+        }
+        p["calls"] = serde_json::json!([call]);
+        if let Some(u) = user {
+            p["userId"] = u.into();
+        }
+        if let Some(q) = q {
+            p["queueId"] = q.into();
+        }
+        p
+    };
+    serde_json::json!({"id": conversation,
+        "participants": [part("customer", None, None), part("acd", None, Some(queue)),
+            part("agent", Some(agent), Some(queue))],
+        "recordingState": if ended { "none" } else { "active" },
+        "divisions": [{"division": {"id": state::DEFAULT_DIVISION}, "entities": [{"id": conversation}]}]})
 }
 
 impl Drop for Simulator {

@@ -91,6 +91,24 @@ pub(crate) fn router(sh: Arc<Shared>) -> Router {
             "/api/v2/recording/mediaretentionpolicies",
             get(list_retention_policies),
         )
+        .route(
+            "/api/v2/notifications/channels",
+            post(crate::notify_api::post_channel),
+        )
+        .route(
+            "/api/v2/notifications/channels/{id}",
+            axum::routing::head(crate::notify_api::head_channel),
+        )
+        .route(
+            "/api/v2/notifications/channels/{id}/subscriptions",
+            get(crate::notify_api::get_subscriptions)
+                .put(crate::notify_api::put_subscriptions)
+                .post(crate::notify_api::post_subscriptions),
+        )
+        .route(
+            "/api/v2/routing/queues",
+            get(crate::notify_api::list_queues),
+        )
         .route("/api/v2/{*rest}", axum::routing::any(api_not_found))
         .layer(middleware::from_fn_with_state(sh.clone(), api_mw));
     let admin = Router::new()
@@ -109,6 +127,7 @@ pub(crate) fn router(sh: Arc<Shared>) -> Router {
     Router::new()
         .route("/oauth/token", post(token))
         .route("/media/{opaque}", get(media))
+        .route("/channels/{id}", get(crate::notify_api::socket))
         .merge(api)
         .merge(admin)
         .layer(middleware::from_fn_with_state(sh.clone(), log_mw))
@@ -423,7 +442,7 @@ struct ForceTranscoding;
 
 /// OAuth client id of the token that authorised the request.
 #[derive(Clone)]
-struct Caller(String);
+pub(crate) struct Caller(pub String);
 
 struct RateInfo {
     count: u32,

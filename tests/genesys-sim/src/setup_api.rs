@@ -45,6 +45,7 @@ pub(crate) fn required_permissions(method: &Method, path: &str) -> Option<&'stat
             &["integrations:integration:edit"]
         }
         ("GET", ["recording", "mediaretentionpolicies", ..]) => &["recording:retentionPolicy:view"],
+        ("GET", ["routing", "queues"]) => &["routing:queue:view"],
         _ => return None,
     })
 }

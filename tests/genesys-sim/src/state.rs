@@ -30,6 +30,7 @@ pub(crate) struct Shared {
     pub base_url: OnceLock<String>,
     /// (MD5, SHA-256) of whole media variants, by URL opaque id without the encode.
     pub digests: Mutex<HashMap<String, Digests>>,
+    pub notify: std::sync::Arc<crate::notify_api::NotifyHub>,
 }
 
 /// (MD5, SHA-256) of a whole object.
@@ -395,6 +396,7 @@ impl Shared {
             requests: Mutex::new(Vec::new()),
             base_url: OnceLock::new(),
             digests: Mutex::new(HashMap::new()),
+            notify: Default::default(),
         }
     }
 

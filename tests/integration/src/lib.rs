@@ -13,6 +13,7 @@ pub mod moto;
 pub mod routing_kit;
 pub mod runtime_api;
 pub mod stack;
+pub mod stream_kit;
 pub mod transfer_kit;
 pub mod venv;
 

@@ -360,7 +360,7 @@ async fn a_window_with_more_conversations_than_a_query_returns_is_split() {
     let store = S3Store::new(stack.s3.clone(), BUCKET);
     let layout = ArchiveLayout::new(PREFIX);
     let org = OrgId::parse(stack.sim.org_id()).unwrap();
-    let recorder = Recorder::default();
+    let recorder = gc_archive_it::stream_kit::RecordingQueue::default();
     let archive = stack.deps("archive-on-event").await.unwrap();
     let report = sweep_once(
         &SweepDeps {
@@ -394,28 +394,6 @@ async fn a_window_with_more_conversations_than_a_query_returns_is_split() {
         .filter(|r| r.path.ends_with("/details/query") && r.status == 400)
         .count();
     assert_eq!(refused, 0, "no page past the limit was asked for");
-}
-
-#[derive(Default)]
-struct Recorder {
-    sent: std::sync::Mutex<Vec<String>>,
-}
-
-impl Recorder {
-    fn sent(&self) -> Vec<String> {
-        self.sent.lock().unwrap().clone()
-    }
-}
-
-#[async_trait]
-impl ArchiveQueue for Recorder {
-    async fn enqueue_conversation(&self, m: &ConversationMessage) -> Result<(), QueueError> {
-        self.sent
-            .lock()
-            .unwrap()
-            .push(m.conversation_id.as_str().to_string());
-        Ok(())
-    }
 }
 
 /// A backfill over three weeks through the async analytics jobs, cut short by a failing queue
