@@ -508,6 +508,68 @@ pub async fn sweep_runtime(
     })
 }
 
+/// event-stream's dependencies: Genesys, the deployment bucket (state, journal, manifests),
+/// the routing targets' manifests, and the ArchiveQueue. Settings from the environment:
+/// `STREAM_QUEUE_TOPICS` (`false` = only `STREAM_EXTRA_TOPICS`, comma-separated),
+/// `STREAM_HEARTBEAT_WINDOW_SECS`, `STREAM_GAP_SETTLE_SECS`, `STREAM_GAP_MARGIN_SECS`,
+/// `STREAM_GAP_LOOKBACK_SECS`,
+/// `STREAM_HANDOFF_MARGIN_SECS`.
+pub async fn stream_runtime(
+    env: &HashMap<String, String>,
+    sdk: &aws_config::SdkConfig,
+) -> Result<crate::handlers::event_stream::StreamRuntime, InitError> {
+    let config = Config::from_map(env)?;
+    let secrets = aws_sdk_secretsmanager::Client::new(sdk);
+    let credentials = resolve_credentials(&config.genesys.credentials, &secrets).await?;
+    Ok(crate::handlers::event_stream::StreamRuntime {
+        genesys: GenesysClient::new(&config.genesys, credentials)?,
+        store: Arc::new(S3Store::new(
+            s3_client(sdk, env),
+            config.archive.bucket.clone(),
+        )),
+        layout: crate::store::ArchiveLayout::new(&config.archive.prefix),
+        targets: target_locations(env, sdk).await?,
+        org: config.genesys.org_id.clone(),
+        queue: Arc::new(archive_queue(sdk, env)?),
+        settings: stream_settings(env),
+        handoff_margin: secs(env, "STREAM_HANDOFF_MARGIN_SECS", 20),
+    })
+}
+
+/// [`crate::stream::StreamSettings`] from the environment (see [`stream_runtime`]).
+pub fn stream_settings(env: &HashMap<String, String>) -> crate::stream::StreamSettings {
+    let d = crate::stream::StreamSettings::default();
+    let holder = [get(env, "AWS_LAMBDA_LOG_STREAM_NAME"), get(env, "HOSTNAME")]
+        .into_iter()
+        .flatten()
+        .next()
+        .map_or(d.holder.clone(), |h| {
+            format!("{h}/pid-{}", std::process::id())
+        });
+    crate::stream::StreamSettings {
+        queue_topics: get(env, "STREAM_QUEUE_TOPICS") != Some("false"),
+        extra_topics: get(env, "STREAM_EXTRA_TOPICS")
+            .map(|v| {
+                v.split(',')
+                    .map(str::trim)
+                    .filter(|t| !t.is_empty())
+                    .map(str::to_string)
+                    .collect()
+            })
+            .unwrap_or_default(),
+        heartbeat_window: secs(
+            env,
+            "STREAM_HEARTBEAT_WINDOW_SECS",
+            d.heartbeat_window.as_secs(),
+        ),
+        gap_settle: secs(env, "STREAM_GAP_SETTLE_SECS", d.gap_settle.as_secs()),
+        gap_margin: secs(env, "STREAM_GAP_MARGIN_SECS", d.gap_margin.as_secs()),
+        gap_lookback: secs(env, "STREAM_GAP_LOOKBACK_SECS", d.gap_lookback.as_secs()),
+        holder,
+        ..d
+    }
+}
+
 /// The ArchiveQueue our own producers (the recording sweep) send conversations to
 /// (`ARCHIVE_QUEUE_URL`).
 pub fn archive_queue(

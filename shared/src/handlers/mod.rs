@@ -14,6 +14,7 @@
 //! own retries, its own DLQ entry); one that fails for good is dead-lettered as a transfer job
 //! with its reason, which archive-on-event accepts again after a redrive.
 
+pub mod event_stream;
 pub mod recording_sweep;
 pub mod storage_router;
 

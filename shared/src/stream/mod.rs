@@ -391,10 +391,10 @@ pub async fn run(
     };
     let result = c.run_sockets(down_since, cause, &stop, deadline).await;
     let handoff = c.hand_off().await;
-    let mut report = result?;
+    result?;
     handoff?;
-    report.finish();
-    Ok(report)
+    c.report.finish();
+    Ok(c.report)
 }
 
 impl<'a, 'd> Consumer<'a, 'd> {
@@ -404,7 +404,7 @@ impl<'a, 'd> Consumer<'a, 'd> {
         mut cause: GapCause,
         stop: &CancellationToken,
         deadline: Option<Instant>,
-    ) -> Result<StreamReport, StreamError> {
+    ) -> Result<(), StreamError> {
         let mut channel = self.ensure_channel(false).await?;
         let mut failures = 0u32;
         loop {
@@ -415,7 +415,7 @@ impl<'a, 'd> Consumer<'a, 'd> {
                     "deadline"
                 }
                 .into();
-                return Ok(self.report.clone());
+                return Ok(());
             }
             let socket = match connect(&channel).await {
                 Ok(s) => s,
@@ -449,7 +449,7 @@ impl<'a, 'd> Consumer<'a, 'd> {
             match self.session(socket, &channel, stop, deadline).await? {
                 SessionEnd::Stop(why) => {
                     self.report.stopped = why.into();
-                    return Ok(self.report.clone());
+                    return Ok(());
                 }
                 SessionEnd::Lost {
                     cause: lost,
@@ -843,14 +843,12 @@ impl<'a, 'd> Consumer<'a, 'd> {
     }
 
     async fn flush_offers(&mut self) -> Result<(), StreamError> {
-        let before = self.offers.counts;
         self.offers.finish().await?;
-        let after = self.offers.counts;
-        self.report.enqueued += after.enqueued - before.enqueued;
-        self.report.already_archived += after.already_archived - before.already_archived;
-        self.report.already_enqueued += after.already_enqueued - before.already_enqueued;
-        // Counted once: the report holds the sums.
-        self.offers.counts = Default::default();
+        // Counted once: the report holds the sums, the offers start from zero again.
+        let counts = std::mem::take(&mut self.offers.counts);
+        self.report.enqueued += counts.enqueued;
+        self.report.already_archived += counts.already_archived;
+        self.report.already_enqueued += counts.already_enqueued;
         Ok(())
     }
 
@@ -872,7 +870,8 @@ impl<'a, 'd> Consumer<'a, 'd> {
             crate::sweep::MAX_ROWS_PER_QUERY,
         )
         .await?;
-        let before = self.offers.counts.enqueued;
+        // What the socket offered is sent and counted first, so the counts below are the fill's.
+        self.flush_offers().await?;
         for row in rows {
             let (Some(start), Some(end)) = (row.conversation_start, row.conversation_end) else {
                 continue;
@@ -889,7 +888,7 @@ impl<'a, 'd> Consumer<'a, 'd> {
             self.offers.offer(id, start, end).await?;
         }
         self.offers.finish().await?;
-        self.report.gap_filled += self.offers.counts.enqueued - before;
+        self.report.gap_filled += self.offers.counts.enqueued;
         self.report.gaps_filled += gaps.len() as u32;
         self.flush_offers().await
     }

@@ -586,7 +586,7 @@ impl LocalStack {
     /// `SOURCE_QUEUE_URL` the queue it consumes.
     pub fn function_env(&self, function: &str) -> HashMap<String, String> {
         let mut env = self.env.clone();
-        if function == "recording-sweep" {
+        if function == "recording-sweep" || function == "event-stream" {
             env.insert("ARCHIVE_QUEUE_URL".into(), self.archive_queue.url.clone());
             return env;
         }
