@@ -55,6 +55,7 @@ ROLES = {
     "ChunkRecordingRole": "chunk-recording",
     "RecordingSweepRole": "recording-sweep",
     "StorageRouterRole": "storage-router",
+    "EventStreamRole": "event-stream",
 }
 
 PSEUDO_DEFAULTS = {
@@ -262,6 +263,9 @@ def role_policies(template: dict, params: dict, resources: dict) -> dict:
         role = template_resources.get(logical_id)
         if role is None:
             raise TemplateError(f"resource {logical_id} is missing")
+        # A role whose condition is false is not created: the function has no policy.
+        if "Condition" in role and not resolver.condition(role["Condition"]):
+            continue
         props = role.get("Properties", {})
         for hidden in ("ManagedPolicyArns", "PermissionsBoundary"):
             if hidden in props:

@@ -44,15 +44,16 @@ use gc_archive::events::TransferMessage;
 use gc_archive::queue::{QueueError, Queues};
 
 /// The functions and the template resources of their execution roles.
-pub const FUNCTIONS: [(&str, &str); 4] = [
+pub const FUNCTIONS: [(&str, &str); 5] = [
     ("archive-on-event", "ArchiveOnEventRole"),
     ("chunk-recording", "ChunkRecordingRole"),
     ("recording-sweep", "RecordingSweepRole"),
     ("storage-router", "StorageRouterRole"),
+    ("event-stream", "EventStreamRole"),
 ];
 
 /// The functions that run the archive pipeline (events, transfers): each links and may run
-/// every AWS operation of `shared`. recording-sweep and storage-router run known subsets (see
+/// every AWS operation of `shared`. recording-sweep, storage-router and event-stream run known subsets (see
 /// `tests/iam_static.rs`).
 pub const PIPELINE_FUNCTIONS: [&str; 2] = ["archive-on-event", "chunk-recording"];
 
@@ -94,8 +95,14 @@ pub async fn template_policies(parameters: &Value, resources: &Value) -> Result<
     .await
     .context("tools/template_policies.py")?;
     let policies: Value = serde_json::from_slice(&out)?;
+    let stream_on = parameters.get("EventStreamEnabled").and_then(Value::as_str) == Some("true");
     for (function, _) in FUNCTIONS {
-        anyhow::ensure!(policies.get(function).is_some(), "no policy for {function}");
+        // event-stream's role exists only with EventStreamEnabled=true.
+        let expected = function != "event-stream" || stream_on;
+        anyhow::ensure!(
+            policies.get(function).is_some() == expected,
+            "policy for {function}: expected {expected}"
+        );
     }
     Ok(policies)
 }

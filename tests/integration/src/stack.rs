@@ -621,6 +621,7 @@ impl LocalStack {
             "KmsKeyArn": self.key_arn,
             "ResultEventBusName": crate::iam::RESULT_BUS,
             "WebhookSecretArn": iam.webhook_secret_arn,
+            "EventStreamEnabled": "true",
             "AWS::Region": crate::moto::REGION,
             "AWS::AccountId": crate::moto::ACCOUNT_ID,
         });
@@ -640,6 +641,7 @@ impl LocalStack {
             "ChunkRecordingLogGroup": {"Arn": log_group("chunk-recording")},
             "RecordingSweepLogGroup": {"Arn": log_group("recording-sweep")},
             "StorageRouterLogGroup": {"Arn": log_group("storage-router")},
+            "EventStreamLogGroup": {"Arn": log_group("event-stream")},
         });
         Ok((parameters, resources))
     }
@@ -698,6 +700,20 @@ impl LocalStack {
             gc_archive::bootstrap::sweep_runtime(&self.function_env("recording-sweep"), &sdk)
                 .await?,
         )
+    }
+
+    /// event-stream's runtime, built by `bootstrap::stream_runtime` as the Lambda builds it
+    /// (with `env` over the function's environment), signed as a fresh IAM user holding
+    /// `policy`. IAM mode only.
+    pub async fn stream_runtime_with_policy(
+        &self,
+        policy: &serde_json::Value,
+        env: &HashMap<String, String>,
+    ) -> Result<gc_archive::handlers::event_stream::StreamRuntime> {
+        let sdk = self.sdk_as_user("event-stream", policy).await?;
+        let mut full = self.function_env("event-stream");
+        full.extend(env.clone());
+        Ok(gc_archive::bootstrap::stream_runtime(&full, &sdk).await?)
     }
 
     /// storage-router's runtime, built by `bootstrap::router_runtime` as the Lambda builds it,

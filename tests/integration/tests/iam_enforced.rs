@@ -681,3 +681,118 @@ async fn storage_router_checks_and_reports_under_its_template_role() {
         assert!(named, "without {action}: {outcome:?}");
     }
 }
+
+/// event-stream under exactly its template role: the socket's conversation ends and a gap
+/// fill reach the ArchiveQueue, its state and the journal are written. Then each S3 and SQS
+/// grant is removed in turn and the run fails naming the refusal; the gap it could not fill
+/// stays recorded and the control run fills it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn event_stream_streams_and_fills_gaps_under_its_template_role() {
+    use gc_archive::handlers::event_stream::event_stream;
+    use gc_archive::handlers::HandlerError;
+    let stack = iam_stack().await;
+    let hub = stack.sim.notifications();
+    hub.set_heartbeat(Duration::from_millis(200));
+    let queues = vec![hub.add_queue("Sales")];
+    let env: std::collections::HashMap<String, String> = [
+        ("STREAM_GAP_SETTLE_SECS", "0"),
+        ("STREAM_GAP_MARGIN_SECS", "1"),
+        ("STREAM_GAP_LOOKBACK_SECS", "600"),
+        ("STREAM_HANDOFF_MARGIN_SECS", "0"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    let generate = |count| {
+        stack
+            .sim
+            .generate_conversations(genesys_sim::GeneratorSpec {
+                count,
+                per_second: 50.0,
+                queue_ids: queues.clone(),
+                duration_secs: 60,
+                recording_bytes: 2_000,
+            })
+    };
+    let policy = stack.function_policy("event-stream").await.unwrap();
+    let runtime = stack
+        .stream_runtime_with_policy(&policy, &env)
+        .await
+        .unwrap();
+    async fn stream(
+        rt: &gc_archive::handlers::event_stream::StreamRuntime,
+    ) -> Result<serde_json::Value, HandlerError> {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
+        event_stream(
+            rt,
+            serde_json::json!({"action": "stream", "seconds": 3}),
+            deadline,
+        )
+        .await
+    }
+    let during = async {
+        while hub.open_sockets() == 0 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        generate(5).await.unwrap()
+    };
+    let (first, mut want) = tokio::join!(stream(&runtime), during);
+    let first = first.unwrap();
+    assert_eq!(first["stream"]["enqueued"], 5, "{first}");
+
+    for action in [
+        "s3:GetObject",
+        "s3:PutObject",
+        "s3:ListBucket",
+        "sqs:SendMessage",
+    ] {
+        // Ended while nothing listens: only a gap fill can find them.
+        want.extend(generate(2).await.unwrap());
+        let mut crippled = policy.clone();
+        assert!(
+            gc_archive_it::iam::remove_action(&mut crippled, action) > 0,
+            "{action}"
+        );
+        let rt = stack
+            .stream_runtime_with_policy(&crippled, &env)
+            .await
+            .unwrap();
+        let outcome = stream(&rt).await;
+        assert!(
+            matches!(&outcome, Err(HandlerError::Infrastructure(m)) if m.contains("403")),
+            "without {action}: {outcome:?}"
+        );
+    }
+    let control = stream(&runtime).await.unwrap();
+    assert!(
+        control["stream"]["gapFilled"].as_u64().unwrap() >= 1,
+        "{control}"
+    );
+
+    let mut sent = Vec::new();
+    loop {
+        let got = stack
+            .sqs
+            .receive_message()
+            .queue_url(&stack.archive_queue.url)
+            .max_number_of_messages(10)
+            .visibility_timeout(600)
+            .send()
+            .await
+            .unwrap();
+        if got.messages().is_empty() {
+            break;
+        }
+        for m in got.messages() {
+            let body: serde_json::Value = serde_json::from_str(m.body().unwrap()).unwrap();
+            sent.push(body["conversationId"].as_str().unwrap().to_string());
+        }
+    }
+    let unique: BTreeSet<&String> = sent.iter().collect();
+    assert_eq!(unique.len(), sent.len(), "each once: {sent:?}");
+    assert_eq!(unique, want.iter().collect::<BTreeSet<_>>());
+    assert!(stack
+        .get_bytes(&format!("{PREFIX}/_state/stream/state.json"))
+        .await
+        .is_ok());
+}

@@ -97,12 +97,14 @@ impl Deployment {
             "RoutingConfigKey": if routing { "_config/routing.yaml" } else { "" },
             "RoutingBucketPattern": if routing { ROUTED_PATTERN } else { "" },
             "RoutingKmsKeyArns": if routing { TARGET_KEY_ARN } else { "" },
+            "EventStreamEnabled": "true",
         });
         let mut resources = json!({
             "ArchiveOnEventLogGroup": {"Arn": log_group_arn("archive-on-event")},
             "ChunkRecordingLogGroup": {"Arn": log_group_arn("chunk-recording")},
             "RecordingSweepLogGroup": {"Arn": log_group_arn("recording-sweep")},
             "StorageRouterLogGroup": {"Arn": log_group_arn("storage-router")},
+            "EventStreamLogGroup": {"Arn": log_group_arn("event-stream")},
         });
         for (id, name) in [
             ("ArchiveQueue", "archive"),
@@ -229,7 +231,7 @@ impl Deployment {
         match function {
             "archive-on-event" => [queue_arn("transfer"), queue_arn("archive-dlq")].into(),
             "chunk-recording" => [queue_arn("transfer"), queue_arn("transfer-dlq")].into(),
-            "recording-sweep" => [queue_arn("archive")].into(),
+            "recording-sweep" | "event-stream" => [queue_arn("archive")].into(),
             _ => BTreeSet::new(),
         }
     }
@@ -239,7 +241,7 @@ impl Deployment {
             return Vec::new();
         }
         let mut s = vec![GENESYS_SECRET.to_string()];
-        if self.webhook && function != "recording-sweep" {
+        if self.webhook && function != "recording-sweep" && function != "event-stream" {
             s.push(WEBHOOK_SECRET.to_string());
         }
         s
@@ -285,6 +287,58 @@ impl Deployment {
                 .map(|a| (*a, log_group_arn("recording-sweep"))),
         );
         needs
+    }
+
+    /// What event-stream does: its state and the enqueue journal (get, conditional put), the
+    /// hour folders' listings (what is archived), its ArchiveQueue sends, SSE-KMS through S3,
+    /// the Genesys secret, its logs; with routing, the document and the targets' listings.
+    fn stream_needs(&self) -> Vec<(&'static str, String)> {
+        let mut needs = vec![
+            ("s3:ListBucket", self.bucket_arn()),
+            ("sqs:SendMessage", queue_arn("archive")),
+            ("secretsmanager:GetSecretValue", GENESYS_SECRET.to_string()),
+            ("kms:GenerateDataKey", self.key_arn.to_string()),
+            ("kms:Decrypt", self.key_arn.to_string()),
+        ];
+        for key in [
+            "_state/stream/state.json",
+            "_state/enqueued/2026/03/04/05.json",
+        ] {
+            needs.push(("s3:GetObject", self.object_arn(key)));
+            needs.push(("s3:PutObject", self.object_arn(key)));
+        }
+        if self.routing {
+            needs.push(("s3:GetObject", self.object_arn("_config/routing.yaml")));
+            needs.push(("s3:ListBucket", format!("arn:aws:s3:::{ROUTED_BUCKET}")));
+        }
+        needs.extend(
+            LOG_ACTIONS
+                .iter()
+                .map(|a| (*a, log_group_arn("event-stream"))),
+        );
+        needs
+    }
+
+    /// What event-stream must not be able to do: touch recordings, manifests, checkpoints,
+    /// the sweep's watermark or audit records; feed the transfer path; consume a queue.
+    fn stream_denied(&self) -> Vec<(&'static str, String)> {
+        let mut denied = vec![
+            ("s3:PutObject", self.checkpoint_arn()),
+            ("s3:GetObject", self.checkpoint_arn()),
+            (
+                "s3:PutObject",
+                self.object_arn("_state/sweep/watermark.json"),
+            ),
+            ("s3:GetObject", self.object_arn("_audit/2026/03/04/x.json")),
+            ("sqs:SendMessage", queue_arn("transfer")),
+            ("sqs:ReceiveMessage", queue_arn("archive")),
+        ];
+        for key in &self.archive_keys()[..2] {
+            denied.push(("s3:GetObject", key.clone()));
+            denied.push(("s3:PutObject", key.clone()));
+            denied.push(("s3:DeleteObject", key.clone()));
+        }
+        denied
     }
 
     /// What storage-router does: list and read audit records, read the routing document,
@@ -884,7 +938,7 @@ async fn roles_scope_every_grant_to_the_deployments_own_resources() {
                     check(false, format!("{at}: KMS statement without the orgId encryption context condition: {s}"));
                 }
             }
-            if function == "recording-sweep" || function == "storage-router" {
+            if ["recording-sweep", "storage-router", "event-stream"].contains(&function) {
                 check(
                     org_bound.is_empty(),
                     format!("{at}: {function} never encrypts, yet is granted the envelope key: {org_bound:?}"),
@@ -1042,6 +1096,83 @@ async fn the_sweep_role_grants_what_the_sweep_does_and_nothing_more() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_stream_role_grants_what_event_stream_does_and_nothing_more() {
+    let mut problems = Vec::new();
+    for d in Deployment::all().await {
+        let policy = d.policy("event-stream");
+        let needs = d.stream_needs();
+        for (action, resource) in &needs {
+            if granting(policy, action, resource).is_empty() {
+                problems.push(format!(
+                    "[{}] event-stream needs {action} on {resource}: not granted",
+                    d.name
+                ));
+            }
+        }
+        let needed: BTreeSet<&str> = needs.iter().map(|(a, _)| *a).collect();
+        for action in granted_actions(policy) {
+            if !needed.contains(action.as_str()) {
+                problems.push(format!(
+                    "[{}] event-stream is granted {action}, which it does not use",
+                    d.name
+                ));
+            }
+        }
+        for (action, resource) in d.stream_denied() {
+            if !granting(policy, action, &resource).is_empty() {
+                problems.push(format!(
+                    "[{}] event-stream may {action} on {resource}",
+                    d.name
+                ));
+            }
+        }
+    }
+    assert!(problems.is_empty(), "\n{}", problems.join("\n"));
+}
+
+/// Without EventStreamEnabled=true there is no event-stream role (nor function).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn event_stream_is_absent_unless_enabled() {
+    let parameters = json!({
+        "GenesysOrgId": ORG,
+        "GenesysCredentialsSecretArn": GENESYS_SECRET,
+        "GenesysEventBusName": format!("aws.partner/genesys.com/cloud/{ORG}/gc-archive"),
+        "ArchiveBucketName": "acme-call-archive",
+        "ArchivePrefix": PREFIX,
+        "KmsKeyArn": KEY_ARN,
+        "ResultEventBusName": RESULT_BUS,
+        "AWS::Region": REGION,
+        "AWS::AccountId": ACCOUNT,
+    });
+    let mut resources = json!({});
+    for (id, name) in [
+        ("ArchiveQueue", "archive"),
+        ("ArchiveDeadLetterQueue", "archive-dlq"),
+        ("TransferQueue", "transfer"),
+        ("TransferDeadLetterQueue", "transfer-dlq"),
+    ] {
+        resources[id] = json!({"Ref": format!("https://sqs.{REGION}.amazonaws.com/{ACCOUNT}/{name}"), "Arn": queue_arn(name)});
+    }
+    for f in [
+        "archive-on-event",
+        "chunk-recording",
+        "recording-sweep",
+        "storage-router",
+    ] {
+        let id = match f {
+            "archive-on-event" => "ArchiveOnEventLogGroup",
+            "chunk-recording" => "ChunkRecordingLogGroup",
+            "recording-sweep" => "RecordingSweepLogGroup",
+            _ => "StorageRouterLogGroup",
+        };
+        resources[id] = json!({"Arn": log_group_arn(f)});
+    }
+    let policies = template_policies(&parameters, &resources).await.unwrap();
+    assert!(policies.get("event-stream").is_none(), "{policies}");
+    assert!(policies.get("recording-sweep").is_some());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_router_role_grants_what_storage_router_does_and_nothing_more() {
     let mut problems = Vec::new();
     for d in Deployment::all().await {
@@ -1151,6 +1282,11 @@ Resources:
     Type: AWS::IAM::Role
     Properties:
       Policies: []
+  EventStreamRole:
+    Type: AWS::IAM::Role
+    Condition: HasExtra
+    Properties:
+      Policies: []
 "#
     )
 }
@@ -1187,6 +1323,16 @@ fn the_resolver_evaluates_conditions_and_intrinsics() {
         ])
     );
     assert_eq!(policies["chunk-recording"]["Statement"], json!([]));
+    // A role whose condition is false is not created, so it has no policy.
+    assert!(policies.get("event-stream").is_none(), "{policies}");
+    let with_extra = json!({
+        "parameters": {"AWS::AccountId": "111122223333", "Extra": "arn:aws:s3:::x"},
+        "resources": {"Queue": {"Ref": "q-url", "Arn": "arn:aws:sqs:us-east-1:111122223333:q"}},
+    });
+    let (code, out, err) = run_resolver(&role_template(statement), &with_extra);
+    assert_eq!(code, 0, "{err}");
+    let policies: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(policies["event-stream"]["Statement"], json!([]));
 }
 
 #[test]
