@@ -62,6 +62,19 @@ enum Command {
         #[arg(long, default_value_t = 5)]
         settle_minutes: u64,
     },
+    /// Consume Genesys Cloud's Notifications API socket as a long-running service (systemd,
+    /// ECS): every conversation end goes to the ArchiveQueue (ARCHIVE_QUEUE_URL), every
+    /// interval without a socket is filled from analytics. SIGTERM or Ctrl-C: sends what is
+    /// batched, saves the state, releases the channel, prints the report as JSON, exits 0.
+    /// Settings as event-stream's (STREAM_* environment variables).
+    Stream {
+        /// Stop after this many seconds (default: until SIGTERM).
+        #[arg(long)]
+        seconds: Option<u64>,
+        /// Wait this long after the reconnect circuit opened before starting again.
+        #[arg(long, default_value_t = 60)]
+        cool_off_secs: u64,
+    },
     /// Enqueue every ended conversation with recordings that started in a range and has no
     /// archive, through Genesys Cloud's async analytics jobs (history of any age), one job per
     /// window; resumable (a re-run of the same range continues after the last finished
@@ -216,6 +229,10 @@ async fn main() -> Result<()> {
             })
             .await
         }
+        Command::Stream {
+            seconds,
+            cool_off_secs,
+        } => stream(seconds, cool_off_secs).await,
         Command::Decrypt {
             input,
             output,
@@ -370,6 +387,65 @@ async fn sweep_environment() -> Result<gc_archive::handlers::recording_sweep::Sw
     let runtime = gc_archive::bootstrap::sweep_runtime(&env, &sdk).await?;
     runtime.genesys.prime_rate_limit().await;
     Ok(runtime)
+}
+
+/// Cancels `stop` on SIGTERM or Ctrl-C.
+fn stop_on_signals(stop: tokio_util::sync::CancellationToken) -> Result<()> {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .context("install the SIGTERM handler")?;
+    tokio::spawn(async move {
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = tokio::signal::ctrl_c() => {}
+        }
+        eprintln!("stopping: sending what is batched and saving the stream state");
+        stop.cancel();
+    });
+    Ok(())
+}
+
+async fn stream(seconds: Option<u64>, cool_off_secs: u64) -> Result<()> {
+    use gc_archive::retry::Retryable;
+    use gc_archive::stream::{run, StreamError, StreamReport};
+    use tokio::time::{Duration, Instant};
+    let env = std::env::vars().collect();
+    let sdk = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+    let runtime = gc_archive::bootstrap::stream_runtime(&env, &sdk).await?;
+    runtime.genesys.prime_rate_limit().await;
+    let stop = tokio_util::sync::CancellationToken::new();
+    stop_on_signals(stop.clone())?;
+    let deadline = seconds.map(|s| Instant::now() + Duration::from_secs(s));
+    let deps = runtime.deps();
+    let mut runs: Vec<StreamReport> = Vec::new();
+    // A daemon outlives what stops one run: an open circuit or another holder's lease waits
+    // and starts again; a deployment fault (rejected topics, credentials) ends the process.
+    while !stop.is_cancelled() && deadline.is_none_or(|d| Instant::now() < d) {
+        let wait = match run(&deps, &runtime.settings, stop.clone(), deadline).await {
+            Ok(report) => {
+                runs.push(report);
+                continue;
+            }
+            Err(
+                e @ (StreamError::CircuitOpen { .. }
+                | StreamError::Busy { .. }
+                | StreamError::Superseded { .. }),
+            ) => {
+                eprintln!("{e}; starting again in {cool_off_secs} s");
+                Duration::from_secs(cool_off_secs)
+            }
+            Err(e) if e.is_transient() => {
+                eprintln!("{e}; starting again in {cool_off_secs} s");
+                Duration::from_secs(cool_off_secs)
+            }
+            Err(e) => return Err(e.into()),
+        };
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = stop.cancelled() => {}
+        }
+    }
+    println!("{}", serde_json::to_string_pretty(&runs)?);
+    Ok(())
 }
 
 async fn sweep(settings: gc_archive::sweep::SweepSettings) -> Result<()> {

@@ -147,6 +147,8 @@ class Run:
         self.conv = gc.ConversationsApi(self.api_client)
         self.analytics = gc.AnalyticsApi(self.api_client)
         self.integrations = gc.IntegrationsApi(self.api_client)
+        self.notifications = gc.NotificationsApi(self.api_client)
+        self.routing = gc.RoutingApi(self.api_client)
         self.http = urllib3.PoolManager()
         self.c = Checker()
 
@@ -389,6 +391,41 @@ def main():
     run.call("get_integrations", "IntegrationEntityListing", I.get_integrations, page_size=100)
     run.call("get_recording_mediaretentionpolicies", "PolicyEntityListing",
              R.get_recording_mediaretentionpolicies, page_size=100)
+
+    # Notifications API channels and subscriptions, routing queues (event-stream), and the
+    # bodies its sockets carry.
+    N = run.notifications
+    data, _ = run.call("post_notifications_channels", "Channel", N.post_notifications_channels)
+    channel = (data or {}).get("id")
+    if channel:
+        run.call("head_notifications_channel", None, N.head_notifications_channel, channel)
+        topics = [mk(gc.ChannelTopic, id=f"v2.routing.queues.{q}.conversations") for q in ids["queues"]]
+        data, _ = run.call("put_notifications_channel_subscriptions(ignoreErrors)",
+                           "ChannelTopicEntityListing", N.put_notifications_channel_subscriptions,
+                           channel, topics, ignore_errors=True)
+        states = sorted((e.get("state"), e.get("id")) for e in (data or {}).get("entities", []))
+        if [s for s, _ in states] != ["Permitted", "Rejected"]:
+            run.c.problem("put_notifications_channel_subscriptions", f"states {states}")
+        run.call_error("put_notifications_channel_subscriptions(rejected topic)",
+                       N.put_notifications_channel_subscriptions, channel, topics)
+        run.call("get_notifications_channel_subscriptions", "ChannelTopicEntityListing",
+                 N.get_notifications_channel_subscriptions, channel)
+        # A HEAD has no body: only the status says the channel is gone.
+        try:
+            N.head_notifications_channel("streaming-0-unknown")
+            run.c.problem("head_notifications_channel(unknown)", "expected 404")
+        except ApiException as e:
+            if e.status != 404:
+                run.c.problem("head_notifications_channel(unknown)", f"HTTP {e.status}, expected 404")
+            run.c.lines.append(f"{'ok' if e.status == 404 else 'MISMATCH':8} {e.status} head_notifications_channel(unknown)")
+    run.call("get_routing_queues", "QueueEntityListing", run.routing.get_routing_queues,
+             page_size=100, page_number=1)
+    for model, bodies in ids["events"].items():
+        for i, body in enumerate(bodies):
+            before = len(run.c.problems)
+            run.c.walk(body, model, f"socket event {model}[{i}]")
+            verdict = "ok" if len(run.c.problems) == before else "MISMATCH"
+            run.c.lines.append(f"{verdict:8} --- socket event body -> {model}")
 
     print("\n".join(run.c.lines))
     print(f"{len(run.c.lines)} responses, {run.c.fields} JSON values checked")

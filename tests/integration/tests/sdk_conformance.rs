@@ -124,7 +124,30 @@ async fn scenario(sim: &Simulator) -> Value {
         }}},
         "selfUri": "/api/v2/recording/mediaretentionpolicies/p1"
     }));
+    // Notifications: a queue whose topic is permitted, one whose topic is rejected, and the
+    // bodies the sockets carry (a queue conversation snapshot live and ended, socket_closing).
+    let hub = sim.notifications();
+    let queue = hub.add_queue("Sales");
+    let refused = hub.add_queue("Restricted");
+    hub.reject_topics(
+        &format!("v2.routing.queues.{refused}"),
+        &["conversation:communication:view"],
+    );
+    let now = chrono::Utc::now();
+    let body = |ended| {
+        genesys_sim::queue_conversation_event(
+            "c0ffee00-0000-4000-8000-000000000001",
+            &queue,
+            "a9e1f6a0-0000-4000-8000-000000000002",
+            now - chrono::Duration::minutes(3),
+            now,
+            ended,
+        )
+    };
     json!({
+        "queues": [queue, refused],
+        "events": {"QueueConversationEventTopicConversation": [body(false), body(true)],
+            "SystemMessageSystemMessage": [{"message": "Socket closing", "channelId": "streaming-0-x"}]},
         "conversations": conversations,
         "recordings": recordings,
         "custom": custom,
