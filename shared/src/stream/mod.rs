@@ -78,6 +78,9 @@ pub struct StreamSettings {
     pub lease: Duration,
     /// Offers are sent at least this often.
     pub flush_every: Duration,
+    /// The enqueue journal is written at most this often (and at every hand-off): a crash
+    /// re-sends at most this interval's conversations, which archive-on-event skips.
+    pub journal_every: Duration,
     /// Who this consumer is (Lambda request id, host and pid).
     pub holder: String,
     /// A channel expiring sooner than this is resubscribed (which renews it).
@@ -101,7 +104,8 @@ impl Default for StreamSettings {
             breaker_failures: 8,
             short_session: Duration::from_secs(5),
             lease: Duration::from_secs(90),
-            flush_every: Duration::from_secs(1),
+            flush_every: Duration::from_millis(250),
+            journal_every: Duration::from_secs(10),
             holder: format!("pid-{}", std::process::id()),
             renew_before: Duration::from_secs(3600),
         }
@@ -230,7 +234,8 @@ pub struct StreamReport {
     pub connect_failures: u32,
     /// Waits before reconnecting, in milliseconds (the backoff actually applied).
     pub backoff_ms: Vec<u64>,
-    /// Conversation end (the event's own time) to enqueue, in milliseconds.
+    /// Conversation end (the event's own time) to its message sent to the ArchiveQueue (or
+    /// found sent or archived before), in milliseconds.
     #[serde(skip)]
     pub lags_ms: Vec<u64>,
     pub lag_p50_ms: Option<u64>,
@@ -332,6 +337,8 @@ struct Consumer<'a, 'd> {
     report: StreamReport,
     topics: Vec<String>,
     last_saved: Instant,
+    /// End times of conversations offered and not yet known sent (for the lag figures).
+    pending_ends: Vec<DateTime<Utc>>,
 }
 
 /// Runs the consumer until `deadline` (minus nothing: the caller leaves its own margin) or
@@ -380,7 +387,7 @@ pub async fn run(
         settings,
         states,
         state,
-        offers: Offers::new(&deps.sweep(), ORIGIN),
+        offers: offers(deps, settings),
         offers_made: Instant::now(),
         report: StreamReport {
             topics: topics.len(),
@@ -388,6 +395,7 @@ pub async fn run(
         },
         topics,
         last_saved: Instant::now(),
+        pending_ends: Vec::new(),
     };
     let result = c.run_sockets(down_since, cause, &stop, deadline).await;
     let handoff = c.hand_off().await;
@@ -806,18 +814,18 @@ impl<'a, 'd> Consumer<'a, 'd> {
                 .unwrap_or(end),
         };
         self.offers.offer(n.conversation, start, end).await?;
-        self.report
-            .lags_ms
-            .push((Utc::now() - end).num_milliseconds().max(0) as u64);
-        if self.report.lags_ms.len() > 1_000_000 {
-            self.report.lags_ms.drain(..500_000);
-        }
+        self.pending_ends.push(end);
         Ok(())
     }
 
     /// Sends what is batched, renews the lease, fills the gaps that are due.
     async fn housekeeping(&mut self, final_pass: bool) -> Result<(), StreamError> {
-        self.flush_offers().await?;
+        if final_pass {
+            self.offers.finish().await?;
+            self.flush_counts();
+        } else {
+            self.flush_offers().await?;
+        }
         let due_before =
             Utc::now() - chrono_of(self.settings.gap_margin) - chrono_of(self.settings.gap_settle);
         let due: Vec<Gap> = self
@@ -836,20 +844,36 @@ impl<'a, 'd> Consumer<'a, 'd> {
         }
         if self.offers_made.elapsed() >= Duration::from_secs(600) {
             // A fresh journal view now and then: its caches only grow.
-            self.offers = Offers::new(&self.deps.sweep(), ORIGIN);
+            self.offers.finish().await?;
+            self.flush_counts();
+            self.offers = offers(self.deps, self.settings);
             self.offers_made = Instant::now();
         }
         Ok(())
     }
 
     async fn flush_offers(&mut self) -> Result<(), StreamError> {
-        self.offers.finish().await?;
-        // Counted once: the report holds the sums, the offers start from zero again.
+        self.offers.send_batched().await?;
+        self.flush_counts();
+        Ok(())
+    }
+
+    /// Counted once: the report holds the sums, the offers start from zero again. Everything
+    /// offered so far is sent by now: its lag (conversation end to sent) is known.
+    fn flush_counts(&mut self) {
+        let now = Utc::now();
+        let lags = self
+            .pending_ends
+            .drain(..)
+            .map(|end| (now - end).num_milliseconds().max(0) as u64);
+        self.report.lags_ms.extend(lags);
+        if self.report.lags_ms.len() > 1_000_000 {
+            self.report.lags_ms.drain(..500_000);
+        }
         let counts = std::mem::take(&mut self.offers.counts);
         self.report.enqueued += counts.enqueued;
         self.report.already_archived += counts.already_archived;
         self.report.already_enqueued += counts.already_enqueued;
-        Ok(())
     }
 
     /// Offers every conversation with recordings that ended in one of `gaps`.
@@ -906,6 +930,12 @@ impl<'a, 'd> Consumer<'a, 'd> {
         }
         result
     }
+}
+
+fn offers<'a>(deps: &StreamDeps<'a>, settings: &StreamSettings) -> Offers<'a> {
+    let mut offers = Offers::new(&deps.sweep(), ORIGIN);
+    offers.journal_every = Some(settings.journal_every);
+    offers
 }
 
 /// Opens the channel's socket (no credentials: the SDKs connect the same way).

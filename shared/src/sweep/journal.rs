@@ -9,6 +9,11 @@
 //! event archives each recording once whatever it receives. A conversation already archived
 //! (its hour folder lists a manifest for it) is not sent at all.
 //!
+//! event-stream sends far more often (every conversation end, within a second), so its
+//! [`Offers`] write the journal at most every `journal_every` instead of after each batch: a
+//! crash can then send the conversations of that interval again (duplicates that archive-on-
+//! event skips, never a loss).
+//!
 //! The sweep and a backfill may write the same hour: a conditional write that loses
 //! (`If-Match`) reads the file again and merges, since both only ever add ids.
 
@@ -228,6 +233,10 @@ pub struct Offers<'a> {
     origin: &'static str,
     batch: Vec<(ConversationMessage, DateTime<Utc>)>,
     pub counts: OfferCounts,
+    /// `None`: the journal is written after every batch (the sweep). `Some(d)`: at most every
+    /// `d`, and by [`Offers::finish`].
+    pub journal_every: Option<std::time::Duration>,
+    journal_written: std::time::Instant,
 }
 
 impl<'a> Offers<'a> {
@@ -242,6 +251,8 @@ impl<'a> Offers<'a> {
             origin,
             batch: Vec::with_capacity(MAX_BATCH),
             counts: OfferCounts::default(),
+            journal_every: None,
+            journal_written: std::time::Instant::now(),
         }
     }
 
@@ -294,7 +305,27 @@ impl<'a> Offers<'a> {
     /// queue and recorded.
     pub async fn finish(&mut self) -> Result<(), SweepError> {
         self.send().await?;
-        self.journal.flush().await
+        self.flush_journal().await
+    }
+
+    /// Sends what is batched; the journal is written when `journal_every` says so.
+    pub async fn send_batched(&mut self) -> Result<(), SweepError> {
+        self.send().await?;
+        if self.journal_due() {
+            self.flush_journal().await?;
+        }
+        Ok(())
+    }
+
+    fn journal_due(&self) -> bool {
+        self.journal_every
+            .is_none_or(|every| self.journal_written.elapsed() >= every)
+    }
+
+    async fn flush_journal(&mut self) -> Result<(), SweepError> {
+        self.journal.flush().await?;
+        self.journal_written = std::time::Instant::now();
+        Ok(())
     }
 
     async fn send(&mut self) -> Result<(), SweepError> {
@@ -320,7 +351,9 @@ impl<'a> Offers<'a> {
             }
         }
         // What SQS accepted is recorded before a refusal stops the run.
-        self.journal.flush().await?;
+        if refused.is_some() || self.journal_due() {
+            self.flush_journal().await?;
+        }
         refused.map_or(Ok(()), Err)
     }
 }

@@ -71,6 +71,7 @@ pub fn fast_settings(holder: &str) -> StreamSettings {
         short_session: Duration::from_millis(200),
         lease: Duration::from_secs(3),
         flush_every: Duration::from_millis(50),
+        journal_every: Duration::from_millis(200),
         holder: holder.to_string(),
         ..StreamSettings::default()
     }

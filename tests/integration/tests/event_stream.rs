@@ -362,3 +362,50 @@ async fn a_server_that_keeps_refusing_opens_the_circuit_within_the_backoff_bound
     stop.cancel();
     next.await.unwrap().unwrap();
 }
+
+/// A consumer that dies (no hand-off: its lease stays, its last journal write may be behind)
+/// loses nothing: the next one waits for the lease to run out, records the whole interval
+/// since the dead one was last known receiving as a gap, and fills it. What the dead one sent
+/// after its last journal write may be sent again (archive-on-event skips those), nothing
+/// else is.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_consumer_that_dies_mid_burst_is_replaced_and_nothing_is_lost() {
+    let h = Harness::start(2).await;
+    let dead = h.consume(fast_settings("dies"), CancellationToken::new(), None);
+    h.socket_open().await;
+    let burst = h.generate(300, 100.0);
+    tokio::time::sleep(Duration::from_millis(1_000)).await;
+    dead.abort();
+    let _ = dead.await;
+    let sent_by_the_dead = h.queue.sent().len();
+    assert!(sent_by_the_dead > 0);
+    // The successor is refused while the dead one's lease (3 s) lasts, then takes over.
+    let stop = CancellationToken::new();
+    let started = Instant::now();
+    let successor = loop {
+        let attempt = h.consume(fast_settings("successor"), stop.clone(), None);
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        if !attempt.is_finished() {
+            break attempt;
+        }
+        match attempt.await.unwrap() {
+            Err(StreamError::Busy { holder, .. }) => assert_eq!(holder, "dies"),
+            other => panic!("expected Busy, got {other:?}"),
+        }
+        assert!(started.elapsed() < Duration::from_secs(10), "the lease never ran out");
+    };
+    let ids = burst.await.unwrap();
+    h.all_sent(&ids).await;
+    stop.cancel();
+    let report = successor.await.unwrap().unwrap();
+    let sent = h.queue.sent();
+    let unique: BTreeSet<&String> = sent.iter().collect();
+    assert_eq!(unique, ids.iter().collect::<BTreeSet<_>>(), "none missed");
+    let again = sent.len() - unique.len();
+    assert!(
+        again <= sent_by_the_dead,
+        "only what the dead one sent can be sent again: {again} of {sent_by_the_dead}"
+    );
+    assert!(report.gaps.iter().any(|g| g.cause.name() == "startup"));
+    assert!(report.gap_filled > 0, "{report:?}");
+}
