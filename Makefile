@@ -65,7 +65,7 @@ clean-venv:
 #   make bench      - crypto-bench, then transfer-bench (discard sink 64 MiB + 1 GiB, moto 256 MiB)
 #   make coldstart  - cargo lambda build x86_64 + arm64 (release, slow), then init time and sizes
 # Benchmarks use the bench-fast profile (opt 3, thin LTO), never release (fat LTO).
-.PHONY: bench-build bench-backfill bench-routing
+.PHONY: bench-build bench-backfill bench-routing bench-stream
 BENCH_BIN := $(or $(CARGO_TARGET_DIR),target)/bench-fast
 BENCH_TRANSFER_ARGS ?= --moto
 LAMBDA_FUNCTIONS := -p archive-on-event -p chunk-recording
@@ -85,6 +85,11 @@ bench-transfer: venv bench-build
 # What routing costs per recording (document parse, rule evaluation, facts, route record).
 bench-routing: bench-build
 	$(BENCH_BIN)/routing-bench
+
+# The sustained phase runs the real daemon (gc-archive stream), built with the same profile.
+bench-stream: venv bench-build
+	$(CARGO) build --profile bench-fast -p gc-archive-cli
+	$(BENCH_BIN)/stream-bench $(BENCH_STREAM_ARGS)
 
 # A 20,000-conversation backfill at 300 requests/min, killed three times (about 8 min).
 bench-backfill: venv bench-build

@@ -392,7 +392,10 @@ async fn a_consumer_that_dies_mid_burst_is_replaced_and_nothing_is_lost() {
             Err(StreamError::Busy { holder, .. }) => assert_eq!(holder, "dies"),
             other => panic!("expected Busy, got {other:?}"),
         }
-        assert!(started.elapsed() < Duration::from_secs(10), "the lease never ran out");
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "the lease never ran out"
+        );
     };
     let ids = burst.await.unwrap();
     h.all_sent(&ids).await;
