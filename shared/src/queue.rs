@@ -190,8 +190,9 @@ pub trait ArchiveQueue: Send + Sync {
         message: &crate::events::ConversationMessage,
     ) -> Result<(), QueueError>;
 
-    /// Sends up to [`MAX_BATCH`] messages; one result per message, in order (SQS accepts or
-    /// refuses each entry of a batch on its own). By default one send per message.
+    /// Sends `messages` (in SQS batches of [`MAX_BATCH`], [`BATCHES_IN_FLIGHT`] at a time);
+    /// one result per message, in order (SQS accepts or refuses each entry of a batch on its
+    /// own). By default one send per message.
     async fn enqueue_conversations(
         &self,
         messages: &[crate::events::ConversationMessage],
@@ -206,6 +207,9 @@ pub trait ArchiveQueue: Send + Sync {
 
 /// Entries of one SQS `SendMessageBatch`.
 pub const MAX_BATCH: usize = 10;
+/// `SendMessageBatch` requests one `enqueue_conversations` call has open at once: a producer
+/// that sends often (event-stream) is not held to one round trip per ten messages.
+pub const BATCHES_IN_FLIGHT: usize = 4;
 
 pub struct SqsArchiveQueue {
     client: aws_sdk_sqs::Client,
@@ -240,6 +244,23 @@ impl ArchiveQueue for SqsArchiveQueue {
     }
 
     async fn enqueue_conversations(
+        &self,
+        messages: &[crate::events::ConversationMessage],
+    ) -> Vec<Result<(), QueueError>> {
+        let batches: Vec<&[crate::events::ConversationMessage]> =
+            messages.chunks(MAX_BATCH).collect();
+        let mut out = Vec::with_capacity(messages.len());
+        for group in batches.chunks(BATCHES_IN_FLIGHT) {
+            let sent = futures::future::join_all(group.iter().map(|b| self.send_batch(b))).await;
+            out.extend(sent.into_iter().flatten());
+        }
+        out
+    }
+}
+
+impl SqsArchiveQueue {
+    /// One `SendMessageBatch` of at most [`MAX_BATCH`] messages.
+    async fn send_batch(
         &self,
         messages: &[crate::events::ConversationMessage],
     ) -> Vec<Result<(), QueueError>> {

@@ -339,6 +339,8 @@ struct Consumer<'a, 'd> {
     last_saved: Instant,
     /// End times of conversations offered and not yet known sent (for the lag figures).
     pending_ends: Vec<DateTime<Utc>>,
+    /// Another consumer's lease was found: nothing of ours may be written over its state.
+    superseded: bool,
 }
 
 /// Runs the consumer until `deadline` (minus nothing: the caller leaves its own margin) or
@@ -349,6 +351,8 @@ pub async fn run(
     stop: CancellationToken,
     deadline: Option<Instant>,
 ) -> Result<StreamReport, StreamError> {
+    // The topics first: a deployment fault here leaves no lease behind.
+    let topics = desired_topics(deps.genesys, settings).await?;
     let now = Utc::now();
     let mut states = StateStore::new(deps.store, deps.layout);
     let mut state = states.load(now).await?;
@@ -381,7 +385,6 @@ pub async fn run(
             .unwrap_or_else(|| "unknown".into());
         return Err(StreamError::Superseded { holder });
     }
-    let topics = desired_topics(deps.genesys, settings).await?;
     let mut c = Consumer {
         deps,
         settings,
@@ -396,6 +399,7 @@ pub async fn run(
         topics,
         last_saved: Instant::now(),
         pending_ends: Vec::new(),
+        superseded: false,
     };
     let result = c.run_sockets(down_since, cause, &stop, deadline).await;
     let handoff = c.hand_off().await;
@@ -629,14 +633,21 @@ impl<'a, 'd> Consumer<'a, 'd> {
         Ok(())
     }
 
-    /// Reloads the stored state: if another consumer's lease is in it, it took over.
+    /// Reads the stored state: if another consumer's lease is in it, it took over (and our
+    /// ETag stays the old one, so no later write of ours can replace its state); if not, the
+    /// ETag just read is ours to write over.
     async fn check_lease(&mut self) -> Result<(), StreamError> {
-        let stored = self.states.load(Utc::now()).await?;
+        let mut fresh = StateStore::new(self.deps.store, self.deps.layout);
+        let stored = fresh.load(Utc::now()).await?;
         match stored.lease {
             Some(l) if l.holder != self.settings.holder => {
+                self.superseded = true;
                 Err(StreamError::Superseded { holder: l.holder })
             }
-            _ => Ok(()),
+            _ => {
+                self.states = fresh;
+                Ok(())
+            }
         }
     }
 
@@ -921,6 +932,10 @@ impl<'a, 'd> Consumer<'a, 'd> {
     /// with the lease released for the next holder.
     async fn hand_off(&mut self) -> Result<(), StreamError> {
         let result = self.housekeeping(true).await;
+        if self.superseded {
+            // What was offered is sent; the state is the new holder's.
+            return result;
+        }
         self.state.lease = None;
         self.state.stopped = Some(GapCause::Handoff);
         self.state.receiving_until = Some(Utc::now());
@@ -935,6 +950,8 @@ impl<'a, 'd> Consumer<'a, 'd> {
 fn offers<'a>(deps: &StreamDeps<'a>, settings: &StreamSettings) -> Offers<'a> {
     let mut offers = Offers::new(&deps.sweep(), ORIGIN);
     offers.journal_every = Some(settings.journal_every);
+    // Sent [`crate::queue::BATCHES_IN_FLIGHT`] SQS batches at a time, and at every tick.
+    offers.batch_limit = 100;
     offers
 }
 

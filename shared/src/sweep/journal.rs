@@ -236,6 +236,9 @@ pub struct Offers<'a> {
     /// `None`: the journal is written after every batch (the sweep). `Some(d)`: at most every
     /// `d`, and by [`Offers::finish`].
     pub journal_every: Option<std::time::Duration>,
+    /// Messages collected before they are sent (one SQS batch for the sweep, so that a crash
+    /// repeats at most one; more for event-stream, sent several batches at a time).
+    pub batch_limit: usize,
     journal_written: std::time::Instant,
 }
 
@@ -252,6 +255,7 @@ impl<'a> Offers<'a> {
             batch: Vec::with_capacity(MAX_BATCH),
             counts: OfferCounts::default(),
             journal_every: None,
+            batch_limit: MAX_BATCH,
             journal_written: std::time::Instant::now(),
         }
     }
@@ -295,7 +299,7 @@ impl<'a> Offers<'a> {
             },
             start,
         ));
-        if self.batch.len() == MAX_BATCH {
+        if self.batch.len() >= self.batch_limit {
             self.send().await?;
         }
         Ok(())

@@ -136,6 +136,15 @@ fn conversation_samples_ask_for_archiving_and_the_unknown_topic_is_ignored() {
     let answer = validate(document, config).unwrap();
     assert_eq!(answer["valid"], true, "{answer}");
     assert_eq!(answer["targets"], serde_json::json!(["general", "sales"]));
+    use gc_archive::handlers::event_stream::StreamRequest;
+    assert_eq!(
+        StreamRequest::parse(sample("stream-schedule.json")).unwrap(),
+        StreamRequest::Stream { seconds: None }
+    );
+    assert_eq!(
+        StreamRequest::parse(sample("stream-bounded.json")).unwrap(),
+        StreamRequest::Stream { seconds: Some(60) }
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

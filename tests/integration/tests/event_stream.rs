@@ -412,3 +412,138 @@ async fn a_consumer_that_dies_mid_burst_is_replaced_and_nothing_is_lost() {
     assert!(report.gaps.iter().any(|g| g.cause.name() == "startup"));
     assert!(report.gap_filled > 0, "{report:?}");
 }
+
+/// Something else connecting to our channel (its id is the capability) kicks our socket: one
+/// socket per channel. If it keeps doing so, our sessions keep ending right after they start,
+/// and the circuit opens naming the likely cause instead of fighting it for ever.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_connection_that_keeps_kicking_ours_is_reported() {
+    let h = Harness::start(1).await;
+    let consumer = h.consume(fast_settings("ours"), CancellationToken::new(), None);
+    h.socket_open().await;
+    let state: serde_json::Value = serde_json::from_slice(
+        &gc_archive::store::ObjectStore::get(&h.store, &h.layout.stream_state_key())
+            .await
+            .unwrap()
+            .unwrap()
+            .body,
+    )
+    .unwrap();
+    let uri = state["channel"]["connectUri"].as_str().unwrap().to_string();
+    let intruder = tokio::spawn(async move {
+        loop {
+            if let Ok((mut ws, _)) = tokio_tungstenite::connect_async(uri.as_str()).await {
+                use futures::StreamExt;
+                while let Some(Ok(_)) = ws.next().await {}
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    });
+    let outcome = tokio::time::timeout(Duration::from_secs(20), consumer)
+        .await
+        .expect("the consumer gave up")
+        .unwrap();
+    intruder.abort();
+    let err = outcome.unwrap_err();
+    assert!(matches!(err, StreamError::CircuitOpen { .. }), "{err}");
+    assert!(
+        err.to_string()
+            .contains("another connection to the channel"),
+        "{err}"
+    );
+    assert!(h.sim.notifications().stats().kicked >= 6);
+}
+
+/// Another consumer's lease in the state (it took over after ours was presumed dead) makes
+/// ours stop at its next reconnect instead of kicking the new holder off the channel.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_consumer_that_was_taken_over_stops() {
+    use gc_archive::store::ObjectStore;
+    let h = Harness::start(1).await;
+    let consumer = h.consume(fast_settings("old"), CancellationToken::new(), None);
+    h.socket_open().await;
+    let key = h.layout.stream_state_key();
+    let found = h.store.get(&key).await.unwrap().unwrap();
+    let mut state: serde_json::Value = serde_json::from_slice(&found.body).unwrap();
+    state["lease"] = serde_json::json!({"holder": "new", "until": (chrono::Utc::now() + chrono::Duration::minutes(5)).to_rfc3339()});
+    h.store
+        .put_if_match(
+            &key,
+            serde_json::to_vec(&state).unwrap().into(),
+            "application/json",
+            &found.etag,
+        )
+        .await
+        .unwrap();
+    h.sim.notifications().drop_sockets();
+    let err = tokio::time::timeout(Duration::from_secs(20), consumer)
+        .await
+        .expect("the consumer stopped")
+        .unwrap()
+        .unwrap_err();
+    assert!(
+        matches!(err, StreamError::Superseded { ref holder } if holder == "new"),
+        "{err}"
+    );
+    let after: serde_json::Value =
+        serde_json::from_slice(&h.store.get(&key).await.unwrap().unwrap().body).unwrap();
+    assert_eq!(
+        after["lease"]["holder"], "new",
+        "the new holder's lease is left alone"
+    );
+}
+
+/// Detail-event topics (per conversation, as `STREAM_EXTRA_TOPICS`) are ends by definition;
+/// their bodies carry no start, so the conversation's start is read for the journal.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn detail_end_topics_are_delivered_too() {
+    let h = Harness::start(0).await;
+    let cid = h
+        .sim
+        .add_conversation(genesys_sim::ConversationSpec::default());
+    let topic = format!("v2.detail.events.conversation.{cid}.customer.end");
+    let settings = StreamSettings {
+        queue_topics: false,
+        extra_topics: vec![
+            topic.clone(),
+            format!("v2.detail.events.conversation.{cid}.customer.start"),
+        ],
+        ..fast_settings("a")
+    };
+    let stop = CancellationToken::new();
+    let consumer = h.consume(settings, stop.clone(), None);
+    h.socket_open().await;
+    let end = chrono::Utc::now();
+    h.sim.notifications().publish(
+        &topic,
+        serde_json::json!({"eventTime": end.timestamp_millis(), "conversationId": cid,
+            "participantId": "p", "sessionId": "s", "mediaType": "VOICE", "direction": "INBOUND",
+            "disconnectType": "CLIENT"}),
+    );
+    h.sim.notifications().publish(
+        &format!("v2.detail.events.conversation.{cid}.customer.start"),
+        serde_json::json!({"conversationId": cid}),
+    );
+    h.until("the end to be sent", |h| h.queue.sent().len() == 1)
+        .await;
+    stop.cancel();
+    let report = consumer.await.unwrap().unwrap();
+    assert_eq!(h.queue.sent(), vec![cid.clone()]);
+    assert_eq!(report.conversation_ends, 1);
+    assert_eq!(report.ignored, 1, "customer.start is counted and dropped");
+    let start = h
+        .sim
+        .conversations()
+        .into_iter()
+        .find(|c| c.id == cid)
+        .unwrap()
+        .start_time;
+    let journal = h.layout.enqueue_journal_key(start);
+    assert!(
+        gc_archive::store::ObjectStore::get(&h.store, &journal)
+            .await
+            .unwrap()
+            .is_some(),
+        "journaled under the conversation's start hour"
+    );
+}

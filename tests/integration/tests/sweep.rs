@@ -556,3 +556,46 @@ async fn an_old_window_is_reconciled_through_analytics_jobs() {
         "the sync query is not asked for a window it cannot reach"
     );
 }
+
+/// More messages than one SQS batch holds go out as several batches, some at the same time;
+/// each message reaches the queue once and the results are in the order given.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn more_than_a_batch_is_sent_in_several_each_message_once() {
+    let stack = LocalStack::start(StackOptions::default()).await.unwrap();
+    let queue = SqsArchiveQueue::new(stack.sqs.clone(), stack.archive_queue.url.clone());
+    let org = OrgId::parse(stack.sim.org_id()).unwrap();
+    let messages: Vec<ConversationMessage> = (0..47)
+        .map(|i| ConversationMessage {
+            version: gc_archive::events::CONVERSATION_MESSAGE_VERSION,
+            org_id: org.clone(),
+            conversation_id: gc_archive::ids::ConversationId::parse(format!("c-{i:03}")).unwrap(),
+            origin: "stream".into(),
+            conversation_end: None,
+        })
+        .collect();
+    let results = queue.enqueue_conversations(&messages).await;
+    assert_eq!(results.len(), 47);
+    assert!(results.iter().all(Result::is_ok), "{results:?}");
+    let mut got = Vec::new();
+    loop {
+        let r = stack
+            .sqs
+            .receive_message()
+            .queue_url(&stack.archive_queue.url)
+            .max_number_of_messages(10)
+            .visibility_timeout(600)
+            .send()
+            .await
+            .unwrap();
+        if r.messages().is_empty() {
+            break;
+        }
+        for m in r.messages() {
+            let b: serde_json::Value = serde_json::from_str(m.body().unwrap()).unwrap();
+            got.push(b["conversationId"].as_str().unwrap().to_string());
+        }
+    }
+    got.sort();
+    let want: Vec<String> = (0..47).map(|i| format!("c-{i:03}")).collect();
+    assert_eq!(got, want);
+}
