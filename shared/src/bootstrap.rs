@@ -471,15 +471,44 @@ pub async fn router_runtime(
     })
 }
 
+/// What the conversation producers (recording-sweep, event-stream) share: Genesys, the
+/// deployment bucket, the routing targets' manifests, the ArchiveQueue.
+struct Producer {
+    config: Config,
+    genesys: GenesysClient,
+    store: Arc<dyn crate::store::ObjectStore>,
+    layout: crate::store::ArchiveLayout,
+    targets: Vec<crate::store::ArchiveLocation>,
+    queue: Arc<dyn crate::queue::ArchiveQueue>,
+}
+
+async fn producer(
+    env: &HashMap<String, String>,
+    sdk: &aws_config::SdkConfig,
+) -> Result<Producer, InitError> {
+    let config = Config::from_map(env)?;
+    let secrets = aws_sdk_secretsmanager::Client::new(sdk);
+    let credentials = resolve_credentials(&config.genesys.credentials, &secrets).await?;
+    Ok(Producer {
+        genesys: GenesysClient::new(&config.genesys, credentials)?,
+        store: Arc::new(S3Store::new(
+            s3_client(sdk, env),
+            config.archive.bucket.clone(),
+        )),
+        layout: crate::store::ArchiveLayout::new(&config.archive.prefix),
+        targets: target_locations(env, sdk).await?,
+        queue: Arc::new(archive_queue(sdk, env)?),
+        config,
+    })
+}
+
 /// recording-sweep's dependencies: only what the sweep, the backfills and the reconciliation
 /// use (no keyring, no notifications: the function's role grants neither).
 pub async fn sweep_runtime(
     env: &HashMap<String, String>,
     sdk: &aws_config::SdkConfig,
 ) -> Result<crate::handlers::recording_sweep::SweepRuntime, InitError> {
-    let config = Config::from_map(env)?;
-    let secrets = aws_sdk_secretsmanager::Client::new(sdk);
-    let credentials = resolve_credentials(&config.genesys.credentials, &secrets).await?;
+    let p = producer(env, sdk).await?;
     let defaults = crate::sweep::SweepSettings::default();
     let settings = crate::sweep::SweepSettings {
         overlap: secs(env, "SWEEP_OVERLAP_SECS", defaults.overlap.as_secs()),
@@ -493,16 +522,13 @@ pub async fn sweep_runtime(
         ..defaults
     };
     Ok(crate::handlers::recording_sweep::SweepRuntime {
-        genesys: GenesysClient::new(&config.genesys, credentials)?,
-        store: Arc::new(S3Store::new(
-            s3_client(sdk, env),
-            config.archive.bucket.clone(),
-        )),
-        layout: crate::store::ArchiveLayout::new(&config.archive.prefix),
-        targets: target_locations(env, sdk).await?,
-        org: config.genesys.org_id.clone(),
-        media: config.archive.media.clone(),
-        queue: Arc::new(archive_queue(sdk, env)?),
+        org: p.config.genesys.org_id.clone(),
+        media: p.config.archive.media.clone(),
+        genesys: p.genesys,
+        store: p.store,
+        layout: p.layout,
+        targets: p.targets,
+        queue: p.queue,
         settings,
         rate_limit_read: Default::default(),
     })
@@ -518,19 +544,14 @@ pub async fn stream_runtime(
     env: &HashMap<String, String>,
     sdk: &aws_config::SdkConfig,
 ) -> Result<crate::handlers::event_stream::StreamRuntime, InitError> {
-    let config = Config::from_map(env)?;
-    let secrets = aws_sdk_secretsmanager::Client::new(sdk);
-    let credentials = resolve_credentials(&config.genesys.credentials, &secrets).await?;
+    let p = producer(env, sdk).await?;
     Ok(crate::handlers::event_stream::StreamRuntime {
-        genesys: GenesysClient::new(&config.genesys, credentials)?,
-        store: Arc::new(S3Store::new(
-            s3_client(sdk, env),
-            config.archive.bucket.clone(),
-        )),
-        layout: crate::store::ArchiveLayout::new(&config.archive.prefix),
-        targets: target_locations(env, sdk).await?,
-        org: config.genesys.org_id.clone(),
-        queue: Arc::new(archive_queue(sdk, env)?),
+        org: p.config.genesys.org_id.clone(),
+        genesys: p.genesys,
+        store: p.store,
+        layout: p.layout,
+        targets: p.targets,
+        queue: p.queue,
         settings: stream_settings(env),
         handoff_margin: secs(env, "STREAM_HANDOFF_MARGIN_SECS", 20),
     })

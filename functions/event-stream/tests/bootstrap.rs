@@ -12,47 +12,6 @@ use gc_archive_it::runtime_api::{emf_line as emf, invoke_capturing, sample_event
 use gc_archive_it::stack::{LocalStack, StackOptions, PREFIX};
 use genesys_sim::GeneratorSpec;
 
-/// Every ArchiveQueue message body; the messages are made visible again afterwards.
-async fn queued(stack: &LocalStack) -> Vec<serde_json::Value> {
-    let mut out = Vec::new();
-    let mut receipts = Vec::new();
-    loop {
-        let got = stack
-            .sqs
-            .receive_message()
-            .queue_url(&stack.archive_queue.url)
-            .max_number_of_messages(10)
-            .visibility_timeout(600)
-            .send()
-            .await
-            .unwrap();
-        if got.messages().is_empty() {
-            for r in receipts {
-                stack
-                    .sqs
-                    .change_message_visibility()
-                    .queue_url(&stack.archive_queue.url)
-                    .receipt_handle(r)
-                    .visibility_timeout(0)
-                    .send()
-                    .await
-                    .unwrap();
-            }
-            return out;
-        }
-        receipts.extend(
-            got.messages()
-                .iter()
-                .filter_map(|m| m.receipt_handle().map(str::to_string)),
-        );
-        out.extend(
-            got.messages()
-                .iter()
-                .map(|m| serde_json::from_str(m.body().unwrap()).unwrap()),
-        );
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_bootstrap_streams_hands_off_and_fills_the_gap_between_invocations() {
     let stack = LocalStack::start(StackOptions::default()).await.unwrap();
@@ -142,7 +101,7 @@ async fn the_bootstrap_streams_hands_off_and_fills_the_gap_between_invocations()
     assert_eq!(state["stopped"], "handoff");
     assert_eq!(state["gaps"].as_array().map(Vec::len), Some(0), "{state}");
 
-    let bodies = queued(&stack).await;
+    let bodies = stack.archive_queue_bodies(true).await.unwrap();
     let sent: Vec<&str> = bodies
         .iter()
         .map(|b| b["conversationId"].as_str().unwrap())

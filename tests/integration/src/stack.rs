@@ -280,6 +280,52 @@ impl LocalStack {
         })
     }
 
+    /// Every message body now on the ArchiveQueue, as JSON (each received once; with
+    /// `keep`, made visible again afterwards for the handlers, else hidden for 10 minutes).
+    pub async fn archive_queue_bodies(&self, keep: bool) -> Result<Vec<serde_json::Value>> {
+        let mut bodies = Vec::new();
+        let mut receipts = Vec::new();
+        loop {
+            let got = self
+                .sqs
+                .receive_message()
+                .queue_url(&self.archive_queue.url)
+                .max_number_of_messages(10)
+                .visibility_timeout(600)
+                .send()
+                .await?;
+            if got.messages().is_empty() {
+                break;
+            }
+            for m in got.messages() {
+                bodies.push(serde_json::from_str(m.body().unwrap_or_default())?);
+                receipts.extend(m.receipt_handle().map(str::to_string));
+            }
+        }
+        if keep {
+            for r in receipts {
+                self.sqs
+                    .change_message_visibility()
+                    .queue_url(&self.archive_queue.url)
+                    .receipt_handle(r)
+                    .visibility_timeout(0)
+                    .send()
+                    .await?;
+            }
+        }
+        Ok(bodies)
+    }
+
+    /// The `conversationId` of every message now on the ArchiveQueue (hidden for 10 minutes).
+    pub async fn archive_queue_conversations(&self) -> Result<Vec<String>> {
+        Ok(self
+            .archive_queue_bodies(false)
+            .await?
+            .iter()
+            .filter_map(|b| b["conversationId"].as_str().map(str::to_string))
+            .collect())
+    }
+
     /// Publishes conversation-end events through EventBridge (rule → archive queue), with the
     /// partner event source name Genesys Cloud uses.
     pub async fn publish_conversation_ends(

@@ -769,25 +769,7 @@ async fn event_stream_streams_and_fills_gaps_under_its_template_role() {
         "{control}"
     );
 
-    let mut sent = Vec::new();
-    loop {
-        let got = stack
-            .sqs
-            .receive_message()
-            .queue_url(&stack.archive_queue.url)
-            .max_number_of_messages(10)
-            .visibility_timeout(600)
-            .send()
-            .await
-            .unwrap();
-        if got.messages().is_empty() {
-            break;
-        }
-        for m in got.messages() {
-            let body: serde_json::Value = serde_json::from_str(m.body().unwrap()).unwrap();
-            sent.push(body["conversationId"].as_str().unwrap().to_string());
-        }
-    }
+    let sent = stack.archive_queue_conversations().await.unwrap();
     let unique: BTreeSet<&String> = sent.iter().collect();
     assert_eq!(unique.len(), sent.len(), "each once: {sent:?}");
     assert_eq!(unique, want.iter().collect::<BTreeSet<_>>());

@@ -1060,16 +1060,21 @@ async fn roles_scope_every_grant_to_the_deployments_own_resources() {
     assert!(problems.is_empty(), "\n{}", problems.join("\n"));
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_sweep_role_grants_what_the_sweep_does_and_nothing_more() {
+/// `function`'s role in every deployment grants each of `needs`, no action outside them, and
+/// none of `denied`.
+async fn check_role(
+    function: &str,
+    needs: impl Fn(&Deployment) -> Vec<(&'static str, String)>,
+    denied: impl Fn(&Deployment) -> Vec<(&'static str, String)>,
+) {
     let mut problems = Vec::new();
     for d in Deployment::all().await {
-        let policy = d.policy("recording-sweep");
-        let needs = d.sweep_needs();
+        let policy = d.policy(function);
+        let needs = needs(&d);
         for (action, resource) in &needs {
             if granting(policy, action, resource).is_empty() {
                 problems.push(format!(
-                    "[{}] recording-sweep needs {action} on {resource}: not granted",
+                    "[{}] {function} needs {action} on {resource}: not granted",
                     d.name
                 ));
             }
@@ -1078,15 +1083,15 @@ async fn the_sweep_role_grants_what_the_sweep_does_and_nothing_more() {
         for action in granted_actions(policy) {
             if !needed.contains(action.as_str()) {
                 problems.push(format!(
-                    "[{}] recording-sweep is granted {action}, which the sweep does not use",
+                    "[{}] {function} is granted {action}, which it does not use",
                     d.name
                 ));
             }
         }
-        for (action, resource) in d.sweep_denied() {
+        for (action, resource) in denied(&d) {
             if !granting(policy, action, &resource).is_empty() {
                 problems.push(format!(
-                    "[{}] recording-sweep may {action} on {resource}",
+                    "[{}] {function} may {action} on {resource}",
                     d.name
                 ));
             }
@@ -1096,38 +1101,23 @@ async fn the_sweep_role_grants_what_the_sweep_does_and_nothing_more() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_sweep_role_grants_what_the_sweep_does_and_nothing_more() {
+    check_role(
+        "recording-sweep",
+        Deployment::sweep_needs,
+        Deployment::sweep_denied,
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_stream_role_grants_what_event_stream_does_and_nothing_more() {
-    let mut problems = Vec::new();
-    for d in Deployment::all().await {
-        let policy = d.policy("event-stream");
-        let needs = d.stream_needs();
-        for (action, resource) in &needs {
-            if granting(policy, action, resource).is_empty() {
-                problems.push(format!(
-                    "[{}] event-stream needs {action} on {resource}: not granted",
-                    d.name
-                ));
-            }
-        }
-        let needed: BTreeSet<&str> = needs.iter().map(|(a, _)| *a).collect();
-        for action in granted_actions(policy) {
-            if !needed.contains(action.as_str()) {
-                problems.push(format!(
-                    "[{}] event-stream is granted {action}, which it does not use",
-                    d.name
-                ));
-            }
-        }
-        for (action, resource) in d.stream_denied() {
-            if !granting(policy, action, &resource).is_empty() {
-                problems.push(format!(
-                    "[{}] event-stream may {action} on {resource}",
-                    d.name
-                ));
-            }
-        }
-    }
-    assert!(problems.is_empty(), "\n{}", problems.join("\n"));
+    check_role(
+        "event-stream",
+        Deployment::stream_needs,
+        Deployment::stream_denied,
+    )
+    .await;
 }
 
 /// Without EventStreamEnabled=true there is no event-stream role (nor function).
@@ -1174,37 +1164,12 @@ async fn event_stream_is_absent_unless_enabled() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_router_role_grants_what_storage_router_does_and_nothing_more() {
-    let mut problems = Vec::new();
-    for d in Deployment::all().await {
-        let policy = d.policy("storage-router");
-        let needs = d.router_needs();
-        for (action, resource) in &needs {
-            if granting(policy, action, resource).is_empty() {
-                problems.push(format!(
-                    "[{}] storage-router needs {action} on {resource}: not granted",
-                    d.name
-                ));
-            }
-        }
-        let needed: BTreeSet<&str> = needs.iter().map(|(a, _)| *a).collect();
-        for action in granted_actions(policy) {
-            if !needed.contains(action.as_str()) {
-                problems.push(format!(
-                    "[{}] storage-router is granted {action}, which it does not use",
-                    d.name
-                ));
-            }
-        }
-        for (action, resource) in d.router_denied() {
-            if !granting(policy, action, &resource).is_empty() {
-                problems.push(format!(
-                    "[{}] storage-router may {action} on {resource}",
-                    d.name
-                ));
-            }
-        }
-    }
-    assert!(problems.is_empty(), "\n{}", problems.join("\n"));
+    check_role(
+        "storage-router",
+        Deployment::router_needs,
+        Deployment::router_denied,
+    )
+    .await;
 }
 
 // ---------------------------------------------------------------------------------------------

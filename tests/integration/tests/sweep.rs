@@ -576,25 +576,7 @@ async fn more_than_a_batch_is_sent_in_several_each_message_once() {
     let results = queue.enqueue_conversations(&messages).await;
     assert_eq!(results.len(), 47);
     assert!(results.iter().all(Result::is_ok), "{results:?}");
-    let mut got = Vec::new();
-    loop {
-        let r = stack
-            .sqs
-            .receive_message()
-            .queue_url(&stack.archive_queue.url)
-            .max_number_of_messages(10)
-            .visibility_timeout(600)
-            .send()
-            .await
-            .unwrap();
-        if r.messages().is_empty() {
-            break;
-        }
-        for m in r.messages() {
-            let b: serde_json::Value = serde_json::from_str(m.body().unwrap()).unwrap();
-            got.push(b["conversationId"].as_str().unwrap().to_string());
-        }
-    }
+    let mut got = stack.archive_queue_conversations().await.unwrap();
     got.sort();
     let want: Vec<String> = (0..47).map(|i| format!("c-{i:03}")).collect();
     assert_eq!(got, want);
