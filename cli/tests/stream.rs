@@ -67,22 +67,7 @@ async fn sigterm_drains_saves_and_exits_zero() {
     assert!(state["lease"].is_null(), "{state}");
     assert_eq!(state["stopped"], "handoff");
     assert_eq!(hub.open_sockets(), 0, "the socket was closed");
-    let got = stack
-        .sqs
-        .receive_message()
-        .queue_url(&stack.archive_queue.url)
-        .max_number_of_messages(10)
-        .send()
-        .await
-        .unwrap();
-    let mut sent: Vec<String> = got
-        .messages()
-        .iter()
-        .map(|m| {
-            let b: serde_json::Value = serde_json::from_str(m.body().unwrap()).unwrap();
-            b["conversationId"].as_str().unwrap().to_string()
-        })
-        .collect();
+    let mut sent = stack.archive_queue_conversations().await.unwrap();
     sent.sort();
     let mut want = ids;
     want.sort();

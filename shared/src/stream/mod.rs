@@ -32,10 +32,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::genesys::notifications::{Channel, ChannelTopic};
 use crate::genesys::{GenesysClient, GenesysError};
-use crate::ids::{ConversationId, OrgId};
-use crate::queue::ArchiveQueue;
+use crate::ids::ConversationId;
 use crate::retry::{RetryClass, Retryable};
-use crate::store::{ArchiveLayout, ObjectStore};
 use crate::sweep::journal::Offers;
 use crate::sweep::{SweepDeps, SweepError};
 
@@ -181,29 +179,10 @@ fn api_err(operation: &'static str) -> impl FnOnce(GenesysError) -> StreamError 
     move |source| StreamError::Genesys { operation, source }
 }
 
-/// What event-stream needs from the deployment.
-pub struct StreamDeps<'a> {
-    pub genesys: &'a GenesysClient,
-    /// The deployment's bucket: the stream state, the enqueue journal, archives.
-    pub store: &'a dyn ObjectStore,
-    pub layout: &'a ArchiveLayout,
-    pub targets: &'a [crate::store::ArchiveLocation],
-    pub queue: &'a dyn ArchiveQueue,
-    pub org: &'a OrgId,
-}
-
-impl<'a> StreamDeps<'a> {
-    fn sweep(&self) -> SweepDeps<'a> {
-        SweepDeps {
-            genesys: self.genesys,
-            store: self.store,
-            layout: self.layout,
-            targets: self.targets,
-            queue: self.queue,
-            org: self.org,
-        }
-    }
-}
+/// What event-stream needs from the deployment: the sweep's parts (it offers through the same
+/// enqueue journal): Genesys, the deployment's bucket (state, journal, archives), the routing
+/// targets, the ArchiveQueue, the org.
+pub type StreamDeps<'a> = SweepDeps<'a>;
 
 /// What one run did; also the EMF metrics' source.
 #[derive(Debug, Clone, Default, Serialize)]
@@ -948,7 +927,7 @@ impl<'a, 'd> Consumer<'a, 'd> {
 }
 
 fn offers<'a>(deps: &StreamDeps<'a>, settings: &StreamSettings) -> Offers<'a> {
-    let mut offers = Offers::new(&deps.sweep(), ORIGIN);
+    let mut offers = Offers::new(deps, ORIGIN);
     offers.journal_every = Some(settings.journal_every);
     // Sent [`crate::queue::BATCHES_IN_FLIGHT`] SQS batches at a time, and at every tick.
     offers.batch_limit = 100;
