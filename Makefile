@@ -55,7 +55,7 @@ test: venv fmt clippy unit lint
 
 # Lambda artifacts for deployment (arm64, provided.al2023), as `sam build` produces them.
 build: venv
-	$(CARGO) lambda build --release --arm64 -p archive-on-event -p chunk-recording -p recording-sweep -p storage-router
+	$(CARGO) lambda build --release --arm64 -p archive-on-event -p chunk-recording -p recording-sweep -p storage-router -p event-stream
 	@ls -l target/lambda/*/bootstrap
 
 clean-venv:
