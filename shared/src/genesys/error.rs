@@ -79,6 +79,27 @@ impl GenesysError {
         }
     }
 
+    /// The error with every occurrence of `secret` (a channel id) removed from what the
+    /// server said and from the reason, which may quote the request.
+    pub(crate) fn without(mut self, secret: &str) -> Self {
+        if secret.is_empty() {
+            return self;
+        }
+        let cut = |text: &mut String| *text = text.replace(secret, "…");
+        match &mut self {
+            GenesysError::Api { body, .. } => {
+                if let Some(m) = body.message.as_mut() {
+                    cut(m);
+                }
+            }
+            GenesysError::Transport { reason, .. } | GenesysError::Decode { reason, .. } => {
+                cut(reason)
+            }
+            _ => {}
+        }
+        self
+    }
+
     /// Builds a transport error from reqwest without the URL (a signed URL's query is a secret).
     pub(crate) fn transport(method: &'static str, path: &str, err: reqwest::Error) -> Self {
         let timeout = err.is_timeout();

@@ -158,7 +158,7 @@ impl GenesysClient {
         match self.call(Method::HEAD, &path, &[], None, true).await {
             Ok(_) => Ok(true),
             Err(GenesysError::Api { status: 404, .. }) => Ok(false),
-            Err(e) => Err(e),
+            Err(e) => Err(e.without(channel.expose())),
         }
     }
 
@@ -187,7 +187,8 @@ impl GenesysClient {
                 Some(serde_json::Value::Array(body)),
                 true,
             )
-            .await?;
+            .await
+            .map_err(|e| e.without(channel.expose()))?;
         let listing: ChannelTopicEntityListing = Self::decode("PUT", &path, &bytes)?;
         Ok(listing.entities)
     }

@@ -81,8 +81,8 @@ pub async fn event_stream(
     let mut until = deadline
         .checked_sub(rt.handoff_margin)
         .unwrap_or_else(Instant::now);
-    if let Some(s) = seconds {
-        until = until.min(Instant::now() + Duration::from_secs(s));
+    if let Some(bound) = seconds.and_then(|s| Instant::now().checked_add(Duration::from_secs(s))) {
+        until = until.min(bound);
     }
     let started = Instant::now();
     let deps = rt.deps();

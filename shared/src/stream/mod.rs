@@ -281,8 +281,10 @@ fn digest(topics: &[String]) -> String {
     hex::encode(h.finalize())
 }
 
+/// A setting as a chrono duration, at most ten years (so that `now ± it` cannot overflow).
 fn chrono_of(d: Duration) -> chrono::Duration {
-    chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX)
+    chrono::Duration::from_std(d.min(Duration::from_secs(10 * 365 * 24 * 3600)))
+        .unwrap_or(chrono::Duration::days(3650))
 }
 
 type Socket =
@@ -291,7 +293,8 @@ type Socket =
 enum Handled {
     Continue,
     SocketClosing,
-    Lost(String),
+    /// The channel lost its subscriptions: reconnect after sending them again.
+    Resubscribe(String),
 }
 
 /// How a socket's session ended.
@@ -303,6 +306,8 @@ enum SessionEnd {
         cause: GapCause,
         last_heard: DateTime<Utc>,
         reason: String,
+        /// The server said the channel lost its subscriptions.
+        resubscribe: bool,
     },
 }
 
@@ -320,6 +325,15 @@ struct Consumer<'a, 'd> {
     pending_ends: Vec<DateTime<Utc>>,
     /// Another consumer's lease was found: nothing of ours may be written over its state.
     superseded: bool,
+    /// Until when a socket of this run is known to have been receiving (where the next gap
+    /// starts); saved as `receiving_until`, never later than the end of an offer not yet sent.
+    receiving: DateTime<Utc>,
+    /// The channel in use.
+    channel: Option<Channel>,
+    /// When the subscriptions were last sent (they renew the channel; new queues join).
+    subscribed: Instant,
+    /// A failed gap fill is tried again after this.
+    fill_after: Option<Instant>,
 }
 
 /// Runs the consumer until `deadline` (minus nothing: the caller leaves its own margin) or
@@ -379,6 +393,10 @@ pub async fn run(
         last_saved: Instant::now(),
         pending_ends: Vec::new(),
         superseded: false,
+        receiving: down_since,
+        channel: None,
+        subscribed: Instant::now(),
+        fill_after: None,
     };
     let result = c.run_sockets(down_since, cause, &stop, deadline).await;
     let handoff = c.hand_off().await;
@@ -397,6 +415,7 @@ impl<'a, 'd> Consumer<'a, 'd> {
         deadline: Option<Instant>,
     ) -> Result<(), StreamError> {
         let mut channel = self.ensure_channel(false).await?;
+        self.channel = Some(channel.clone());
         let mut failures = 0u32;
         loop {
             if stop.is_cancelled() || deadline.is_some_and(|d| Instant::now() >= d) {
@@ -422,8 +441,11 @@ impl<'a, 'd> Consumer<'a, 'd> {
                     // The channel may be gone (expired, evicted): a new one is the only way on.
                     if !self.channel_exists(&channel).await? {
                         channel = self.ensure_channel(true).await?;
+                        self.channel = Some(channel.clone());
                         cause = GapCause::ChannelRecreated;
                     }
+                    // The lease is ours while we try (a reconnect can outlast it).
+                    self.save_if_due().await?;
                     self.back_off(failures, stop, deadline).await;
                     continue;
                 }
@@ -434,7 +456,9 @@ impl<'a, 'd> Consumer<'a, 'd> {
                 to: opened,
                 cause,
             });
-            self.state.receiving_until = Some(opened);
+            // What the last socket delivered is sent before the state says we moved on.
+            self.flush_offers().await?;
+            self.receiving = opened;
             self.save().await?;
             let session_started = Instant::now();
             match self.session(socket, &channel, stop, deadline).await? {
@@ -446,8 +470,10 @@ impl<'a, 'd> Consumer<'a, 'd> {
                     cause: lost,
                     last_heard,
                     reason,
+                    resubscribe,
                 } => {
                     tracing::warn!(cause = lost.name(), %reason, "notifications socket lost; reconnecting");
+                    self.receiving = last_heard;
                     *self.report.reconnects.entry(lost.name()).or_default() += 1;
                     if lost == GapCause::HeartbeatMissed {
                         self.report.heartbeat_misses += 1;
@@ -471,7 +497,12 @@ impl<'a, 'd> Consumer<'a, 'd> {
                     self.check_lease().await?;
                     if !self.channel_exists(&channel).await? {
                         channel = self.ensure_channel(true).await?;
+                        self.channel = Some(channel.clone());
                         cause = GapCause::ChannelRecreated;
+                    } else if resubscribe {
+                        // The server dropped our subscriptions: send them again.
+                        let digest = digest(&self.topics);
+                        self.subscribe(&channel, &digest).await?;
                     }
                     if failures > 0 {
                         self.back_off(failures, stop, deadline).await;
@@ -512,11 +543,9 @@ impl<'a, 'd> Consumer<'a, 'd> {
             .map_err(api_err("check notification channel"))
     }
 
-    /// The channel to use: the recorded one while it exists, is subscribed to exactly our
-    /// topics and does not expire soon (else it is resubscribed), or a new one.
+    /// The channel to use: the recorded one while it exists (subscribed again), or a new one.
     async fn ensure_channel(&mut self, force_new: bool) -> Result<Channel, StreamError> {
         let digest = digest(&self.topics);
-        let now = Utc::now();
         if let (false, Some(rec)) = (force_new, self.state.channel.clone()) {
             let channel = Channel {
                 id: rec.id.clone(),
@@ -524,12 +553,8 @@ impl<'a, 'd> Consumer<'a, 'd> {
                 expires: rec.expires,
             };
             if self.channel_exists(&channel).await? {
-                let fresh = rec
-                    .expires
-                    .is_some_and(|e| e > now + chrono_of(self.settings.renew_before));
-                if rec.topics_digest == digest && fresh {
-                    return Ok(channel);
-                }
+                // Subscribed again at every start: it renews the channel's 24 h, and the
+                // server's subscriptions are what counts, not our record of them.
                 self.subscribe(&channel, &digest).await?;
                 return Ok(channel);
             }
@@ -558,6 +583,7 @@ impl<'a, 'd> Consumer<'a, 'd> {
             return Err(StreamError::TopicsRejected(rejected));
         }
         let now = Utc::now();
+        self.subscribed = Instant::now();
         self.state.channel = Some(ChannelRecord {
             id: channel.id.clone(),
             connect_uri: channel.connect_uri.clone(),
@@ -593,6 +619,11 @@ impl<'a, 'd> Consumer<'a, 'd> {
     async fn save(&mut self) -> Result<(), StreamError> {
         let now = Utc::now();
         self.state.updated_at = now;
+        // The next gap starts where receiving is known to have ended, or earlier: before the
+        // end of any conversation offered and not yet sent, so that a crash or a failed send
+        // leaves it inside a gap, to be filled.
+        let unsent = self.pending_ends.iter().min().copied();
+        self.state.receiving_until = Some(unsent.map_or(self.receiving, |u| u.min(self.receiving)));
         if self.state.lease.as_ref().map(|l| &l.holder) == Some(&self.settings.holder) {
             self.state.lease = Some(Lease {
                 holder: self.settings.holder.clone(),
@@ -601,7 +632,7 @@ impl<'a, 'd> Consumer<'a, 'd> {
         }
         if !self.states.save(&self.state).await? {
             self.check_lease().await?;
-            // Same holder (our own earlier write raced a retry): write over it.
+            // Still ours (our own earlier write raced a retry): write over it.
             if !self.states.save(&self.state).await? {
                 return Err(StreamError::Superseded {
                     holder: "unknown".into(),
@@ -619,13 +650,20 @@ impl<'a, 'd> Consumer<'a, 'd> {
         let mut fresh = StateStore::new(self.deps.store, self.deps.layout);
         let stored = fresh.load(Utc::now()).await?;
         match stored.lease {
-            Some(l) if l.holder != self.settings.holder => {
-                self.superseded = true;
-                Err(StreamError::Superseded { holder: l.holder })
-            }
-            _ => {
+            Some(l) if l.holder == self.settings.holder => {
                 self.states = fresh;
                 Ok(())
+            }
+            // Another holder, or none: while we run we hold the lease, so a state without it
+            // was written by a consumer that took over and has handed off since.
+            other => {
+                self.superseded = true;
+                Err(StreamError::Superseded {
+                    holder: other.map_or_else(
+                        || "a consumer that has since handed off".into(),
+                        |l| l.holder,
+                    ),
+                })
             }
         }
     }
@@ -648,13 +686,22 @@ impl<'a, 'd> Consumer<'a, 'd> {
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let far = Instant::now() + Duration::from_secs(365 * 24 * 3600);
         let deadline_at = deadline.unwrap_or(far);
+        let scrub = |text: String| text.replace(channel.id.expose(), "…");
+        let lost = |cause, last_heard, reason: String, resubscribe| SessionEnd::Lost {
+            cause,
+            last_heard,
+            reason,
+            resubscribe,
+        };
         loop {
             tokio::select! {
                 _ = stop.cancelled() => {
+                    self.receiving = Utc::now();
                     let _ = socket.close(None).await;
                     return Ok(SessionEnd::Stop("stopped"));
                 }
                 _ = tokio::time::sleep_until(deadline_at) => {
+                    self.receiving = Utc::now();
                     let _ = socket.close(None).await;
                     return Ok(SessionEnd::Stop("deadline"));
                 }
@@ -662,31 +709,26 @@ impl<'a, 'd> Consumer<'a, 'd> {
                     let text = match frame {
                         Some(Ok(Message::Text(t))) => t,
                         Some(Ok(Message::Close(f))) => {
-                            return Ok(SessionEnd::Lost {
-                                cause: GapCause::Disconnect,
-                                last_heard,
-                                reason: format!("closed by the server{}", f.map(|f| format!(" ({} {})", f.code, f.reason)).unwrap_or_default()),
-                            });
+                            let why = f.map(|f| format!(" ({} {})", f.code, f.reason)).unwrap_or_default();
+                            return Ok(lost(GapCause::Disconnect, last_heard, scrub(format!("closed by the server{why}")), false));
                         }
                         Some(Ok(_)) => {
+                            // A WebSocket ping or pong frame: the link is alive.
                             heard_at = Instant::now();
                             last_heard = Utc::now();
+                            ping_sent = None;
                             continue;
                         }
-                        Some(Err(e)) => {
-                            return Ok(SessionEnd::Lost { cause: GapCause::Disconnect, last_heard, reason: e.to_string() });
-                        }
-                        None => {
-                            return Ok(SessionEnd::Lost { cause: GapCause::Disconnect, last_heard, reason: "connection ended".into() });
-                        }
+                        Some(Err(e)) => return Ok(lost(GapCause::Disconnect, last_heard, scrub(e.to_string()), false)),
+                        None => return Ok(lost(GapCause::Disconnect, last_heard, "connection ended".into(), false)),
                     };
                     heard_at = Instant::now();
                     last_heard = Utc::now();
                     ping_sent = None;
                     match self.handle(&text).await? {
                         Handled::Continue => {}
-                        Handled::Lost(reason) => {
-                            return Ok(SessionEnd::Lost { cause: GapCause::Disconnect, last_heard, reason });
+                        Handled::Resubscribe(reason) => {
+                            return Ok(lost(GapCause::Disconnect, last_heard, scrub(reason), true));
                         }
                         Handled::SocketClosing => {
                             // Open the next socket before this one goes: the server closes the
@@ -702,9 +744,7 @@ impl<'a, 'd> Consumer<'a, 'd> {
                                     heard_at = Instant::now();
                                     last_heard = opened;
                                 }
-                                Err(reason) => {
-                                    return Ok(SessionEnd::Lost { cause: GapCause::SocketClosing, last_heard: warned, reason });
-                                }
+                                Err(reason) => return Ok(lost(GapCause::SocketClosing, warned, reason, false)),
                             }
                         }
                     }
@@ -712,23 +752,31 @@ impl<'a, 'd> Consumer<'a, 'd> {
                 _ = tick.tick() => {
                     let idle = heard_at.elapsed();
                     if idle >= self.settings.heartbeat_window {
-                        return Ok(SessionEnd::Lost { cause: GapCause::HeartbeatMissed, last_heard, reason: format!("nothing heard for {idle:?}") });
+                        return Ok(lost(GapCause::HeartbeatMissed, last_heard, format!("nothing heard for {idle:?}"), false));
                     }
                     match ping_sent {
                         Some(at) if at.elapsed() >= self.settings.pong_timeout => {
-                            return Ok(SessionEnd::Lost { cause: GapCause::HeartbeatMissed, last_heard, reason: "no pong".into() });
+                            return Ok(lost(GapCause::HeartbeatMissed, last_heard, "no pong".into(), false));
                         }
                         None if idle >= self.settings.ping_after => {
                             let ping = Message::Text(r#"{"message":"ping"}"#.into());
                             if let Err(e) = socket.send(ping).await {
-                                return Ok(SessionEnd::Lost { cause: GapCause::Disconnect, last_heard, reason: e.to_string() });
+                                return Ok(lost(GapCause::Disconnect, last_heard, scrub(e.to_string()), false));
                             }
                             ping_sent = Some(Instant::now());
                         }
                         _ => {}
                     }
-                    self.state.receiving_until = Some(last_heard);
+                    self.receiving = last_heard;
+                    let started = Instant::now();
                     self.housekeeping(false).await?;
+                    // Time spent here (a gap fill) is not silence on the socket: what arrived
+                    // meanwhile waits in its buffer.
+                    let spent = started.elapsed();
+                    heard_at += spent;
+                    if let Some(at) = ping_sent.as_mut() {
+                        *at += spent;
+                    }
                 }
             }
         }
@@ -748,9 +796,13 @@ impl<'a, 'd> Consumer<'a, 'd> {
             }) => {
                 tracing::warn!(%topic, kind = kind.as_deref().unwrap_or("-"),
                     reason = reason.as_deref().unwrap_or("-"), "system message on the notifications socket");
-                if kind.as_deref() == Some("no_longer_subscribed") {
-                    return Ok(Handled::Lost(format!(
-                        "no longer subscribed ({})",
+                if matches!(
+                    kind.as_deref(),
+                    Some("no_longer_subscribed" | "subscription_changed")
+                ) {
+                    return Ok(Handled::Resubscribe(format!(
+                        "{} ({})",
+                        kind.unwrap_or_default(),
                         reason.unwrap_or_default()
                     )));
                 }
@@ -794,17 +846,19 @@ impl<'a, 'd> Consumer<'a, 'd> {
         let start = match n.start {
             Some(s) => s,
             // Detail events carry no start: the journal is kept by start hour.
-            None => self
-                .deps
-                .genesys
-                .conversation(&n.conversation)
-                .await
-                .ok()
-                .and_then(|c| c.start_time)
-                .unwrap_or(end),
+            None => match self.deps.genesys.conversation(&n.conversation).await {
+                Ok(c) => c.start_time.unwrap_or(end),
+                Err(e) => {
+                    // Only the journal's hour is guessed: at worst a duplicate, which
+                    // archive-on-event skips.
+                    tracing::warn!(conversation = %n.conversation, error = %e, "conversation start not readable; journaled under its end");
+                    end
+                }
+            },
         };
-        self.offers.offer(n.conversation, start, end).await?;
+        // Noted first: if the offer fails, the saved state stays before this end.
         self.pending_ends.push(end);
+        self.offers.offer(n.conversation, start, end).await?;
         Ok(())
     }
 
@@ -825,12 +879,27 @@ impl<'a, 'd> Consumer<'a, 'd> {
             .copied()
             .filter(|g| g.to <= due_before)
             .collect();
-        if !due.is_empty() {
-            self.fill(&due).await?;
-            self.state.gaps.retain(|g| !due.contains(g));
+        let fill_now = self.fill_after.is_none_or(|t| Instant::now() >= t);
+        if !due.is_empty() && fill_now {
+            match self.fill(&due).await {
+                Ok(()) => {
+                    self.fill_after = None;
+                    self.state.gaps.retain(|g| !due.contains(g));
+                }
+                // A gap stays recorded until a fill succeeds; the socket goes on meanwhile.
+                Err(e) if !e.is_infrastructure() => {
+                    tracing::warn!(error = %e, gaps = due.len(), "gap fill failed; trying again in a minute");
+                    self.fill_after = Some(Instant::now() + Duration::from_secs(60));
+                }
+                Err(e) => return Err(e),
+            }
             self.save().await?;
         } else if final_pass || self.last_saved.elapsed() >= self.settings.lease / 3 {
             self.save().await?;
+        }
+        // Subscribing renews the channel's 24 h and brings in queues added since.
+        if !final_pass && self.subscribed.elapsed() >= self.settings.renew_before {
+            self.resubscribe().await?;
         }
         if self.offers_made.elapsed() >= Duration::from_secs(600) {
             // A fresh journal view now and then: its caches only grow.
@@ -917,12 +986,30 @@ impl<'a, 'd> Consumer<'a, 'd> {
         }
         self.state.lease = None;
         self.state.stopped = Some(GapCause::Handoff);
-        self.state.receiving_until = Some(Utc::now());
-        self.state.updated_at = Utc::now();
-        if !self.states.save(&self.state).await? {
-            self.check_lease().await?;
+        // `save` keeps `receiving_until` where receiving ended (the socket's close, or the
+        // last time one was heard if none was open), never at the time of this write.
+        if let Err(e) = self.save().await {
+            return result.and(Err(e));
         }
         result
+    }
+
+    /// Renews the lease if a third of it has passed since the last save.
+    async fn save_if_due(&mut self) -> Result<(), StreamError> {
+        if self.last_saved.elapsed() >= self.settings.lease / 3 {
+            self.save().await?;
+        }
+        Ok(())
+    }
+
+    /// Sends the subscriptions again with the current queue list.
+    async fn resubscribe(&mut self) -> Result<(), StreamError> {
+        let Some(channel) = self.channel.clone() else {
+            return Ok(());
+        };
+        self.topics = desired_topics(self.deps.genesys, self.settings).await?;
+        let digest = digest(&self.topics);
+        self.subscribe(&channel, &digest).await
     }
 }
 

@@ -144,6 +144,9 @@ const PREFETCH: usize = 3;
 /// submitted. With a `deadline` (Lambda) it stops [`DEADLINE_MARGIN`] before it, state saved,
 /// and returns an incomplete state; without one a job not fulfilled within [`JOB_MAX_WAIT`] is
 /// an error.
+/// How long a stopping backfill lets the windows already fetching record their jobs.
+const SETTLE_IN_FLIGHT: Duration = Duration::from_secs(3);
+
 pub async fn backfill(
     deps: &SweepDeps<'_>,
     from: DateTime<Utc>,
@@ -189,6 +192,9 @@ pub async fn backfill(
     let earlier = state.pending_jobs.clone();
     let genesys = deps.genesys;
     let jobs_ref = &jobs;
+    // Set when the run stops early: windows not started yet submit nothing.
+    let stopping = std::sync::atomic::AtomicBool::new(false);
+    let stopping_ref = &stopping;
     let mut fetched = futures::stream::iter(todo)
         .map(|(i, start, end)| {
             let reuse = earlier
@@ -196,6 +202,9 @@ pub async fn backfill(
                 .find(|p| p.window_start == start && p.window_end == end)
                 .map(|p| p.job_id.clone());
             async move {
+                if stopping_ref.load(std::sync::atomic::Ordering::SeqCst) {
+                    return (i, start, end, Ok(None));
+                }
                 let rows = window_rows(genesys, start, end, reuse, stop_at, jobs_ref).await;
                 (i, start, end, rows)
             }
@@ -246,6 +255,14 @@ pub async fn backfill(
             break;
         }
     }
+    // Windows already fetching may have a job submitted whose id is not recorded yet: they
+    // are given a moment to record it (so the next run reads that job instead of submitting
+    // the window again), then dropped.
+    stopping.store(true, std::sync::atomic::Ordering::SeqCst);
+    let _ = tokio::time::timeout(SETTLE_IN_FLIGHT, async {
+        while fetched.next().await.is_some() {}
+    })
+    .await;
     drop(fetched);
     let pending = pending_after(&jobs, state.done_until);
     if pending != state.pending_jobs {

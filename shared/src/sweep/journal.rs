@@ -338,7 +338,14 @@ impl<'a> Offers<'a> {
         }
         let batch = std::mem::take(&mut self.batch);
         let messages: Vec<ConversationMessage> = batch.iter().map(|(m, _)| m.clone()).collect();
-        let results = self.queue.enqueue_conversations(&messages).await;
+        let mut results = self.queue.enqueue_conversations(&messages).await;
+        // A result missing for a message counts as a refusal, never as sent.
+        while results.len() < messages.len() {
+            results.push(Err(crate::queue::QueueError::new(
+                "SendMessageBatch",
+                "no result for this message",
+            )));
+        }
         let mut refused = None;
         for ((message, start), result) in batch.into_iter().zip(results) {
             match result {

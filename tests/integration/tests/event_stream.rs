@@ -547,3 +547,41 @@ async fn detail_end_topics_are_delivered_too() {
         "journaled under the conversation's start hour"
     );
 }
+
+/// A run that ends while no socket is open (its circuit opened) hands off where receiving
+/// really ended, not at the time it stopped: the next run's gap covers the whole outage and
+/// its fill finds every conversation that ended during it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_that_ends_while_down_leaves_the_outage_to_the_next_gap() {
+    let h = Harness::start(1).await;
+    let first = h.consume(fast_settings("a"), CancellationToken::new(), None);
+    h.socket_open().await;
+    let dropped_at = chrono::Utc::now();
+    h.sim.notifications().refuse_connections(1_000);
+    h.sim.notifications().drop_sockets();
+    let during = h.generate(40, 100.0).await.unwrap();
+    let err = first.await.unwrap().unwrap_err();
+    assert!(matches!(err, StreamError::CircuitOpen { .. }), "{err}");
+    assert!(h.queue.sent().is_empty(), "nothing reached the socket");
+    let state: serde_json::Value = serde_json::from_slice(
+        &gc_archive::store::ObjectStore::get(&h.store, &h.layout.stream_state_key())
+            .await
+            .unwrap()
+            .unwrap()
+            .body,
+    )
+    .unwrap();
+    let until: chrono::DateTime<chrono::Utc> =
+        state["receivingUntil"].as_str().unwrap().parse().unwrap();
+    assert!(
+        until <= dropped_at,
+        "receiving_until {until} is not after the drop {dropped_at}"
+    );
+    h.sim.notifications().refuse_connections(0);
+    let stop = CancellationToken::new();
+    let second = h.consume(fast_settings("a"), stop.clone(), None);
+    h.all_sent(&during).await;
+    stop.cancel();
+    second.await.unwrap().unwrap();
+    h.assert_exactly_once(&during);
+}
