@@ -28,6 +28,7 @@ pub mod stream;
 pub mod sweep;
 pub mod text;
 pub mod transfer;
+pub mod upload;
 pub mod verify;
 pub mod writeback;
 
