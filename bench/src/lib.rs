@@ -14,7 +14,12 @@ pub const MIB: u64 = 1024 * 1024;
 
 /// A field of `/proc/self/status` in KiB (`VmHWM` = peak RSS, `VmRSS` = current RSS).
 pub fn proc_status_kib(field: &str) -> Option<u64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    proc_status_kib_of("self", field)
+}
+
+/// [`proc_status_kib`] of another process (`pid` as `/proc` names it, or `self`).
+pub fn proc_status_kib_of(pid: &str, field: &str) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     status.lines().find_map(|l| {
         let rest = l.strip_prefix(field)?.strip_prefix(':')?;
         rest.trim().trim_end_matches("kB").trim().parse().ok()

@@ -32,7 +32,7 @@ use anyhow::Context as _;
 use clap::Parser;
 use gc_archive::store::{ArchiveLayout, MemoryStore};
 use gc_archive::stream::{run, StreamDeps, StreamSettings};
-use gc_archive_bench::{machine, print_machine, proc_status_kib};
+use gc_archive_bench::{machine, print_machine, proc_status_kib, proc_status_kib_of};
 use gc_archive_it::stack::{LocalStack, StackOptions};
 use gc_archive_it::stream_kit::RecordingQueue;
 use genesys_sim::GeneratorSpec;
@@ -75,20 +75,6 @@ fn process_cpu_secs(pid: u32) -> Option<f64> {
         .and_then(|s| s.trim().parse::<f64>().ok())
         .unwrap_or(100.0);
     Some((utime + stime) / ticks)
-}
-
-fn peak_rss_of(pid: u32) -> Option<f64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    status.lines().find_map(|l| {
-        let kib: f64 = l
-            .strip_prefix("VmHWM:")?
-            .trim()
-            .trim_end_matches("kB")
-            .trim()
-            .parse()
-            .ok()?;
-        Some(kib / 1024.0)
-    })
 }
 
 /// The bodies a minimal SQS endpoint received (`AmazonSQS.SendMessage`,
@@ -159,18 +145,11 @@ async fn sqs_sink() -> anyhow::Result<(String, std::sync::Arc<Sink>)> {
 }
 
 async fn queue_depth(stack: &LocalStack) -> anyhow::Result<u64> {
-    let attrs = stack
-        .sqs
-        .get_queue_attributes()
-        .queue_url(&stack.archive_queue.url)
-        .attribute_names(aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessages)
-        .send()
-        .await?;
-    Ok(attrs
-        .attributes()
-        .and_then(|a| a.get(&aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessages))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0))
+    Ok(
+        gc_archive_it::esm::queue_depth(&stack.sqs, &stack.archive_queue.url)
+            .await?
+            .0,
+    )
 }
 
 /// Where the daemon's ArchiveQueue messages go.
@@ -265,7 +244,7 @@ async fn sustained(
         };
     }
     let cpu = process_cpu_secs(pid).unwrap_or(0.0) - cpu_before;
-    let rss = peak_rss_of(pid).unwrap_or(0.0);
+    let rss = proc_status_kib_of(&pid.to_string(), "VmHWM").unwrap_or(0) as f64 / 1024.0;
     let wall = started.elapsed();
     std::process::Command::new("kill")
         .args(["-TERM", &pid.to_string()])

@@ -25,7 +25,6 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use futures::{SinkExt, StreamExt};
 use serde::Serialize;
-use sha2::{Digest, Sha256};
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_util::sync::CancellationToken;
@@ -81,8 +80,9 @@ pub struct StreamSettings {
     pub journal_every: Duration,
     /// Who this consumer is (Lambda request id, host and pid).
     pub holder: String,
-    /// A channel expiring sooner than this is resubscribed (which renews it).
-    pub renew_before: Duration,
+    /// The subscriptions are sent again this often (it renews the channel's 24 h and brings
+    /// in queues added since), besides at every start.
+    pub resubscribe_every: Duration,
 }
 
 impl Default for StreamSettings {
@@ -105,7 +105,7 @@ impl Default for StreamSettings {
             flush_every: Duration::from_millis(250),
             journal_every: Duration::from_secs(10),
             holder: format!("pid-{}", std::process::id()),
-            renew_before: Duration::from_secs(3600),
+            resubscribe_every: Duration::from_secs(3600),
         }
     }
 }
@@ -270,15 +270,6 @@ pub async fn desired_topics(
         });
     }
     Ok(topics)
-}
-
-fn digest(topics: &[String]) -> String {
-    let mut h = Sha256::new();
-    for t in topics {
-        h.update(t.as_bytes());
-        h.update(b"\n");
-    }
-    hex::encode(h.finalize())
 }
 
 /// A setting as a chrono duration, at most ten years (so that `now ± it` cannot overflow).
@@ -501,8 +492,7 @@ impl<'a, 'd> Consumer<'a, 'd> {
                         cause = GapCause::ChannelRecreated;
                     } else if resubscribe {
                         // The server dropped our subscriptions: send them again.
-                        let digest = digest(&self.topics);
-                        self.subscribe(&channel, &digest).await?;
+                        self.subscribe(&channel).await?;
                     }
                     if failures > 0 {
                         self.back_off(failures, stop, deadline).await;
@@ -545,7 +535,6 @@ impl<'a, 'd> Consumer<'a, 'd> {
 
     /// The channel to use: the recorded one while it exists (subscribed again), or a new one.
     async fn ensure_channel(&mut self, force_new: bool) -> Result<Channel, StreamError> {
-        let digest = digest(&self.topics);
         if let (false, Some(rec)) = (force_new, self.state.channel.clone()) {
             let channel = Channel {
                 id: rec.id.clone(),
@@ -555,7 +544,7 @@ impl<'a, 'd> Consumer<'a, 'd> {
             if self.channel_exists(&channel).await? {
                 // Subscribed again at every start: it renews the channel's 24 h, and the
                 // server's subscriptions are what counts, not our record of them.
-                self.subscribe(&channel, &digest).await?;
+                self.subscribe(&channel).await?;
                 return Ok(channel);
             }
         }
@@ -567,11 +556,11 @@ impl<'a, 'd> Consumer<'a, 'd> {
             .map_err(api_err("create notification channel"))?;
         self.report.channels_created += 1;
         tracing::info!(channel = %channel.id, topics = self.topics.len(), "notification channel created");
-        self.subscribe(&channel, &digest).await?;
+        self.subscribe(&channel).await?;
         Ok(channel)
     }
 
-    async fn subscribe(&mut self, channel: &Channel, digest: &str) -> Result<(), StreamError> {
+    async fn subscribe(&mut self, channel: &Channel) -> Result<(), StreamError> {
         let answered = self
             .deps
             .genesys
@@ -595,7 +584,6 @@ impl<'a, 'd> Consumer<'a, 'd> {
                         e.max(now + chrono::Duration::hours(24))
                     }),
             ),
-            topics_digest: digest.to_string(),
             topics: self.topics.len(),
             subscribed_at: now,
         });
@@ -898,7 +886,7 @@ impl<'a, 'd> Consumer<'a, 'd> {
             self.save().await?;
         }
         // Subscribing renews the channel's 24 h and brings in queues added since.
-        if !final_pass && self.subscribed.elapsed() >= self.settings.renew_before {
+        if !final_pass && self.subscribed.elapsed() >= self.settings.resubscribe_every {
             self.resubscribe().await?;
         }
         if self.offers_made.elapsed() >= Duration::from_secs(600) {
@@ -1008,8 +996,7 @@ impl<'a, 'd> Consumer<'a, 'd> {
             return Ok(());
         };
         self.topics = desired_topics(self.deps.genesys, self.settings).await?;
-        let digest = digest(&self.topics);
-        self.subscribe(&channel, &digest).await
+        self.subscribe(&channel).await
     }
 }
 

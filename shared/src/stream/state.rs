@@ -17,8 +17,6 @@ pub struct ChannelRecord {
     pub id: ChannelId,
     pub connect_uri: ConnectUri,
     pub expires: Option<DateTime<Utc>>,
-    /// SHA-256 of the sorted topic list it was subscribed with.
-    pub topics_digest: String,
     pub topics: usize,
     /// Last time it was subscribed (a subscription keeps a channel 24 h).
     pub subscribed_at: DateTime<Utc>,

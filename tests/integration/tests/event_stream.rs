@@ -67,6 +67,30 @@ impl Harness {
         })
     }
 
+    /// [`Harness::consume`] until stopped, once its socket is open.
+    async fn running(
+        self: &Arc<Self>,
+        settings: StreamSettings,
+    ) -> (
+        CancellationToken,
+        JoinHandle<Result<StreamReport, StreamError>>,
+    ) {
+        let stop = CancellationToken::new();
+        let consumer = self.consume(settings, stop.clone(), None);
+        self.socket_open().await;
+        (stop, consumer)
+    }
+
+    /// The stream state object as stored.
+    async fn stored_state(&self) -> serde_json::Value {
+        let found =
+            gc_archive::store::ObjectStore::get(&self.store, &self.layout.stream_state_key())
+                .await
+                .unwrap()
+                .expect("a stream state");
+        serde_json::from_slice(&found.body).unwrap()
+    }
+
     fn generate(&self, count: usize, per_second: f64) -> JoinHandle<Vec<String>> {
         self.sim.generate_conversations(GeneratorSpec {
             count,
@@ -122,9 +146,7 @@ impl Harness {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_socket_killed_mid_burst_loses_nothing_the_gap_is_filled() {
     let h = Harness::start(3).await;
-    let stop = CancellationToken::new();
-    let consumer = h.consume(fast_settings("a"), stop.clone(), None);
-    h.socket_open().await;
+    let (stop, consumer) = h.running(fast_settings("a")).await;
     let burst = h.generate(400, 200.0);
     tokio::time::sleep(Duration::from_millis(500)).await;
     // Killed without a close frame, and the next connects refused for a while.
@@ -154,9 +176,7 @@ async fn a_socket_killed_mid_burst_loses_nothing_the_gap_is_filled() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_silent_socket_is_noticed_by_the_heartbeat_watchdog() {
     let h = Harness::start(2).await;
-    let stop = CancellationToken::new();
-    let consumer = h.consume(fast_settings("a"), stop.clone(), None);
-    h.socket_open().await;
+    let (stop, consumer) = h.running(fast_settings("a")).await;
     let burst = h.generate(200, 100.0);
     tokio::time::sleep(Duration::from_millis(300)).await;
     // Half-open: the connection stays up, nothing comes through, pings go unanswered.
@@ -176,9 +196,7 @@ async fn a_silent_socket_is_noticed_by_the_heartbeat_watchdog() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn socket_closing_opens_the_next_socket_before_the_old_one_goes() {
     let h = Harness::start(2).await;
-    let stop = CancellationToken::new();
-    let consumer = h.consume(fast_settings("a"), stop.clone(), None);
-    h.socket_open().await;
+    let (stop, consumer) = h.running(fast_settings("a")).await;
     let connections = h.sim.notifications().stats().connections;
     let burst = h.generate(300, 150.0);
     tokio::time::sleep(Duration::from_millis(400)).await;
@@ -211,9 +229,7 @@ async fn socket_closing_opens_the_next_socket_before_the_old_one_goes() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_expired_channel_is_recreated_and_resubscribed() {
     let h = Harness::start(3).await;
-    let stop = CancellationToken::new();
-    let consumer = h.consume(fast_settings("a"), stop.clone(), None);
-    h.socket_open().await;
+    let (stop, consumer) = h.running(fast_settings("a")).await;
     let first = h.sim.notifications().channels();
     assert_eq!(first.len(), 1);
     let topics = h.sim.notifications().topics(&first[0]);
@@ -281,9 +297,7 @@ async fn more_topics_than_a_channel_takes_are_refused_before_anything_is_created
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn revoked_tokens_are_refreshed_and_the_socket_reopened() {
     let h = Harness::start(2).await;
-    let stop = CancellationToken::new();
-    let consumer = h.consume(fast_settings("a"), stop.clone(), None);
-    h.socket_open().await;
+    let (stop, consumer) = h.running(fast_settings("a")).await;
     let tokens_before = h.sim.issued_tokens().len();
     let burst = h.generate(200, 100.0);
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -356,9 +370,7 @@ async fn a_server_that_keeps_refusing_opens_the_circuit_within_the_backoff_bound
     assert!(err.to_string().contains("HTTP 503"), "{err}");
     // Nothing is left holding the channel: the next consumer may start at once.
     h.sim.notifications().refuse_connections(0);
-    let stop = CancellationToken::new();
-    let next = h.consume(fast_settings("b"), stop.clone(), None);
-    h.socket_open().await;
+    let (stop, next) = h.running(fast_settings("b")).await;
     stop.cancel();
     next.await.unwrap().unwrap();
 }
@@ -421,14 +433,7 @@ async fn a_second_connection_that_keeps_kicking_ours_is_reported() {
     let h = Harness::start(1).await;
     let consumer = h.consume(fast_settings("ours"), CancellationToken::new(), None);
     h.socket_open().await;
-    let state: serde_json::Value = serde_json::from_slice(
-        &gc_archive::store::ObjectStore::get(&h.store, &h.layout.stream_state_key())
-            .await
-            .unwrap()
-            .unwrap()
-            .body,
-    )
-    .unwrap();
+    let state = h.stored_state().await;
     let uri = state["channel"]["connectUri"].as_str().unwrap().to_string();
     let intruder = tokio::spawn(async move {
         loop {
@@ -563,14 +568,7 @@ async fn a_run_that_ends_while_down_leaves_the_outage_to_the_next_gap() {
     let err = first.await.unwrap().unwrap_err();
     assert!(matches!(err, StreamError::CircuitOpen { .. }), "{err}");
     assert!(h.queue.sent().is_empty(), "nothing reached the socket");
-    let state: serde_json::Value = serde_json::from_slice(
-        &gc_archive::store::ObjectStore::get(&h.store, &h.layout.stream_state_key())
-            .await
-            .unwrap()
-            .unwrap()
-            .body,
-    )
-    .unwrap();
+    let state = h.stored_state().await;
     let until: chrono::DateTime<chrono::Utc> =
         state["receivingUntil"].as_str().unwrap().parse().unwrap();
     assert!(
