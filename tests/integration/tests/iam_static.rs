@@ -264,28 +264,8 @@ impl Deployment {
     /// hour folder; get and conditionally put its state and reports; get audit records) and
     /// its `ArchiveQueue` sends, SSE-KMS through S3, the Genesys secret, its logs.
     fn sweep_needs(&self) -> Vec<(&'static str, String)> {
-        let mut needs = vec![
-            ("s3:ListBucket", self.bucket_arn()),
-            ("s3:GetObject", self.archive_keys()[2].clone()),
-            ("sqs:SendMessage", queue_arn("archive")),
-            ("secretsmanager:GetSecretValue", GENESYS_SECRET.to_string()),
-            ("kms:GenerateDataKey", self.key_arn.to_string()),
-            ("kms:Decrypt", self.key_arn.to_string()),
-        ];
-        for arn in self.sweep_state_arns() {
-            needs.push(("s3:GetObject", arn.clone()));
-            needs.push(("s3:PutObject", arn));
-        }
-        if self.routing {
-            // The routing document, and the other targets' hour folders.
-            needs.push(("s3:GetObject", self.object_arn("_config/routing.yaml")));
-            needs.push(("s3:ListBucket", format!("arn:aws:s3:::{ROUTED_BUCKET}")));
-        }
-        needs.extend(
-            LOG_ACTIONS
-                .iter()
-                .map(|a| (*a, log_group_arn("recording-sweep"))),
-        );
+        let mut needs = vec![("s3:GetObject", self.archive_keys()[2].clone())];
+        needs.extend(self.producer_needs("recording-sweep", self.sweep_state_arns()));
         needs
     }
 
@@ -293,6 +273,21 @@ impl Deployment {
     /// hour folders' listings (what is archived), its ArchiveQueue sends, SSE-KMS through S3,
     /// the Genesys secret, its logs; with routing, the document and the targets' listings.
     fn stream_needs(&self) -> Vec<(&'static str, String)> {
+        let state = [
+            "_state/stream/state.json",
+            "_state/enqueued/2026/03/04/05.json",
+        ];
+        self.producer_needs(
+            "event-stream",
+            state.iter().map(|k| self.object_arn(k)).collect(),
+        )
+    }
+
+    /// What the ArchiveQueue's producers (recording-sweep, event-stream) share: list the hour
+    /// folders, get and conditionally put their `state` objects, send to the ArchiveQueue,
+    /// SSE-KMS through S3, the Genesys secret, their logs; with routing, the document and the
+    /// other targets' hour folders.
+    fn producer_needs(&self, function: &str, state: Vec<String>) -> Vec<(&'static str, String)> {
         let mut needs = vec![
             ("s3:ListBucket", self.bucket_arn()),
             ("sqs:SendMessage", queue_arn("archive")),
@@ -300,22 +295,15 @@ impl Deployment {
             ("kms:GenerateDataKey", self.key_arn.to_string()),
             ("kms:Decrypt", self.key_arn.to_string()),
         ];
-        for key in [
-            "_state/stream/state.json",
-            "_state/enqueued/2026/03/04/05.json",
-        ] {
-            needs.push(("s3:GetObject", self.object_arn(key)));
-            needs.push(("s3:PutObject", self.object_arn(key)));
+        for arn in state {
+            needs.push(("s3:GetObject", arn.clone()));
+            needs.push(("s3:PutObject", arn));
         }
         if self.routing {
             needs.push(("s3:GetObject", self.object_arn("_config/routing.yaml")));
             needs.push(("s3:ListBucket", format!("arn:aws:s3:::{ROUTED_BUCKET}")));
         }
-        needs.extend(
-            LOG_ACTIONS
-                .iter()
-                .map(|a| (*a, log_group_arn("event-stream"))),
-        );
+        needs.extend(LOG_ACTIONS.iter().map(|a| (*a, log_group_arn(function))));
         needs
     }
 
