@@ -609,3 +609,135 @@ pub fn deadline_from_epoch_ms(deadline_ms: u64) -> tokio::time::Instant {
     let now_ms = chrono::Utc::now().timestamp_millis().max(0) as u64;
     tokio::time::Instant::now() + Duration::from_millis(deadline_ms.saturating_sub(now_ms))
 }
+
+fn list(env: &HashMap<String, String>, key: &str) -> Option<Vec<String>> {
+    get(env, key).map(|v| {
+        v.split(',')
+            .map(|s| s.trim().to_string())
+            .filter(|s| !s.is_empty())
+            .collect()
+    })
+}
+
+fn number(env: &HashMap<String, String>, key: &str, default: u64) -> u64 {
+    get(env, key)
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// upload-proxy's dependencies. `UPLOAD_AUTH` is `iam` (the Function URL's `AWS_IAM`) or
+/// `ticket` (signed tickets; the key is the string of `UPLOAD_TICKET_SECRET_ID`, or of
+/// `UPLOAD_TICKET_KEY` for local runs). Limits: `UPLOAD_MAX_MIB`, `UPLOAD_ALLOWED_TYPES`,
+/// `UPLOAD_BLOCKED_EXTENSIONS` (added to the defaults), `UPLOAD_DEPLOYMENT_ID` (its
+/// `fileUpload` settings apply too), `UPLOAD_ATTACH_MAX_MIB`, `UPLOAD_PER_CONVERSATION_PER_HOUR`,
+/// `UPLOAD_PER_CALLER_PER_HOUR`; `UPLOAD_VERIFY` (`read` | `s3`), `UPLOAD_LINK_TTL_SECS`,
+/// `UPLOAD_PART_URL_TTL_SECS`, `UPLOAD_MEDIA_POLLS`, `UPLOAD_MEDIA_POLL_MS`,
+/// `GENESYS_MEDIA_UPLOAD_METHOD` (`PUT` | `POST`), `UPLOAD_EVENT_BUS`.
+pub async fn upload_runtime(
+    env: &HashMap<String, String>,
+    sdk: &aws_config::SdkConfig,
+) -> Result<crate::handlers::upload_proxy::UploadRuntime, InitError> {
+    use crate::upload::{policy::UploadPolicy, AuthMode, UploadSettings, VerifyMode};
+    let config = Config::from_map(env)?;
+    let secrets = aws_sdk_secretsmanager::Client::new(sdk);
+    let credentials = resolve_credentials(&config.genesys.credentials, &secrets).await?;
+    let genesys = GenesysClient::new(&config.genesys, credentials)?;
+    let bad = |name: &str, why: String| {
+        InitError::Config(ConfigError {
+            problems: vec![format!("{name}: {why}")],
+        })
+    };
+    let auth = match get(env, "UPLOAD_AUTH").unwrap_or("iam") {
+        "iam" => AuthMode::Iam,
+        "ticket" => {
+            let secret = match (
+                get(env, "UPLOAD_TICKET_SECRET_ID"),
+                get(env, "UPLOAD_TICKET_KEY"),
+            ) {
+                (Some(id), _) => {
+                    let out = secrets
+                        .get_secret_value()
+                        .secret_id(id)
+                        .send()
+                        .await
+                        .map_err(|e| bad("UPLOAD_TICKET_SECRET_ID", aws_error_summary(&e)))?;
+                    out.secret_string().unwrap_or_default().to_string()
+                }
+                (None, Some(key)) => key.to_string(),
+                (None, None) => return Err(InitError::Missing("UPLOAD_TICKET_SECRET_ID")),
+            };
+            AuthMode::Ticket(
+                crate::upload::ticket::TicketKey::new(secret.as_bytes())
+                    .map_err(|e| bad("UPLOAD_TICKET_SECRET_ID", e.to_string()))?,
+            )
+        }
+        other => {
+            return Err(bad(
+                "UPLOAD_AUTH",
+                format!("{other:?} is not iam or ticket"),
+            ))
+        }
+    };
+    let defaults = UploadSettings::default();
+    let mut policy = UploadPolicy::default();
+    if let Some(types) = list(env, "UPLOAD_ALLOWED_TYPES") {
+        policy.allowed_types = types;
+    }
+    if let Some(more) = list(env, "UPLOAD_BLOCKED_EXTENSIONS") {
+        policy.blocked_extensions.extend(more);
+    }
+    policy.max_bytes = number(env, "UPLOAD_MAX_MIB", policy.max_bytes >> 20) << 20;
+    let verify = match get(env, "UPLOAD_VERIFY").unwrap_or("read") {
+        "read" => VerifyMode::Read,
+        "s3" => VerifyMode::S3,
+        other => return Err(bad("UPLOAD_VERIFY", format!("{other:?} is not read or s3"))),
+    };
+    let method = match get(env, "GENESYS_MEDIA_UPLOAD_METHOD").unwrap_or("PUT") {
+        "PUT" => reqwest::Method::PUT,
+        "POST" => reqwest::Method::POST,
+        other => {
+            return Err(bad(
+                "GENESYS_MEDIA_UPLOAD_METHOD",
+                format!("{other:?} is not PUT or POST"),
+            ))
+        }
+    };
+    let settings = UploadSettings {
+        part_url_ttl: secs(
+            env,
+            "UPLOAD_PART_URL_TTL_SECS",
+            defaults.part_url_ttl.as_secs(),
+        ),
+        link_ttl: secs(env, "UPLOAD_LINK_TTL_SECS", defaults.link_ttl.as_secs()),
+        attach_max_bytes: number(
+            env,
+            "UPLOAD_ATTACH_MAX_MIB",
+            defaults.attach_max_bytes >> 20,
+        ) << 20,
+        deployment_id: get(env, "UPLOAD_DEPLOYMENT_ID").map(str::to_string),
+        verify,
+        genesys_upload_method: method,
+        media_status_polls: number(env, "UPLOAD_MEDIA_POLLS", 30) as u32,
+        media_poll_interval: Duration::from_millis(number(env, "UPLOAD_MEDIA_POLL_MS", 1000)),
+        per_conversation_per_hour: number(env, "UPLOAD_PER_CONVERSATION_PER_HOUR", 20) as usize,
+        per_caller_per_hour: number(env, "UPLOAD_PER_CALLER_PER_HOUR", 100) as usize,
+        ..defaults
+    };
+    let s3 = s3_client(sdk, env);
+    let service = crate::upload::UploadService {
+        org: config.genesys.org_id.clone(),
+        genesys,
+        store: Arc::new(S3Store::new(s3.clone(), config.archive.bucket.clone())),
+        multipart: crate::upload::s3::MultipartStore::new(s3, config.archive.bucket.clone()),
+        layout: crate::store::ArchiveLayout::new(&config.archive.prefix),
+        policy,
+        settings,
+        write_back: config.archive.write_back,
+        external_tag_policy: config.archive.external_tag_policy,
+        custom_attributes_schema_id: config.archive.custom_attributes_schema_id.clone(),
+        events: get(env, "UPLOAD_EVENT_BUS")
+            .map(|bus| (aws_sdk_eventbridge::Client::new(sdk), bus.to_string())),
+        deployment_cache: std::sync::Mutex::new(None),
+    };
+    Ok(crate::handlers::upload_proxy::UploadRuntime { service, auth })
+}

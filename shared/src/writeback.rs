@@ -159,3 +159,101 @@ pub async fn write_back(
         }
     }
 }
+
+/// One uploaded attachment, as the custom attribute `archiveAttachments` lists it.
+#[derive(Debug, serde::Serialize, serde::Deserialize, PartialEq, Eq, Clone)]
+#[serde(rename_all = "camelCase")]
+pub struct ListedAttachment<'a> {
+    pub upload_id: &'a str,
+    pub file_name: &'a str,
+    pub object_key: &'a str,
+    pub sha256: &'a str,
+}
+
+/// Writes an attachment's archive reference (upload-proxy). The `externalTag` mode writes
+/// the conversation's archive folder, as for recordings (the attachment is inside it); the
+/// custom-attributes mode merges the attachment into `archiveAttachments` (a JSON list),
+/// leaving the recordings' fields alone.
+pub async fn write_back_attachment(
+    genesys: &GenesysClient,
+    mode: WriteBack,
+    external_tag_policy: ExternalTagPolicy,
+    schema_id: Option<&str>,
+    conversation: &ConversationId,
+    location: &str,
+    attachment: &ListedAttachment<'_>,
+) -> Result<WriteBackOutcome, WriteBackError> {
+    match mode {
+        WriteBack::Disabled => Ok(WriteBackOutcome::Disabled),
+        WriteBack::ExternalTag => {
+            let target = Target {
+                mode,
+                external_tag_policy,
+                schema_id: None,
+                ours_prefixes: vec![location
+                    .split("/year=")
+                    .next()
+                    .unwrap_or(location)
+                    .to_string()],
+            };
+            write_back(genesys, &target, conversation, location, &[]).await
+        }
+        WriteBack::CustomAttributes => {
+            for _ in 0..3 {
+                let existing = genesys.custom_attributes(conversation).await?;
+                let record = existing.first();
+                let mut listed: Vec<serde_json::Value> = record
+                    .and_then(|r| r.custom_attributes.get("archiveAttachments"))
+                    .and_then(|v| v.as_str())
+                    .and_then(|s| serde_json::from_str(s).ok())
+                    .unwrap_or_default();
+                if listed
+                    .iter()
+                    .any(|v| v["uploadId"].as_str() == Some(attachment.upload_id))
+                {
+                    return Ok(WriteBackOutcome::Unchanged);
+                }
+                listed.push(serde_json::to_value(attachment).unwrap_or_default());
+                let fields: HashMap<String, serde_json::Value> = [(
+                    "archiveAttachments".to_string(),
+                    serde_json::Value::String(serde_json::Value::Array(listed).to_string()),
+                )]
+                .into_iter()
+                .collect();
+                let result = match record {
+                    Some(r) => {
+                        genesys
+                            .patch_custom_attributes(
+                                conversation,
+                                &CustomAttributesPatch {
+                                    id: r.id.clone(),
+                                    version: r.version,
+                                    custom_attributes: fields,
+                                },
+                            )
+                            .await
+                    }
+                    None => {
+                        genesys
+                            .put_custom_attributes(
+                                conversation,
+                                &CustomAttributesUpdate {
+                                    id: None,
+                                    schema_id: schema_id.unwrap_or_default().to_string(),
+                                    version: None,
+                                    custom_attributes: fields,
+                                },
+                            )
+                            .await
+                    }
+                };
+                match result {
+                    Err(e) if e.status() == Some(409) => continue,
+                    Err(e) => return Err(e.into()),
+                    Ok(()) => return Ok(WriteBackOutcome::Written),
+                }
+            }
+            Err(WriteBackError::Conflict)
+        }
+    }
+}

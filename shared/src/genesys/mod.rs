@@ -12,6 +12,7 @@ pub mod models;
 pub mod notifications;
 pub mod signed_url;
 pub mod throttle;
+pub mod webmessaging;
 
 pub use auth::{AccessToken, TokenProvider};
 pub use client::{GenesysClient, RateLimitInfo};

@@ -17,6 +17,7 @@
 pub mod event_stream;
 pub mod recording_sweep;
 pub mod storage_router;
+pub mod upload_proxy;
 
 use std::sync::Arc;
 use std::time::Duration;

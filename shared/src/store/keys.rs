@@ -146,6 +146,69 @@ impl ArchiveLayout {
         join(&self.prefix, "_state/sweep/watermark.json".to_string())
     }
 
+    /// An attachment upload's record (upload-proxy): its plan, signed part checksums,
+    /// phase, verification and delivery.
+    pub fn upload_state_key(&self, upload_id: &str) -> ObjectKey {
+        join(&self.prefix, format!("_state/uploads/{upload_id}.json"))
+    }
+
+    /// The upload an idempotency key (hashed with its caller) created.
+    pub fn upload_idempotency_key(&self, digest_hex: &str) -> ObjectKey {
+        join(
+            &self.prefix,
+            format!("_state/uploads/idempotency/{digest_hex}.json"),
+        )
+    }
+
+    /// Where uploads counted against `scope` (a conversation or a caller, hashed) in the
+    /// UTC hour of `at` are marked, one empty object per upload.
+    pub fn upload_rate_prefix(&self, scope_hex: &str, at: DateTime<Utc>) -> ObjectKey {
+        join(
+            &self.prefix,
+            format!(
+                "_state/uploads/rate/{scope_hex}/{}/",
+                at.format("%Y%m%dT%H")
+            ),
+        )
+    }
+
+    /// An attachment: in its conversation's folder, under `attachments/{uploadId}/`, so the
+    /// conversation's archive reference covers it too.
+    pub fn attachment_key(
+        &self,
+        org: &OrgId,
+        conversation: &ConversationId,
+        start: DateTime<Utc>,
+        upload_id: &str,
+        file_name: &str,
+    ) -> ObjectKey {
+        join(
+            &self.prefix,
+            format!(
+                "{}/attachments/{upload_id}/{file_name}",
+                self.partition(org, conversation, start)
+            ),
+        )
+    }
+
+    /// The record beside an attachment that says it was verified and released (not a
+    /// `.manifest.json`: those are recordings' and the sweep and reconcile read them).
+    pub fn attachment_record_key(
+        &self,
+        org: &OrgId,
+        conversation: &ConversationId,
+        start: DateTime<Utc>,
+        upload_id: &str,
+    ) -> ObjectKey {
+        join(
+            &self.prefix,
+            format!(
+                "{}/attachments/{upload_id}.attachment.json",
+                self.partition(org, conversation, start)
+            ),
+        )
+    }
+
     /// event-stream's channel, lease and unfilled gaps.
     pub fn stream_state_key(&self) -> ObjectKey {
         join(&self.prefix, "_state/stream/state.json".to_string())

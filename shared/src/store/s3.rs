@@ -107,12 +107,12 @@ impl S3Store {
     }
 }
 
-fn status<E, R: HttpStatus>(err: &SdkError<E, R>) -> Option<u16> {
+pub(crate) fn status<E, R: HttpStatus>(err: &SdkError<E, R>) -> Option<u16> {
     err.raw_response().map(|r| r.status_code())
 }
 
 /// Lets [`status`] read the HTTP status from any SDK response type.
-trait HttpStatus {
+pub(crate) trait HttpStatus {
     fn status_code(&self) -> u16;
 }
 
@@ -122,7 +122,7 @@ impl HttpStatus for aws_sdk_s3::config::http::HttpResponse {
     }
 }
 
-fn request_error<E>(
+pub(crate) fn request_error<E>(
     operation: &'static str,
     key: &ObjectKey,
     err: &SdkError<E, aws_sdk_s3::config::http::HttpResponse>,
@@ -178,7 +178,9 @@ where
     }
 }
 
-fn is_precondition_failed<E: ProvideErrorMetadata, R: HttpStatus>(err: &SdkError<E, R>) -> bool {
+pub(crate) fn is_precondition_failed<E: ProvideErrorMetadata, R: HttpStatus>(
+    err: &SdkError<E, R>,
+) -> bool {
     status(err) == Some(412)
         || matches!(err, SdkError::ServiceError(se) if se.err().code() == Some("PreconditionFailed"))
 }

@@ -38,6 +38,13 @@
 //! `contentType`, or an `errorMsg` for archived, deleted, errored, uploading and non-audio
 //! recordings and unknown conversations.
 //!
+//! Messaging (`sim.messaging()`, [`MessagingHub`]): message media uploads (`POST
+//! .../messages/media/uploads` → an `uploadUrl` on this server plus `uploadHeaders` to echo;
+//! `GET .../messages/media/{id}` → `uploading`/`valid`/`invalid`), `POST .../messages` with
+//! `textBody`, `mediaIds` or `messagingTemplate`, and `GET
+//! /api/v2/webdeployments/deployments/{id}/configurations`; conversations and deployments are
+//! registered by the test.
+//!
 //! Signed media URLs need no token. By default they ignore `Range` ([`RangeSupport`]), answer
 //! `Content-Type: binary/octet-stream` ([`MediaContentType`]), an opaque `ETag`
 //! ([`Behaviour::media_checksums`] for MD5 ETag + `x-amz-checksum-sha256`) and 403
@@ -63,6 +70,7 @@
 mod digest;
 mod docs;
 mod media;
+mod messaging_api;
 mod model;
 mod notify_api;
 mod render;
@@ -80,6 +88,10 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 pub use media::{real_sample, REAL_SAMPLE_DURATION_MS, ULAW_HEADER_LEN};
+pub use messaging_api::{
+    content_md5, DeploymentSpec, MediaRecord, MediaStatus, MessagingHub, SentMessage, UploadMethod,
+    DEFAULT_MEDIA_MAX_BYTES, UPLOAD_TOKEN_HEADER,
+};
 pub use model::*;
 pub use notify_api::{NotifyHub, NotifyStats, MAX_CHANNELS, MAX_TOPICS};
 
@@ -357,6 +369,12 @@ impl Simulator {
     /// The Notifications API side: channels, sockets, queues and their faults.
     pub fn notifications(&self) -> &Arc<NotifyHub> {
         &self.shared.notify
+    }
+
+    /// Messaging conversations, message media uploads, sent messages and web deployment
+    /// configurations.
+    pub fn messaging(&self) -> &Arc<MessagingHub> {
+        &self.shared.messaging
     }
 
     /// Starts conversations at `spec.per_second`: each is stored (with one recording, so

@@ -109,6 +109,7 @@ pub(crate) fn router(sh: Arc<Shared>) -> Router {
             "/api/v2/routing/queues",
             get(crate::notify_api::list_queues),
         )
+        .merge(crate::messaging_api::api_routes())
         .route("/api/v2/{*rest}", axum::routing::any(api_not_found))
         .layer(middleware::from_fn_with_state(sh.clone(), api_mw));
     let admin = Router::new()
@@ -128,6 +129,7 @@ pub(crate) fn router(sh: Arc<Shared>) -> Router {
         .route("/oauth/token", post(token))
         .route("/media/{opaque}", get(media))
         .route("/channels/{id}", get(crate::notify_api::socket))
+        .merge(crate::messaging_api::upload_routes())
         .merge(api)
         .merge(admin)
         .layer(middleware::from_fn_with_state(sh.clone(), log_mw))
@@ -140,7 +142,7 @@ pub(crate) fn ts(d: DateTime<Utc>) -> String {
     d.to_rfc3339_opts(SecondsFormat::Millis, true)
 }
 
-fn api_error(status: StatusCode, code: &str, message: &str) -> Response {
+pub(crate) fn api_error(status: StatusCode, code: &str, message: &str) -> Response {
     let body = json!({
         "message": message,
         "code": code,
@@ -168,7 +170,7 @@ fn unauthorized() -> Response {
     )
 }
 
-fn s3_error(status: StatusCode, code: &str, message: &str) -> Response {
+pub(crate) fn s3_error(status: StatusCode, code: &str, message: &str) -> Response {
     let body = format!(
         "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>{code}</Code><Message>{message}</Message><RequestId>{}</RequestId></Error>",
         new_id()

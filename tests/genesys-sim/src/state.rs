@@ -31,6 +31,7 @@ pub(crate) struct Shared {
     /// (MD5, SHA-256) of whole media variants, by URL opaque id without the encode.
     pub digests: Mutex<HashMap<String, Digests>>,
     pub notify: std::sync::Arc<crate::notify_api::NotifyHub>,
+    pub messaging: std::sync::Arc<crate::messaging_api::MessagingHub>,
 }
 
 /// (MD5, SHA-256) of a whole object.
@@ -397,6 +398,7 @@ impl Shared {
             base_url: OnceLock::new(),
             digests: Mutex::new(HashMap::new()),
             notify: Default::default(),
+            messaging: Default::default(),
         }
     }
 

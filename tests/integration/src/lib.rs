@@ -6,6 +6,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod chromium;
 pub mod esm;
 pub mod fault_proxy;
 pub mod iam;
@@ -15,6 +16,7 @@ pub mod runtime_api;
 pub mod stack;
 pub mod stream_kit;
 pub mod transfer_kit;
+pub mod upload_kit;
 pub mod venv;
 
 pub use moto::MotoServer;

@@ -17,7 +17,9 @@ every response conforms; the report goes to stdout either way.
 
 import argparse
 import ast
+import base64
 import datetime
+import hashlib
 import inspect
 import json
 import re
@@ -149,6 +151,7 @@ class Run:
         self.integrations = gc.IntegrationsApi(self.api_client)
         self.notifications = gc.NotificationsApi(self.api_client)
         self.routing = gc.RoutingApi(self.api_client)
+        self.webdeployments = gc.WebDeploymentsApi(self.api_client)
         self.http = urllib3.PoolManager()
         self.c = Checker()
 
@@ -420,6 +423,51 @@ def main():
             run.c.lines.append(f"{'ok' if e.status == 404 else 'MISMATCH':8} {e.status} head_notifications_channel(unknown)")
     run.call("get_routing_queues", "QueueEntityListing", run.routing.get_routing_queues,
              page_size=100, page_number=1)
+    # Message media: request an upload URL, upload with its headers, poll the status, send.
+    m = ids["messaging"]
+    mcid, mcomm = m["conversation"], m["communication"]
+    media = b"%PDF-1.4 conformance " * 200
+    req = mk(gc.UploadMediaRequest, file_name="conformance.pdf", content_length_bytes=len(media),
+             content_md5=base64.b64encode(hashlib.md5(media).digest()).decode())
+    data, _ = run.call("post_conversations_message_communication_messages_media_uploads",
+                       "MessageMediaUploadData",
+                       C.post_conversations_message_communication_messages_media_uploads,
+                       mcid, mcomm, req)
+    mid = (data or {}).get("id")
+    if mid:
+        get_media = C.get_conversations_message_communication_messages_media_media_id
+        run.call("get_conversations_message_communication_messages_media_media_id(before upload)",
+                 "MessageMediaData", get_media, mcid, mcomm, mid)
+        r = run.http.request("PUT", data["uploadUrl"], body=media, headers=data["uploadHeaders"])
+        if r.status != 200:
+            run.c.problem("upload", f"PUT to uploadUrl gave {r.status}: {r.data[:200]!r}")
+        status = None
+        for i in range(5):
+            got, _ = run.call(f"get_conversations_message_communication_messages_media_media_id(#{i})",
+                              "MessageMediaData", get_media, mcid, mcomm, mid)
+            status = (got or {}).get("status")
+            if status != "uploading":
+                break
+        if status != "valid":
+            run.c.problem("message media", f"never valid (last {status})")
+        run.call("post_conversations_message_communication_messages(mediaIds)", "MessageData",
+                 C.post_conversations_message_communication_messages, mcid, mcomm,
+                 mk(gc.AdditionalMessage, media_ids=[mid]))
+    run.call("post_conversations_message_communication_messages(textBody)", "MessageData",
+             C.post_conversations_message_communication_messages, mcid, mcomm,
+             mk(gc.AdditionalMessage, text_body="archived copy attached"))
+    run.call_error("post_conversations_message_communication_messages(text and media)",
+                   C.post_conversations_message_communication_messages, mcid, mcomm,
+                   mk(gc.AdditionalMessage, text_body="x", media_ids=["no-such-media"]))
+    run.call_error("post_conversations_message_communication_messages_media_uploads(unknown)",
+                   C.post_conversations_message_communication_messages_media_uploads,
+                   "no-such-conversation", mcomm, req)
+    W = run.webdeployments
+    run.call("get_webdeployments_deployment_configurations", "WebDeploymentActiveConfigurationOnDeployment",
+             W.get_webdeployments_deployment_configurations, m["deployment"])
+    run.call_error("get_webdeployments_deployment_configurations(unknown)",
+                   W.get_webdeployments_deployment_configurations, "no-such-deployment")
+
     for model, bodies in ids["events"].items():
         for i, body in enumerate(bodies):
             before = len(run.c.problems)

@@ -10,8 +10,9 @@ use std::path::PathBuf;
 
 use gc_archive_it::venv;
 use genesys_sim::{
-    AcceptedBody, Behaviour, Codec, ConversationSpec, FileState, MediaContentType, MediaSource,
-    MediaUriKeys, NoneFormat, RangeSupport, RecordingSpec, SimConfig, Simulator,
+    AcceptedBody, Behaviour, Codec, ConversationSpec, DeploymentSpec, FileState, MediaContentType,
+    MediaSource, MediaStatus, MediaUriKeys, NoneFormat, RangeSupport, RecordingSpec, SimConfig,
+    Simulator,
 };
 use serde_json::{json, Value};
 
@@ -144,7 +145,26 @@ async fn scenario(sim: &Simulator) -> Value {
             ended,
         )
     };
+    // Messaging: a conversation to send media on (the status stays `uploading` for one poll
+    // after the upload, so the script sees both shapes) and a web deployment.
+    let messaging = sim.messaging();
+    let (mcid, mcomm) = (
+        "5e7a0c1d-0000-4000-8000-00000000a001",
+        "5e7a0c1d-0000-4000-8000-00000000a002",
+    );
+    messaging.add_conversation(mcid, mcomm);
+    messaging.set_uploading_polls(1);
+    messaging.set_deployment(
+        "dep-attachments",
+        DeploymentSpec {
+            enable_attachments: true,
+            file_types: vec!["image/png".into(), "application/pdf".into()],
+            max_file_size_kb: Some(10_240),
+        },
+    );
     json!({
+        "messaging": {"conversation": mcid, "communication": mcomm,
+            "deployment": "dep-attachments"},
         "queues": [queue, refused],
         "events": {"QueueConversationEventTopicConversation": [body(false), body(true)],
             "SystemMessageSystemMessage": [{"message": "Socket closing", "channelId": "streaming-0-x"}]},
@@ -186,6 +206,17 @@ async fn check(cfg: SimConfig, mode: &str) {
         .iter()
         .any(|r| r.path == "/api/v2/recording/batchrequests"));
     assert!(log.iter().any(|r| r.path.starts_with("/media/")));
+    // The media the script uploaded was sent, and the upload reached the simulator intact.
+    let sent = sim.messaging().sent_messages();
+    assert!(
+        sent.iter().any(|m| !m.media_ids.is_empty()),
+        "no media message sent: {sent:?}"
+    );
+    assert!(sim
+        .messaging()
+        .all_media()
+        .iter()
+        .all(|m| m.status == MediaStatus::Valid && m.received_length == Some(m.declared_length)));
     sim.shutdown().await;
 }
 
