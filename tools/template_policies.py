@@ -56,6 +56,7 @@ ROLES = {
     "RecordingSweepRole": "recording-sweep",
     "StorageRouterRole": "storage-router",
     "EventStreamRole": "event-stream",
+    "UploadProxyRole": "upload-proxy",
 }
 
 PSEUDO_DEFAULTS = {

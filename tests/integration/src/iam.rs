@@ -44,12 +44,13 @@ use gc_archive::events::TransferMessage;
 use gc_archive::queue::{QueueError, Queues};
 
 /// The functions and the template resources of their execution roles.
-pub const FUNCTIONS: [(&str, &str); 5] = [
+pub const FUNCTIONS: [(&str, &str); 6] = [
     ("archive-on-event", "ArchiveOnEventRole"),
     ("chunk-recording", "ChunkRecordingRole"),
     ("recording-sweep", "RecordingSweepRole"),
     ("storage-router", "StorageRouterRole"),
     ("event-stream", "EventStreamRole"),
+    ("upload-proxy", "UploadProxyRole"),
 ];
 
 /// The functions that run the archive pipeline (events, transfers): each links and may run
@@ -95,10 +96,14 @@ pub async fn template_policies(parameters: &Value, resources: &Value) -> Result<
     .await
     .context("tools/template_policies.py")?;
     let policies: Value = serde_json::from_slice(&out)?;
-    let stream_on = parameters.get("EventStreamEnabled").and_then(Value::as_str) == Some("true");
+    let on = |p: &str| parameters.get(p).and_then(Value::as_str) == Some("true");
     for (function, _) in FUNCTIONS {
-        // event-stream's role exists only with EventStreamEnabled=true.
-        let expected = function != "event-stream" || stream_on;
+        // event-stream's and upload-proxy's roles exist only when they are enabled.
+        let expected = match function {
+            "event-stream" => on("EventStreamEnabled"),
+            "upload-proxy" => on("UploadProxyEnabled"),
+            _ => true,
+        };
         anyhow::ensure!(
             policies.get(function).is_some() == expected,
             "policy for {function}: expected {expected}"
@@ -320,6 +325,8 @@ pub type Received = Arc<Mutex<Vec<(axum::http::HeaderMap, String)>>>;
 pub struct IamFixtures {
     pub genesys_secret_arn: String,
     pub webhook_secret_arn: String,
+    /// upload-proxy's ticket signing key ([`crate::upload_kit::TICKET_KEY`]).
+    pub upload_ticket_secret_arn: String,
     pub result_bus_arn: String,
     /// Receives every event on [`RESULT_BUS`] (the full EventBridge envelope).
     pub results_queue_url: String,
@@ -351,6 +358,15 @@ impl IamFixtures {
             .create_secret()
             .name("gc-archive/webhook")
             .secret_string(WEBHOOK_SECRET)
+            .send()
+            .await?
+            .arn()
+            .context("secret arn")?
+            .to_string();
+        let upload_ticket_secret_arn = secrets
+            .create_secret()
+            .name("gc-archive/upload-tickets")
+            .secret_string(crate::upload_kit::TICKET_KEY)
             .send()
             .await?
             .arn()
@@ -407,6 +423,7 @@ impl IamFixtures {
         Ok(IamFixtures {
             genesys_secret_arn,
             webhook_secret_arn,
+            upload_ticket_secret_arn,
             result_bus_arn,
             results_queue_url,
             webhook_url,

@@ -636,7 +636,7 @@ impl LocalStack {
             env.insert("ARCHIVE_QUEUE_URL".into(), self.archive_queue.url.clone());
             return env;
         }
-        if function == "storage-router" {
+        if function == "storage-router" || function == "upload-proxy" {
             return env;
         }
         let (source, dlq) = if function == "archive-on-event" {
@@ -668,6 +668,7 @@ impl LocalStack {
             "ResultEventBusName": crate::iam::RESULT_BUS,
             "WebhookSecretArn": iam.webhook_secret_arn,
             "EventStreamEnabled": "true",
+            "UploadProxyEnabled": "true",
             "AWS::Region": crate::moto::REGION,
             "AWS::AccountId": crate::moto::ACCOUNT_ID,
         });
@@ -688,6 +689,8 @@ impl LocalStack {
             "RecordingSweepLogGroup": {"Arn": log_group("recording-sweep")},
             "StorageRouterLogGroup": {"Arn": log_group("storage-router")},
             "EventStreamLogGroup": {"Arn": log_group("event-stream")},
+            "UploadProxyLogGroup": {"Arn": log_group("upload-proxy")},
+            "UploadTicketSecret": {"Ref": iam.upload_ticket_secret_arn},
         });
         Ok((parameters, resources))
     }
@@ -760,6 +763,24 @@ impl LocalStack {
         let mut full = self.function_env("event-stream");
         full.extend(env.clone());
         Ok(gc_archive::bootstrap::stream_runtime(&full, &sdk).await?)
+    }
+
+    /// upload-proxy's runtime, built by `bootstrap::upload_runtime` as the Lambda builds it
+    /// (with `env` over the function's environment), signed as a fresh IAM user holding
+    /// `policy`. IAM mode only.
+    pub async fn upload_runtime_with_policy(
+        &self,
+        policy: &serde_json::Value,
+        env: &HashMap<String, String>,
+    ) -> Result<(
+        gc_archive::handlers::upload_proxy::UploadRuntime,
+        aws_config::SdkConfig,
+    )> {
+        let sdk = self.sdk_as_user("upload-proxy", policy).await?;
+        let mut full = self.function_env("upload-proxy");
+        full.extend(env.clone());
+        let runtime = gc_archive::bootstrap::upload_runtime(&full, &sdk).await?;
+        Ok((runtime, sdk))
     }
 
     /// storage-router's runtime, built by `bootstrap::router_runtime` as the Lambda builds it,

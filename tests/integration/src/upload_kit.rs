@@ -44,6 +44,10 @@ pub struct UploadRig {
     pub base_url: String,
     pub conversation_id: String,
     pub http: reqwest::Client,
+    /// IAM mode: moto's IAM check fails on presigned (query-signed) requests (HTTP 500), so
+    /// [`upload`] sends the parts as UploadPart signed in the header by the same user the
+    /// function runs as: the same action under the same policy a part URL carries.
+    pub part_client: Option<aws_sdk_s3::Client>,
     server: tokio::task::JoinHandle<()>,
 }
 
@@ -150,14 +154,32 @@ impl UploadRig {
             )
             .send()
             .await?;
-        let env = rig_env(&stack, &options.env);
-        let runtime = gc_archive::bootstrap::upload_runtime(&env, &stack.sdk).await?;
+        let mut env = rig_env(&stack, &options.env);
+        let mut part_client = None;
+        let runtime = if options.iam {
+            // As deployed: the key from Secrets Manager, every AWS call signed as a user
+            // holding only the template's upload-proxy policy (and so are the part URLs).
+            env.remove("UPLOAD_TICKET_KEY");
+            let secret = stack
+                .iam
+                .as_ref()
+                .map(|i| i.upload_ticket_secret_arn.clone())
+                .context("IAM fixtures")?;
+            env.insert("UPLOAD_TICKET_SECRET_ID".into(), secret);
+            let policy = stack.function_policy("upload-proxy").await?;
+            let (runtime, sdk) = stack.upload_runtime_with_policy(&policy, &env).await?;
+            part_client = Some(gc_archive::bootstrap::s3_client(&sdk, &env));
+            runtime
+        } else {
+            gc_archive::bootstrap::upload_runtime(&env, &stack.sdk).await?
+        };
         let (base_url, server) = serve(runtime).await?;
         Ok(UploadRig {
             stack,
             base_url,
             conversation_id,
             http: reqwest::Client::new(),
+            part_client,
             server,
         })
     }
@@ -345,6 +367,21 @@ pub async fn upload(
                 *b ^= 0xff;
             }
         }
+        if let Some(client) = &rig.part_client {
+            let record = rig.upload_record(&id).await.context("upload record")?;
+            let sent = client
+                .upload_part()
+                .bucket(BUCKET)
+                .key(record["key"].as_str().unwrap_or_default())
+                .upload_id(record["s3UploadId"].as_str().unwrap_or_default())
+                .part_number(n as i32)
+                .checksum_sha256(&sha)
+                .body(body.into())
+                .send()
+                .await;
+            statuses.push(if sent.is_ok() { 200 } else { 403 });
+            continue;
+        }
         let mut put = rig.http.put(url).body(body);
         for (k, v) in signed["parts"][0]["headers"]
             .as_object()
@@ -352,7 +389,15 @@ pub async fn upload(
         {
             put = put.header(k.as_str(), v.as_str().unwrap_or_default());
         }
-        statuses.push(put.send().await?.status().as_u16());
+        let response = put.send().await?;
+        let status = response.status().as_u16();
+        if status != 200 {
+            eprintln!(
+                "part {n}: HTTP {status}: {}",
+                response.text().await.unwrap_or_default()
+            );
+        }
+        statuses.push(status);
     }
     let (complete_status, completed) = rig
         .call(

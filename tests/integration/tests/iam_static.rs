@@ -31,6 +31,8 @@ const CREATED_KEY_ARN: &str =
 const CREATED_BUCKET: &str = "gc-archive-archivebucket-1a2b3c4d5e6f";
 const GENESYS_SECRET: &str =
     "arn:aws:secretsmanager:eu-west-1:111122223333:secret:gc-archive/genesys-AbC123";
+const UPLOAD_TICKET_SECRET: &str =
+    "arn:aws:secretsmanager:eu-west-1:111122223333:secret:gc-archive/upload-tickets-AbCdEf";
 const WEBHOOK_SECRET: &str =
     "arn:aws:secretsmanager:eu-west-1:111122223333:secret:gc-archive/webhook-XyZ789";
 const RESULT_BUS: &str = "archive-results";
@@ -98,6 +100,8 @@ impl Deployment {
             "RoutingBucketPattern": if routing { ROUTED_PATTERN } else { "" },
             "RoutingKmsKeyArns": if routing { TARGET_KEY_ARN } else { "" },
             "EventStreamEnabled": "true",
+            "UploadProxyEnabled": "true",
+            "UploadProxyAuth": if webhook { "AWS_IAM" } else { "TICKET" },
         });
         let mut resources = json!({
             "ArchiveOnEventLogGroup": {"Arn": log_group_arn("archive-on-event")},
@@ -105,6 +109,8 @@ impl Deployment {
             "RecordingSweepLogGroup": {"Arn": log_group_arn("recording-sweep")},
             "StorageRouterLogGroup": {"Arn": log_group_arn("storage-router")},
             "EventStreamLogGroup": {"Arn": log_group_arn("event-stream")},
+            "UploadProxyLogGroup": {"Arn": log_group_arn("upload-proxy")},
+            "UploadTicketSecret": {"Ref": UPLOAD_TICKET_SECRET},
         });
         for (id, name) in [
             ("ArchiveQueue", "archive"),
@@ -241,6 +247,13 @@ impl Deployment {
             return Vec::new();
         }
         let mut s = vec![GENESYS_SECRET.to_string()];
+        if function == "upload-proxy" {
+            // TICKET in the deployments without a webhook, AWS_IAM in the others.
+            if !self.webhook {
+                s.push(UPLOAD_TICKET_SECRET.to_string());
+            }
+            return s;
+        }
         if self.webhook && function != "recording-sweep" && function != "event-stream" {
             s.push(WEBHOOK_SECRET.to_string());
         }
@@ -305,6 +318,86 @@ impl Deployment {
         }
         needs.extend(LOG_ACTIONS.iter().map(|a| (*a, log_group_arn(function))));
         needs
+    }
+
+    /// What upload-proxy does: multipart uploads, read-back, delete and abort in the
+    /// conversation folders' `attachments/`, its records (get, conditional put), audit
+    /// records, listings (rate marks, 404s), SSE-KMS through S3, the Genesys secret (and the
+    /// ticket key with tickets), the "Attachment Verified" event, its logs.
+    fn upload_needs(&self) -> Vec<(&'static str, String)> {
+        let attachment = self.object_arn(&format!(
+            "{ORG}/year=2026/month=03/day=04/hour=05/conversation_id=c1/attachments/u1/report.pdf"
+        ));
+        let record = self.object_arn("_state/uploads/u1.json");
+        let mut needs = vec![
+            ("s3:PutObject", attachment.clone()),
+            ("s3:GetObject", attachment.clone()),
+            ("s3:DeleteObject", attachment.clone()),
+            ("s3:AbortMultipartUpload", attachment.clone()),
+            ("s3:ListMultipartUploadParts", attachment),
+            ("s3:GetObject", record.clone()),
+            ("s3:PutObject", record),
+            (
+                "s3:PutObject",
+                self.object_arn("_audit/year=2026/month=03/day=04/x.json"),
+            ),
+            ("s3:ListBucket", self.bucket_arn()),
+            ("secretsmanager:GetSecretValue", GENESYS_SECRET.to_string()),
+            ("kms:GenerateDataKey", self.key_arn.to_string()),
+            ("kms:Decrypt", self.key_arn.to_string()),
+            (
+                "events:PutEvents",
+                format!("arn:aws:events:{REGION}:{ACCOUNT}:event-bus/{RESULT_BUS}"),
+            ),
+        ];
+        if !self.webhook {
+            // The TICKET deployments.
+            needs.push((
+                "secretsmanager:GetSecretValue",
+                UPLOAD_TICKET_SECRET.to_string(),
+            ));
+        }
+        needs.extend(
+            LOG_ACTIONS
+                .iter()
+                .map(|a| (*a, log_group_arn("upload-proxy"))),
+        );
+        needs
+    }
+
+    /// What upload-proxy must not be able to do: read, write or delete recordings, manifests,
+    /// checkpoints, the sweep's watermark, the stream's state or audit records; any queue;
+    /// the ticket key in IAM deployments.
+    fn upload_denied(&self) -> Vec<(&'static str, String)> {
+        let mut denied = vec![
+            ("s3:PutObject", self.checkpoint_arn()),
+            ("s3:GetObject", self.checkpoint_arn()),
+            (
+                "s3:PutObject",
+                self.object_arn("_state/sweep/watermark.json"),
+            ),
+            ("s3:GetObject", self.object_arn("_state/stream/state.json")),
+            ("s3:GetObject", self.object_arn("_audit/2026/03/04/x.json")),
+            (
+                "s3:DeleteObject",
+                self.object_arn("_audit/2026/03/04/x.json"),
+            ),
+            ("sqs:SendMessage", queue_arn("archive")),
+            ("sqs:SendMessage", queue_arn("transfer")),
+            ("kms:Encrypt", self.key_arn.to_string()),
+        ];
+        for key in &self.archive_keys()[..2] {
+            denied.push(("s3:GetObject", key.clone()));
+            denied.push(("s3:PutObject", key.clone()));
+            denied.push(("s3:DeleteObject", key.clone()));
+        }
+        if self.webhook {
+            denied.push((
+                "secretsmanager:GetSecretValue",
+                UPLOAD_TICKET_SECRET.to_string(),
+            ));
+        }
+        denied
     }
 
     /// What event-stream must not be able to do: touch recordings, manifests, checkpoints,
@@ -710,9 +803,10 @@ fn find_calls(path: &Path, text: &str, ops: &SdkOperations) -> Vec<Call> {
     calls
 }
 
+/// The pipeline's operations: `shared` and the functions, except upload-proxy's own module
+/// and function (the pipeline links but never runs them; [`upload_operations`]).
 fn code_operations() -> Vec<Call> {
     let root = gc_archive_it::venv::workspace_root();
-    let ops = sdk_operations();
     let mut files = Vec::new();
     rust_files(&root.join("shared/src"), &mut files);
     for entry in std::fs::read_dir(root.join("functions")).unwrap() {
@@ -721,6 +815,23 @@ fn code_operations() -> Vec<Call> {
             rust_files(&src, &mut files);
         }
     }
+    let upload = root.join("shared/src/upload");
+    let upload_fn = root.join("functions/upload-proxy");
+    files.retain(|f| !f.starts_with(&upload) && !f.starts_with(&upload_fn));
+    operations_in(files)
+}
+
+/// What `gc_archive::upload` calls directly (its records, audit and listings go through
+/// `ObjectStore`, whose operations the pipeline's scan covers).
+fn upload_operations() -> Vec<Call> {
+    let root = gc_archive_it::venv::workspace_root();
+    let mut files = Vec::new();
+    rust_files(&root.join("shared/src/upload"), &mut files);
+    operations_in(files)
+}
+
+fn operations_in(files: Vec<PathBuf>) -> Vec<Call> {
+    let ops = sdk_operations();
     let mut calls = Vec::new();
     for path in files {
         let text = std::fs::read_to_string(&path).unwrap();
@@ -926,7 +1037,14 @@ async fn roles_scope_every_grant_to_the_deployments_own_resources() {
                     check(false, format!("{at}: KMS statement without the orgId encryption context condition: {s}"));
                 }
             }
-            if ["recording-sweep", "storage-router", "event-stream"].contains(&function) {
+            if [
+                "recording-sweep",
+                "storage-router",
+                "event-stream",
+                "upload-proxy",
+            ]
+            .contains(&function)
+            {
                 check(
                     org_bound.is_empty(),
                     format!("{at}: {function} never encrypts, yet is granted the envelope key: {org_bound:?}"),
@@ -984,7 +1102,10 @@ async fn roles_scope_every_grant_to_the_deployments_own_resources() {
                 if actions.iter().any(|a| a == "s3:DeleteObject") {
                     let mut allowed: BTreeSet<String> =
                         [d.object_arn("_state/*"), d.object_arn("*")].into();
-                    if function == "storage-router" {
+                    if function == "upload-proxy" {
+                        // Refused and aborted attachments only.
+                        allowed = [d.object_arn("*/attachments/*")].into();
+                    } else if function == "storage-router" {
                         // The probe only.
                         allowed = [d.object_arn("_probe/*")].into();
                         if d.routing {
@@ -1104,6 +1225,72 @@ async fn the_stream_role_grants_what_event_stream_does_and_nothing_more() {
         "event-stream",
         Deployment::stream_needs,
         Deployment::stream_denied,
+    )
+    .await;
+}
+
+/// Every S3 or EventBridge operation upload-proxy's module calls is granted on the
+/// attachments (the bus), and the scan sees the ones we know are there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_operation_of_the_upload_module_is_granted_to_its_role() {
+    let calls = upload_operations();
+    let found: BTreeSet<&str> = calls.iter().map(|c| c.op.as_str()).collect();
+    for op in [
+        "create_multipart_upload",
+        "upload_part",
+        "list_parts",
+        "complete_multipart_upload",
+        "put_events",
+    ] {
+        assert!(found.contains(op), "scan did not find {op}: {found:?}");
+    }
+    let mut problems = Vec::new();
+    for d in Deployment::all().await {
+        let policy = d.policy("upload-proxy");
+        let attachment = d.object_arn(&format!(
+            "{ORG}/year=2026/month=03/day=04/hour=05/conversation_id=c1/attachments/u1/a.pdf"
+        ));
+        for call in &calls {
+            let action = match call.op.as_str() {
+                "create_multipart_upload" | "upload_part" | "complete_multipart_upload" => {
+                    "s3:PutObject"
+                }
+                "list_parts" => "s3:ListMultipartUploadParts",
+                "abort_multipart_upload" => "s3:AbortMultipartUpload",
+                "head_object" | "get_object" => "s3:GetObject",
+                "delete_object" => "s3:DeleteObject",
+                "put_events" => "events:PutEvents",
+                other => {
+                    problems.push(format!(
+                        "{}: `{other}` is not mapped to an IAM action",
+                        call.at
+                    ));
+                    continue;
+                }
+            };
+            let resource = if action.starts_with("events:") {
+                Deployment::bus_arn()
+            } else {
+                attachment.clone()
+            };
+            if granting(policy, action, &resource).is_empty() {
+                problems.push(format!(
+                    "[{}] {} calls `{}`, which needs {action} on {resource}: not granted",
+                    d.name, call.at, call.op
+                ));
+            }
+        }
+    }
+    problems.dedup();
+    assert!(problems.is_empty(), "\n{}", problems.join("\n"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_upload_role_grants_what_upload_proxy_does_and_nothing_more() {
+    check_role(
+        "upload-proxy",
+        Deployment::upload_needs,
+        Deployment::upload_denied,
     )
     .await;
 }
@@ -1236,6 +1423,11 @@ Resources:
     Properties:
       Policies: []
   EventStreamRole:
+    Type: AWS::IAM::Role
+    Condition: HasExtra
+    Properties:
+      Policies: []
+  UploadProxyRole:
     Type: AWS::IAM::Role
     Condition: HasExtra
     Properties:
