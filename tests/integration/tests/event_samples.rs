@@ -48,6 +48,14 @@ fn every_sample_round_trips_through_its_type() {
                 assert_eq!(a.message_id, b.message_id);
                 assert_eq!(a.event_source_arn, b.event_source_arn);
             }
+        } else if name.starts_with("function-url-") {
+            let event: aws_lambda_events::event::lambda_function_urls::LambdaFunctionUrlRequest =
+                serde_json::from_value(value.clone()).unwrap();
+            let again: aws_lambda_events::event::lambda_function_urls::LambdaFunctionUrlRequest =
+                serde_json::from_value(serde_json::to_value(&event).unwrap()).unwrap();
+            assert_eq!(event.raw_path, again.raw_path, "{name}");
+            assert_eq!(event.body, again.body, "{name}");
+            // Run end to end in tests/upload_proxy.rs.
         } else if value.get("action").is_some() {
             // recording-sweep's input events: checked in the test below.
             continue;

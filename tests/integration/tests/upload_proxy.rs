@@ -548,3 +548,34 @@ async fn s3_verify_mode_reads_back_where_the_store_checked_nothing() -> Result<(
     assert_eq!(record["verified"]["method"], "read");
     Ok(())
 }
+
+/// The Function URL sample (events/) through the Lambda handler: the event's base64 body,
+/// headers and path become the API request, the answer a Function URL response.
+#[tokio::test]
+async fn the_function_url_sample_creates_an_upload_through_the_handler() -> Result<()> {
+    use aws_lambda_events::event::lambda_function_urls::LambdaFunctionUrlRequest;
+    let rig = UploadRig::start().await?;
+    let root = gc_archive_it::venv::workspace_root();
+    let mut event: serde_json::Value = serde_json::from_slice(&std::fs::read(
+        root.join("events/function-url-create-upload.json"),
+    )?)?;
+    event["headers"]["x-upload-ticket"] = json!(rig.ticket());
+    let event: LambdaFunctionUrlRequest = serde_json::from_value(event)?;
+    let env = gc_archive_it::upload_kit::rig_env(&rig.stack, &[]);
+    let runtime = gc_archive::bootstrap::upload_runtime(&env, &rig.stack.sdk).await?;
+    let response = gc_archive::handlers::upload_proxy::upload_proxy(&runtime, event.clone()).await;
+    assert_eq!(response.status_code, 201, "{:?}", response.body);
+    let body: serde_json::Value = serde_json::from_str(response.body.as_deref().unwrap_or(""))?;
+    assert_eq!(body["fileName"], "quote.pdf");
+    assert_eq!(body["partCount"], 3);
+    assert_eq!(
+        response.headers.get("content-type").and_then(|v| v.to_str().ok()),
+        Some("application/json")
+    );
+    // The idempotency key header replays it.
+    let again = gc_archive::handlers::upload_proxy::upload_proxy(&runtime, event).await;
+    assert_eq!(again.status_code, 200);
+    let replay: serde_json::Value = serde_json::from_str(again.body.as_deref().unwrap_or(""))?;
+    assert_eq!(replay["uploadId"], body["uploadId"]);
+    Ok(())
+}
