@@ -62,6 +62,22 @@ enum Command {
         #[arg(long, default_value_t = 5)]
         settle_minutes: u64,
     },
+    /// Issue an upload-proxy ticket for one conversation's communication: prints the ticket
+    /// (for the page: `{UploadProxyUrl}#ticket=<ticket>`). The key is the string of the
+    /// secret UPLOAD_TICKET_SECRET_ID names (the stack's UploadTicketSecret), or
+    /// UPLOAD_TICKET_KEY.
+    UploadTicket {
+        #[arg(long)]
+        conversation: String,
+        /// The communication the attachment is sent on (the agent's message communication).
+        #[arg(long)]
+        communication: String,
+        /// Who it is for (rate limits and audit).
+        #[arg(long, default_value = "cli")]
+        subject: String,
+        #[arg(long, default_value_t = 3600)]
+        ttl_secs: i64,
+    },
     /// Consume Genesys Cloud's Notifications API socket as a long-running service (systemd,
     /// ECS): every conversation end goes to the ArchiveQueue (ARCHIVE_QUEUE_URL), every
     /// interval without a socket is filled from analytics. SIGTERM or Ctrl-C: sends what is
@@ -233,6 +249,42 @@ async fn main() -> Result<()> {
             seconds,
             cool_off_secs,
         } => stream(seconds, cool_off_secs).await,
+        Command::UploadTicket {
+            conversation,
+            communication,
+            subject,
+            ttl_secs,
+        } => {
+            use gc_archive::upload::ticket;
+            let secret = match (
+                std::env::var("UPLOAD_TICKET_SECRET_ID").ok(),
+                std::env::var("UPLOAD_TICKET_KEY").ok(),
+            ) {
+                (Some(id), _) => {
+                    let sdk = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+                    aws_sdk_secretsmanager::Client::new(&sdk)
+                        .get_secret_value()
+                        .secret_id(&id)
+                        .send()
+                        .await
+                        .map_err(|e| anyhow::anyhow!("{id}: {}", gc_archive::config::aws_error_summary(&e)))?
+                        .secret_string()
+                        .unwrap_or_default()
+                        .to_string()
+                }
+                (None, Some(key)) => key,
+                (None, None) => anyhow::bail!("set UPLOAD_TICKET_SECRET_ID (or UPLOAD_TICKET_KEY)"),
+            };
+            let key = ticket::TicketKey::new(secret.as_bytes())?;
+            let grant = ticket::Grant {
+                conversation: gc_archive::ids::ConversationId::parse(conversation)?,
+                communication,
+                sub: subject,
+                exp: chrono::Utc::now().timestamp() + ttl_secs.max(1),
+            };
+            println!("{}", ticket::issue(&key, &grant));
+            Ok(())
+        }
         Command::Decrypt {
             input,
             output,
