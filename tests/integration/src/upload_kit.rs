@@ -23,19 +23,11 @@ use crate::stack::{LocalStack, StackOptions, BUCKET};
 pub const TICKET_KEY: &str = "upload-rig-ticket-key-0123456789abcdef";
 pub const COMMUNICATION: &str = "agent-communication-1";
 
+#[derive(Default)]
 pub struct RigOptions {
     /// Over the function's environment (e.g. `UPLOAD_ATTACH_MAX_MIB`).
     pub env: Vec<(&'static str, String)>,
     pub iam: bool,
-}
-
-impl Default for RigOptions {
-    fn default() -> Self {
-        RigOptions {
-            env: Vec::new(),
-            iam: false,
-        }
-    }
 }
 
 pub struct UploadRig {
