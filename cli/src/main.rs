@@ -261,13 +261,16 @@ async fn main() -> Result<()> {
                 std::env::var("UPLOAD_TICKET_KEY").ok(),
             ) {
                 (Some(id), _) => {
-                    let sdk = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+                    let sdk =
+                        aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
                     aws_sdk_secretsmanager::Client::new(&sdk)
                         .get_secret_value()
                         .secret_id(&id)
                         .send()
                         .await
-                        .map_err(|e| anyhow::anyhow!("{id}: {}", gc_archive::config::aws_error_summary(&e)))?
+                        .map_err(|e| {
+                            anyhow::anyhow!("{id}: {}", gc_archive::config::aws_error_summary(&e))
+                        })?
                         .secret_string()
                         .unwrap_or_default()
                         .to_string()

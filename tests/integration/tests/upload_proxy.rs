@@ -569,7 +569,10 @@ async fn the_function_url_sample_creates_an_upload_through_the_handler() -> Resu
     assert_eq!(body["fileName"], "quote.pdf");
     assert_eq!(body["partCount"], 3);
     assert_eq!(
-        response.headers.get("content-type").and_then(|v| v.to_str().ok()),
+        response
+            .headers
+            .get("content-type")
+            .and_then(|v| v.to_str().ok()),
         Some("application/json")
     );
     // The idempotency key header replays it.
