@@ -112,50 +112,15 @@ pub async fn write_back(
         }
         WriteBack::CustomAttributes => {
             let fields = custom_attribute_fields(location, archived);
-            // Versioned: re-read and retry when another writer got in between (409).
-            for _ in 0..3 {
-                let existing = genesys.custom_attributes(conversation).await?;
-                let result = match existing.first() {
-                    Some(record)
-                        if fields
-                            .iter()
-                            .all(|(k, v)| record.custom_attributes.get(k) == Some(v)) =>
-                    {
-                        return Ok(WriteBackOutcome::Unchanged)
-                    }
-                    Some(record) => {
-                        genesys
-                            .patch_custom_attributes(
-                                conversation,
-                                &CustomAttributesPatch {
-                                    id: record.id.clone(),
-                                    version: record.version,
-                                    custom_attributes: fields.clone(),
-                                },
-                            )
-                            .await
-                    }
-                    None => {
-                        genesys
-                            .put_custom_attributes(
-                                conversation,
-                                &CustomAttributesUpdate {
-                                    id: None,
-                                    schema_id: target.schema_id.unwrap_or_default().to_string(),
-                                    version: None,
-                                    custom_attributes: fields.clone(),
-                                },
-                            )
-                            .await
-                    }
-                };
-                match result {
-                    Err(e) if e.status() == Some(409) => continue,
-                    Err(e) => return Err(e.into()),
-                    Ok(()) => return Ok(WriteBackOutcome::Written),
-                }
-            }
-            Err(WriteBackError::Conflict)
+            merge_custom_attributes(genesys, conversation, target.schema_id, |record| {
+                let unchanged = record.is_some_and(|r| {
+                    fields
+                        .iter()
+                        .all(|(k, v)| r.custom_attributes.get(k) == Some(v))
+                });
+                (!unchanged).then(|| fields.clone())
+            })
+            .await
         }
     }
 }
@@ -199,9 +164,7 @@ pub async fn write_back_attachment(
             write_back(genesys, &target, conversation, location, &[]).await
         }
         WriteBack::CustomAttributes => {
-            for _ in 0..3 {
-                let existing = genesys.custom_attributes(conversation).await?;
-                let record = existing.first();
+            merge_custom_attributes(genesys, conversation, schema_id, |record| {
                 let mut listed: Vec<serde_json::Value> = record
                     .and_then(|r| r.custom_attributes.get("archiveAttachments"))
                     .and_then(|v| v.as_str())
@@ -211,49 +174,73 @@ pub async fn write_back_attachment(
                     .iter()
                     .any(|v| v["uploadId"].as_str() == Some(attachment.upload_id))
                 {
-                    return Ok(WriteBackOutcome::Unchanged);
+                    return None;
                 }
                 listed.push(serde_json::to_value(attachment).unwrap_or_default());
-                let fields: HashMap<String, serde_json::Value> = [(
-                    "archiveAttachments".to_string(),
-                    serde_json::Value::String(serde_json::Value::Array(listed).to_string()),
-                )]
-                .into_iter()
-                .collect();
-                let result = match record {
-                    Some(r) => {
-                        genesys
-                            .patch_custom_attributes(
-                                conversation,
-                                &CustomAttributesPatch {
-                                    id: r.id.clone(),
-                                    version: r.version,
-                                    custom_attributes: fields,
-                                },
-                            )
-                            .await
-                    }
-                    None => {
-                        genesys
-                            .put_custom_attributes(
-                                conversation,
-                                &CustomAttributesUpdate {
-                                    id: None,
-                                    schema_id: schema_id.unwrap_or_default().to_string(),
-                                    version: None,
-                                    custom_attributes: fields,
-                                },
-                            )
-                            .await
-                    }
-                };
-                match result {
-                    Err(e) if e.status() == Some(409) => continue,
-                    Err(e) => return Err(e.into()),
-                    Ok(()) => return Ok(WriteBackOutcome::Written),
-                }
-            }
-            Err(WriteBackError::Conflict)
+                Some(
+                    [(
+                        "archiveAttachments".to_string(),
+                        serde_json::Value::String(serde_json::Value::Array(listed).to_string()),
+                    )]
+                    .into_iter()
+                    .collect(),
+                )
+            })
+            .await
         }
     }
+}
+
+/// Writes the fields `change` derives from the conversation's custom attributes record (or
+/// its absence): PATCH (merge) over the version read, PUT when there is none; `None` from
+/// `change` means nothing to write. Versioned: re-read and retry when another writer got in
+/// between (409).
+async fn merge_custom_attributes(
+    genesys: &GenesysClient,
+    conversation: &ConversationId,
+    schema_id: Option<&str>,
+    change: impl Fn(
+        Option<&crate::genesys::models::CustomAttributes>,
+    ) -> Option<HashMap<String, serde_json::Value>>,
+) -> Result<WriteBackOutcome, WriteBackError> {
+    for _ in 0..3 {
+        let existing = genesys.custom_attributes(conversation).await?;
+        let record = existing.first();
+        let Some(fields) = change(record) else {
+            return Ok(WriteBackOutcome::Unchanged);
+        };
+        let result = match record {
+            Some(r) => {
+                genesys
+                    .patch_custom_attributes(
+                        conversation,
+                        &CustomAttributesPatch {
+                            id: r.id.clone(),
+                            version: r.version,
+                            custom_attributes: fields,
+                        },
+                    )
+                    .await
+            }
+            None => {
+                genesys
+                    .put_custom_attributes(
+                        conversation,
+                        &CustomAttributesUpdate {
+                            id: None,
+                            schema_id: schema_id.unwrap_or_default().to_string(),
+                            version: None,
+                            custom_attributes: fields,
+                        },
+                    )
+                    .await
+            }
+        };
+        match result {
+            Err(e) if e.status() == Some(409) => continue,
+            Err(e) => return Err(e.into()),
+            Ok(()) => return Ok(WriteBackOutcome::Written),
+        }
+    }
+    Err(WriteBackError::Conflict)
 }

@@ -1,8 +1,6 @@
 //! upload-proxy's Lambda Function URL handler: the event becomes an [`ApiRequest`], the
 //! answer a Function URL response. Everything else is `crate::upload`.
 
-use std::collections::HashMap;
-
 use aws_lambda_events::event::lambda_function_urls::{
     LambdaFunctionUrlRequest, LambdaFunctionUrlResponse,
 };
@@ -25,15 +23,7 @@ pub fn api_request(event: &LambdaFunctionUrlRequest) -> ApiRequest {
         (Some(b), false) => Bytes::from(b.clone().into_bytes()),
         (None, _) => Bytes::new(),
     };
-    let headers: HashMap<String, String> = event
-        .headers
-        .iter()
-        .filter_map(|(k, v)| {
-            v.to_str()
-                .ok()
-                .map(|v| (k.as_str().to_ascii_lowercase(), v.to_string()))
-        })
-        .collect();
+    let headers = crate::upload::api::lowercase_headers(&event.headers);
     ApiRequest {
         method: event
             .request_context

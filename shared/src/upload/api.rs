@@ -64,9 +64,15 @@ impl ApiResponse {
     }
 
     fn error(e: &UploadError) -> ApiResponse {
+        // A storage error names bucket keys and S3's words: the log has them, the caller
+        // gets what it can act on.
+        let message = match e {
+            UploadError::Store(_) => "storage is unavailable at the moment; try again".to_string(),
+            other => other.to_string(),
+        };
         let mut response = ApiResponse::json(
             e.status(),
-            &serde_json::json!({"error": {"code": e.code(), "message": e.to_string()}}),
+            &serde_json::json!({"error": {"code": e.code(), "message": message}}),
         );
         if let UploadError::RateLimited { retry_after, .. } = e {
             response
@@ -123,6 +129,17 @@ fn caller(auth: &AuthMode, request: &ApiRequest) -> Result<Caller, UploadError> 
                 .map_err(|e| UploadError::Unauthorized(e.to_string()))
         }
     }
+}
+
+/// Header names lower-cased; values that are not visible ASCII are dropped.
+pub fn lowercase_headers(map: &aws_lambda_events::http::HeaderMap) -> HashMap<String, String> {
+    map.iter()
+        .filter_map(|(k, v)| {
+            v.to_str()
+                .ok()
+                .map(|v| (k.as_str().to_ascii_lowercase(), v.to_string()))
+        })
+        .collect()
 }
 
 /// Answers one request.

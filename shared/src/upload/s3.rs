@@ -10,7 +10,7 @@ use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{ChecksumAlgorithm, ChecksumMode, CompletedMultipartUpload, CompletedPart};
 
 use crate::store::s3::{is_precondition_failed, request_error, status};
-use crate::store::{ObjectKey, StoreError};
+use crate::store::{ObjectKey, ObjectStore, S3Store, StoreError};
 
 /// A presigned request: its URL (a bearer credential until it expires: never logged) and
 /// the headers the client must send with it, which the signature covers.
@@ -52,15 +52,19 @@ pub enum Completion {
 pub struct MultipartStore {
     client: aws_sdk_s3::Client,
     bucket: String,
+    /// What the archive's store already does the same way (abort, delete).
+    objects: S3Store,
 }
 
 impl MultipartStore {
     /// `client` must not add checksums of its own to requests (see `bootstrap::s3_client`):
     /// a presigned part carries exactly the SHA-256 the client declared.
     pub fn new(client: aws_sdk_s3::Client, bucket: impl Into<String>) -> MultipartStore {
+        let bucket = bucket.into();
         MultipartStore {
+            objects: S3Store::new(client.clone(), bucket.clone()),
             client,
-            bucket: bucket.into(),
+            bucket,
         }
     }
 
@@ -100,12 +104,7 @@ impl MultipartStore {
         sha256_b64: &str,
         ttl: Duration,
     ) -> Result<SignedRequest, StoreError> {
-        let config = PresigningConfig::expires_in(ttl).map_err(|e| StoreError::Request {
-            operation: "UploadPart",
-            key: key.to_string(),
-            reason: format!("presigning: {e}"),
-            transient: false,
-        })?;
+        let config = presigning(ttl, "UploadPart", key)?;
         let presigned = self
             .client
             .upload_part()
@@ -127,12 +126,7 @@ impl MultipartStore {
         file_name: &str,
         ttl: Duration,
     ) -> Result<SignedRequest, StoreError> {
-        let config = PresigningConfig::expires_in(ttl).map_err(|e| StoreError::Request {
-            operation: "GetObject",
-            key: key.to_string(),
-            reason: format!("presigning: {e}"),
-            transient: false,
-        })?;
+        let config = presigning(ttl, "GetObject", key)?;
         let quoted: String = file_name
             .chars()
             .map(|c| if c == '"' || c.is_control() { '_' } else { c })
@@ -257,19 +251,7 @@ impl MultipartStore {
 
     /// Aborts; an upload already gone is not an error.
     pub async fn abort(&self, key: &ObjectKey, upload_id: &str) -> Result<(), StoreError> {
-        match self
-            .client
-            .abort_multipart_upload()
-            .bucket(&self.bucket)
-            .key(key.as_str())
-            .upload_id(upload_id)
-            .send()
-            .await
-        {
-            Ok(_) => Ok(()),
-            Err(e) if status(&e) == Some(404) => Ok(()),
-            Err(e) => Err(request_error("AbortMultipartUpload", key, &e)),
-        }
+        self.objects.abort_multipart(key, upload_id).await
     }
 
     /// The object's size and the SHA-256 checksum S3 reports for it (composite for a
@@ -317,15 +299,21 @@ impl MultipartStore {
     }
 
     pub async fn delete(&self, key: &ObjectKey) -> Result<(), StoreError> {
-        self.client
-            .delete_object()
-            .bucket(&self.bucket)
-            .key(key.as_str())
-            .send()
-            .await
-            .map(|_| ())
-            .map_err(|e| request_error("DeleteObject", key, &e))
+        self.objects.delete(key).await
     }
+}
+
+fn presigning(
+    ttl: Duration,
+    operation: &'static str,
+    key: &ObjectKey,
+) -> Result<PresigningConfig, StoreError> {
+    PresigningConfig::expires_in(ttl).map_err(|e| StoreError::Request {
+        operation,
+        key: key.to_string(),
+        reason: format!("presigning: {e}"),
+        transient: false,
+    })
 }
 
 fn signed(p: &aws_sdk_s3::presigning::PresignedRequest) -> SignedRequest {

@@ -48,6 +48,8 @@ pub struct StackOptions {
     pub env: Vec<(String, String)>,
     /// moto's minimum multipart part size (None: S3's real 5 MiB).
     pub s3_min_part: Option<u64>,
+    /// moto's server environment beyond that (e.g. `MOTO_DISABLE_GLOBAL_CORS`).
+    pub moto_env: Vec<(&'static str, String)>,
     /// Enforce IAM in moto: setup and inspection run as an admin user, and
     /// [`LocalStack::deps_as`] runs a function under its role's policy from template.yaml.
     /// Adds the Genesys credentials secret, the result event bus and a webhook receiver.
@@ -61,6 +63,7 @@ impl Default for StackOptions {
             max_receive_count: 5,
             env: Vec::new(),
             s3_min_part: None,
+            moto_env: Vec::new(),
             iam: false,
         }
     }
@@ -120,6 +123,7 @@ impl LocalStack {
         let moto_env: Vec<(&str, &str)> = min_part
             .iter()
             .map(|n| ("S3_UPLOAD_PART_MIN_SIZE", n.as_str()))
+            .chain(options.moto_env.iter().map(|(k, v)| (*k, v.as_str())))
             .collect();
         let moto = if options.iam {
             MotoServer::start_iam_enforced(&moto_env).await?

@@ -77,15 +77,7 @@ pub async fn serve(runtime: UploadRuntime) -> Result<(String, tokio::task::JoinH
             let body = axum::body::to_bytes(body, 8 * 1024 * 1024)
                 .await
                 .unwrap_or_default();
-            let headers = parts
-                .headers
-                .iter()
-                .filter_map(|(k, v)| {
-                    v.to_str()
-                        .ok()
-                        .map(|v| (k.as_str().to_ascii_lowercase(), v.to_string()))
-                })
-                .collect();
+            let headers = gc_archive::upload::api::lowercase_headers(&parts.headers);
             let api = ApiRequest {
                 method: parts.method.to_string(),
                 path: parts.uri.path().to_string(),
@@ -119,6 +111,9 @@ impl UploadRig {
     pub async fn start_with(options: RigOptions) -> Result<UploadRig> {
         let stack = LocalStack::start(StackOptions {
             iam: options.iam,
+            // moto answers every preflight with allow-all CORS unless told not to; then the
+            // bucket's own rule below is what a browser gets, as on S3.
+            moto_env: vec![("MOTO_DISABLE_GLOBAL_CORS", "1".into())],
             ..StackOptions::default()
         })
         .await?;

@@ -582,3 +582,45 @@ async fn the_function_url_sample_creates_an_upload_through_the_handler() -> Resu
     assert_eq!(replay["uploadId"], body["uploadId"]);
     Ok(())
 }
+
+/// With custom attributes, each delivered attachment is merged into `archiveAttachments`,
+/// beside what the recordings wrote, and a repeat writes nothing.
+#[tokio::test]
+async fn custom_attributes_list_every_attachment_without_touching_the_recordings() -> Result<()> {
+    let rig = UploadRig::start_with(RigOptions {
+        env: vec![
+            ("ARCHIVE_WRITE_BACK", "custom-attributes".into()),
+            (
+                "ARCHIVE_CUSTOM_ATTRIBUTES_SCHEMA_ID",
+                "gc-archive-schema".into(),
+            ),
+        ],
+        ..RigOptions::default()
+    })
+    .await?;
+    let first = upload(&rig, "one.pdf", &pdf(2000, 13), &Misbehave::default()).await?;
+    let second = upload(&rig, "two.pdf", &pdf(3000, 14), &Misbehave::default()).await?;
+    assert_eq!((first.complete_status, second.complete_status), (200, 200));
+    let attrs = rig
+        .stack
+        .sim
+        .custom_attributes(&rig.conversation_id)
+        .unwrap_or_default();
+    let listed: serde_json::Value = serde_json::from_str(
+        attrs[0]["customAttributes"]["archiveAttachments"]
+            .as_str()
+            .unwrap_or("[]"),
+    )?;
+    let ids: Vec<&str> = listed
+        .as_array()
+        .map(|a| a.iter().filter_map(|v| v["uploadId"].as_str()).collect())
+        .unwrap_or_default();
+    assert_eq!(
+        ids,
+        vec![first.upload_id.as_str(), second.upload_id.as_str()]
+    );
+    assert_eq!(listed[1]["fileName"], "two.pdf");
+    assert_eq!(listed[1]["sha256"], sha_hex(&pdf(3000, 14)), "{listed}");
+    assert_eq!(second.completed["delivery"]["writeBack"], "Written");
+    Ok(())
+}
