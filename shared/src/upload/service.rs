@@ -557,9 +557,14 @@ impl UploadService {
             let digest = hex_sha256(format!("{}\n{k}", caller.subject()).as_bytes());
             (self.layout.upload_idempotency_key(&digest), digest)
         });
+        // An earlier request with the key: its answer, or (it stopped before its record was
+        // written) its upload id, to finish creating.
+        let mut earlier_id = None;
         if let Some((ikey, _)) = &idempotency {
-            if let Some(found) = self.replay(caller, ikey, &fingerprint).await? {
-                return Ok((200, found));
+            match self.replay(caller, ikey, &fingerprint).await? {
+                Replay::Answered(found) => return Ok((200, found)),
+                Replay::Unfinished(id) => earlier_id = Some(id),
+                Replay::None => {}
             }
         }
 
@@ -581,8 +586,10 @@ impl UploadService {
             }
         }
 
-        let upload_id = uuid::Uuid::new_v4().to_string();
-        if let Some((ikey, _)) = &idempotency {
+        let upload_id = earlier_id
+            .clone()
+            .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+        if let (Some((ikey, _)), None) = (&idempotency, &earlier_id) {
             let body = serde_json::json!({"uploadId": upload_id, "fingerprint": fingerprint});
             match self
                 .store
@@ -593,8 +600,8 @@ impl UploadService {
                 Conditional::PreconditionFailed => {
                     // A concurrent request with the same key won.
                     return match self.replay(caller, ikey, &fingerprint).await? {
-                        Some(found) => Ok((200, found)),
-                        None => Err(conflict(
+                        Replay::Answered(found) => Ok((200, found)),
+                        Replay::Unfinished(_) | Replay::None => Err(conflict(
                             "in_progress",
                             "a request with this idempotency key is still being handled",
                         )),
@@ -699,9 +706,9 @@ impl UploadService {
         caller: &Caller,
         ikey: &ObjectKey,
         fingerprint: &str,
-    ) -> Result<Option<CreateResponse>, UploadError> {
+    ) -> Result<Replay, UploadError> {
         let Some(found) = self.store.get(ikey).await? else {
-            return Ok(None);
+            return Ok(Replay::None);
         };
         let stored: serde_json::Value = serde_json::from_slice(&found.body).unwrap_or_default();
         if stored["fingerprint"].as_str() != Some(fingerprint) {
@@ -712,12 +719,21 @@ impl UploadService {
             });
         }
         let id = stored["uploadId"].as_str().unwrap_or_default();
+        if uuid::Uuid::parse_str(id).is_err() {
+            return Err(UploadError::BadRequest(
+                "the idempotency record is unreadable; use another key".into(),
+            ));
+        }
         match state::load(self.store.as_ref(), &self.layout, id).await? {
             Some(held) => {
                 self.authorize(caller, &held.record)?;
-                Ok(Some(self.create_response(&held.record, Vec::new(), true)))
+                Ok(Replay::Answered(self.create_response(
+                    &held.record,
+                    Vec::new(),
+                    true,
+                )))
             }
-            None => Ok(None),
+            None => Ok(Replay::Unfinished(id.to_string())),
         }
     }
 
@@ -1677,6 +1693,14 @@ impl UploadService {
             tracing::warn!(upload = %record.upload_id, error = %e, "audit record not written");
         }
     }
+}
+
+/// What an idempotency key found.
+enum Replay {
+    None,
+    Answered(CreateResponse),
+    /// The request that claimed the key stopped before writing its upload record.
+    Unfinished(String),
 }
 
 enum AttachOutcome {

@@ -624,3 +624,33 @@ async fn custom_attributes_list_every_attachment_without_touching_the_recordings
     assert_eq!(second.completed["delivery"]["writeBack"], "Written");
     Ok(())
 }
+
+/// A create that fails after claiming its idempotency key (the conversation is not known
+/// yet) is finished by its retry with the same key, not refused as "in progress" forever.
+#[tokio::test]
+async fn a_create_that_failed_half_way_is_finished_by_its_retry() -> Result<()> {
+    let rig = UploadRig::start().await?;
+    let later = "c0ffee00-0000-4000-8000-000000000001";
+    let ticket = rig.ticket_for(later, "agent-communication-1", 600);
+    let body = json!({"fileName": "late.pdf", "fileType": "application/pdf", "size": 10,
+        "idempotencyKey": "first-try"});
+    let (status, answer) = rig
+        .call_with("POST", "/uploads", Some(body.clone()), Some(&ticket))
+        .await?;
+    assert_eq!(status, 404, "{answer}");
+    rig.stack
+        .sim
+        .add_conversation(genesys_sim::ConversationSpec {
+            id: Some(later.into()),
+            ..Default::default()
+        });
+    let (status, created) = rig
+        .call_with("POST", "/uploads", Some(body.clone()), Some(&ticket))
+        .await?;
+    assert_eq!(status, 201, "{created}");
+    let (status, again) = rig
+        .call_with("POST", "/uploads", Some(body), Some(&ticket))
+        .await?;
+    assert_eq!((status, &again["uploadId"]), (200, &created["uploadId"]));
+    Ok(())
+}
