@@ -388,7 +388,7 @@ impl IamFixtures {
             .put_rule()
             .name("results")
             .event_bus_name(RESULT_BUS)
-            .event_pattern(r#"{"source":["gc-archive"]}"#)
+            .event_pattern(r#"{"source":["gc-archive","gc-archive.upload-proxy"]}"#)
             .send()
             .await?;
         eventbridge

@@ -28,6 +28,8 @@ pub struct RigOptions {
     /// Over the function's environment (e.g. `UPLOAD_ATTACH_MAX_MIB`).
     pub env: Vec<(&'static str, String)>,
     pub iam: bool,
+    /// IAM mode: actions taken out of the template's policy (to prove each is needed).
+    pub without_actions: Vec<&'static str>,
 }
 
 pub struct UploadRig {
@@ -153,7 +155,13 @@ impl UploadRig {
                 .map(|i| i.upload_ticket_secret_arn.clone())
                 .context("IAM fixtures")?;
             env.insert("UPLOAD_TICKET_SECRET_ID".into(), secret);
-            let policy = stack.function_policy("upload-proxy").await?;
+            let mut policy = stack.function_policy("upload-proxy").await?;
+            for action in &options.without_actions {
+                anyhow::ensure!(
+                    crate::iam::remove_action(&mut policy, action) > 0,
+                    "the policy does not grant {action}"
+                );
+            }
             let (runtime, sdk) = stack.upload_runtime_with_policy(&policy, &env).await?;
             part_client = Some(gc_archive::bootstrap::s3_client(&sdk, &env));
             runtime

@@ -787,7 +787,11 @@ async fn upload_proxy_uploads_refuses_and_links_under_its_template_role() {
     use gc_archive_it::upload_kit::{upload, Misbehave, RigOptions, UploadRig};
     let rig = UploadRig::start_with(RigOptions {
         iam: true,
-        env: vec![("UPLOAD_ATTACH_MAX_MIB", "1".into())],
+        env: vec![
+            ("UPLOAD_ATTACH_MAX_MIB", "1".into()),
+            ("UPLOAD_EVENT_BUS", gc_archive_it::iam::RESULT_BUS.into()),
+        ],
+        ..RigOptions::default()
     })
     .await
     .unwrap();
@@ -850,4 +854,38 @@ async fn upload_proxy_uploads_refuses_and_links_under_its_template_role() {
     let keys = rig.attachment_keys().await.unwrap();
     assert!(keys.iter().all(|k| !k.contains(&up.upload_id)), "{keys:?}");
     assert_eq!(rig.open_multipart_uploads().await.unwrap(), 0);
+    // The scan hook: one "Attachment Verified" event per released file, on the result bus.
+    let iam = rig.stack.iam.as_ref().expect("IAM fixtures");
+    let events = iam.result_events(&rig.stack.sqs).await.unwrap();
+    let verified: Vec<&str> = events
+        .iter()
+        .filter(|e| e["detail-type"] == "Attachment Verified")
+        .filter_map(|e| e["detail"]["fileName"].as_str())
+        .collect();
+    assert_eq!(verified, vec!["signed.pdf", "large.pdf"], "{events:?}");
+}
+
+/// The role's grants are needed, not just sufficient: without s3:DeleteObject a refused
+/// upload cannot be removed, and the API says storage failed instead of claiming a refusal
+/// that left its object behind.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upload_proxy_without_delete_object_cannot_refuse_cleanly() {
+    use gc_archive_it::upload_kit::{upload, Misbehave, RigOptions, UploadRig};
+    let rig = UploadRig::start_with(RigOptions {
+        iam: true,
+        without_actions: vec!["s3:DeleteObject"],
+        ..RigOptions::default()
+    })
+    .await
+    .unwrap();
+    let mut bytes = vec![1u8; 64 * 1024];
+    bytes[..2].copy_from_slice(b"MZ");
+    let up = upload(&rig, "tool.pdf", &bytes, &Misbehave::default())
+        .await
+        .unwrap();
+    assert_eq!(up.complete_status, 503, "{}", up.completed);
+    assert_eq!(up.completed["error"]["code"], "storage_error");
+    // The record still says verifying: a later complete (with the grant back) finishes it.
+    let record = rig.upload_record(&up.upload_id).await.unwrap_or_default();
+    assert_eq!(record["phase"], "verifying");
 }
