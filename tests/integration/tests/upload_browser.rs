@@ -1,32 +1,26 @@
 //! The upload page (`web/upload.html`) in headless Chromium, driven over the DevTools protocol
-//! ([`gc_archive_it::chromium`]): a file picked through the real file input is hashed by the
-//! page, PUT part by part to presigned S3 URLs and delivered; what lands in S3 is the file.
+//! ([`gc_archive_it::chromium`]), against the real upload-proxy: the API as the Lambda builds
+//! it, moto and the Genesys simulator ([`UploadRig`]). A file picked through the real file
+//! input is hashed by the page, PUT part by part to presigned moto URLs and delivered; what
+//! lands in S3 is the file.
 //!
-//! Two kinds of test. The page's own behaviour (retries, re-signing, resume, refusals,
-//! cancel, no ticket) runs against [`StandIn`], a small in-test imitation of upload-proxy's
-//! API over real moto multipart uploads, so each failure can be staged exactly; the real
-//! function behind the page is exercised at the bottom of the file (`// needs upload_kit`).
-//! moto runs with `MOTO_DISABLE_GLOBAL_CORS=1`: otherwise its server answers every preflight
-//! with allow-all headers and the bucket's CORS rules would go untested.
+//! Failures are staged on the wire, never by imitating the API: the rig's fault proxy
+//! ([`gc_archive_it::fault_proxy`]) stands in front of the API (to hold a signing answer) or
+//! of moto (to refuse a part's PUT), and the bucket's CORS rule is removed for real. The rig's
+//! moto runs with `MOTO_DISABLE_GLOBAL_CORS=1`, so the bucket's own rule is what the browser
+//! gets. What the page itself sent is read in the page: a spy ([`SPY`]) wraps `fetch` and
+//! `XMLHttpRequest` before the page's script runs.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use aws_sdk_s3::presigning::PresigningConfig;
-use aws_sdk_s3::types::{
-    ChecksumAlgorithm, CompletedMultipartUpload, CompletedPart, CorsConfiguration, CorsRule,
-};
-use axum::body::Bytes;
-use axum::extract::State;
-use axum::http::{HeaderMap, Method, StatusCode, Uri};
-use axum::response::{Html, IntoResponse, Response};
-use axum::routing::{get, put};
-use axum::Json;
+use axum::response::Html;
+use axum::routing::get;
 use gc_archive_it::chromium::Chromium;
-use gc_archive_it::MotoServer;
+use gc_archive_it::fault_proxy::{FaultKind, FaultProxy, FaultRule, RequestClass};
+use gc_archive_it::stack::BUCKET;
+use gc_archive_it::upload_kit::{b64_sha256, UploadRig};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
@@ -186,485 +180,152 @@ async fn chromium_driver_reads_a_picked_file() {
     assert!(format!("{too_late}").contains("window.never"), "{too_late}");
 }
 
-// ---- the page against a stand-in API ------------------------------------------------------
+// ---- the page against the real upload-proxy -----------------------------------------------
 
-/// The page exactly as upload-proxy embeds it.
-const UPLOAD_PAGE: &str = include_str!("../../../web/upload.html");
-/// upload-proxy's policy for the page (`gc_archive::upload::api`): inline script and style,
-/// calls to its own origin and to S3 (loopback in tests).
-const PAGE_CSP: &str = "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; connect-src 'self' https: http://127.0.0.1:* http://localhost:*; img-src data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
-const BUCKET: &str = "uploads";
-const TICKET: &str = "tkt-ab12cd34-not-a-real-ticket";
-/// Small parts so a few MiB make several; moto is told to accept them.
-const PART_SIZE: u64 = 1024 * 1024;
+/// upload-proxy's part size: a file above it goes in several parts.
+const PART: usize = gc_archive::upload::plan::MIN_PART_BYTES as usize;
+/// Headers the page leaves to the browser (`BROWSER_HEADERS` in the page).
+const BROWSER_HEADERS: [&str; 3] = ["host", "content-length", "connection"];
 
-/// One upload as the stand-in keeps it.
-#[derive(Clone)]
-struct Upload {
-    key: String,
-    s3_upload_id: String,
-    file_name: String,
-    size: u64,
-    part_count: u32,
-    /// Part number → the base64 SHA-256 it was last signed with.
-    signed: BTreeMap<u32, String>,
-    state: &'static str,
-    sha256_hex: Option<String>,
+/// Installed with `Page.addScriptToEvaluateOnNewDocument`, so it runs before the page's own
+/// script in every document (a reload starts a fresh record). `window.__spy` keeps every
+/// `fetch` (method, URL, header names, body, status, JSON answer) and every XHR (method, URL,
+/// the headers the page set, whether credentials went along, body length, status): what the
+/// page sent to the API and to S3, as far as a page decides it. Header values of `fetch` are
+/// not kept: one is the ticket.
+const SPY: &str = r#"(() => {
+  const spy = { fetches: [], xhrs: [] };
+  Object.defineProperty(window, "__spy", { value: spy });
+  const realFetch = window.fetch.bind(window);
+  window.fetch = (input, init = {}) => {
+    const rec = {
+      method: init.method || "GET", url: String(input),
+      headers: Object.keys(init.headers || {}).map((h) => h.toLowerCase()),
+      body: typeof init.body === "string" ? init.body : null, status: null, answer: null,
+    };
+    spy.fetches.push(rec);
+    const answer = realFetch(input, init);
+    answer.then((res) => {
+      rec.status = res.status;
+      res.clone().json().then((j) => { rec.answer = j; }, () => {});
+    }, () => { rec.status = 0; });
+    return answer;
+  };
+  const { open, setRequestHeader, send } = XMLHttpRequest.prototype;
+  XMLHttpRequest.prototype.open = function (method, url, ...rest) {
+    this.__rec = { method, url: String(url), headers: {}, status: null };
+    return open.call(this, method, url, ...rest);
+  };
+  XMLHttpRequest.prototype.setRequestHeader = function (name, value) {
+    this.__rec.headers[name.toLowerCase()] = value;
+    return setRequestHeader.call(this, name, value);
+  };
+  XMLHttpRequest.prototype.send = function (body) {
+    const rec = this.__rec;
+    rec.withCredentials = this.withCredentials;
+    rec.bytes = body && body.byteLength !== undefined ? body.byteLength : null;
+    spy.xhrs.push(rec);
+    this.addEventListener("loadend", () => { rec.status = this.status; });
+    return send.call(this, body);
+  };
+})();"#;
+
+/// What [`SPY`] recorded in the current document.
+struct Seen {
+    fetches: Vec<Value>,
+    xhrs: Vec<Value>,
 }
 
-#[derive(Default)]
-struct Staged {
-    /// Parts whose signing answers 400 (a permanent failure).
-    refuse_sign: BTreeSet<u32>,
-    /// Parts whose first signed URL is already "expired": it leads to `/expired` (403).
-    expire_first_url: BTreeSet<u32>,
-    /// Delay before each signing answer.
-    slow_sign: Option<Duration>,
-    /// Parts `GET /uploads/{id}` lists with a SHA-256 other than the one signed.
-    misreport_sha: BTreeSet<u32>,
-}
-
-/// An imitation of upload-proxy's HTTP API (same routes, bodies and error shape) over real
-/// moto multipart uploads, recording what the page asked for.
-struct StandIn {
-    s3: aws_sdk_s3::Client,
-    s3_endpoint: String,
-    base_url: String,
-    uploads: Mutex<HashMap<String, Upload>>,
-    idempotency: Mutex<HashMap<String, String>>,
-    /// `"create"`, `"sign 3"`, `"get"`, `"complete"`, `"delete"`, `"expired 2"`, in order.
-    log: Mutex<Vec<String>>,
-    /// Headers of the PUTs that reached `/expired`: what the page sends to S3.
-    expired_put_headers: Mutex<Vec<HeaderMap>>,
-    staged: Mutex<Staged>,
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
-}
-
-/// The text of the first `<name>` element in `xml`.
-fn xml_tag<'a>(xml: &'a str, name: &str) -> &'a str {
-    let open = format!("<{name}>");
-    let start = xml.find(&open).map(|i| i + open.len()).unwrap_or(0);
-    let end = xml[start..].find('<').map_or(xml.len(), |i| start + i);
-    &xml[start..end]
-}
-
-fn api_error(status: u16, code: &str, message: &str) -> Response {
-    let status = StatusCode::from_u16(status).expect("a valid status in the stand-in");
-    (
-        status,
-        Json(json!({"error": {"code": code, "message": message}})),
-    )
-        .into_response()
-}
-
-impl StandIn {
-    /// moto (with bucket-level CORS only) and the stand-in on free loopback ports; the bucket
-    /// lets the stand-in's origin PUT with any header.
-    async fn start() -> (Arc<StandIn>, MotoServer) {
-        StandIn::start_with(true).await
-    }
-
-    /// As [`StandIn::start`], the bucket's CORS rule for the page's origin only if `cors`.
-    async fn start_with(cors: bool) -> (Arc<StandIn>, MotoServer) {
-        let min_part = PART_SIZE.to_string();
-        let moto = MotoServer::start_with_env(&[
-            ("MOTO_DISABLE_GLOBAL_CORS", "1"),
-            ("S3_UPLOAD_PART_MIN_SIZE", min_part.as_str()),
-        ])
-        .await;
-        let conf = aws_sdk_s3::config::Builder::from(&moto.sdk_config().await)
-            .force_path_style(true)
-            // A presigned part carries only the checksum the page declared.
-            .request_checksum_calculation(
-                aws_sdk_s3::config::RequestChecksumCalculation::WhenRequired,
-            )
-            .response_checksum_validation(
-                aws_sdk_s3::config::ResponseChecksumValidation::WhenRequired,
-            )
-            .build();
-        let s3 = aws_sdk_s3::Client::from_conf(conf);
-        s3.create_bucket().bucket(BUCKET).send().await.unwrap();
-
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let base_url = format!("http://{}", listener.local_addr().unwrap());
-        let rule = CorsRule::builder()
-            .allowed_origins(&base_url)
-            .allowed_methods("PUT")
-            .allowed_headers("*")
-            .expose_headers("ETag")
-            .max_age_seconds(600)
-            .build()
-            .unwrap();
-        if cors {
-            s3.put_bucket_cors()
-                .bucket(BUCKET)
-                .cors_configuration(
-                    CorsConfiguration::builder()
-                        .cors_rules(rule)
-                        .build()
-                        .unwrap(),
-                )
-                .send()
-                .await
-                .unwrap();
+impl Seen {
+    async fn read(browser: &mut Chromium) -> Seen {
+        let spy = browser.evaluate("window.__spy").await.unwrap();
+        let list = |name: &str| spy[name].as_array().cloned().unwrap_or_default();
+        Seen {
+            fetches: list("fetches"),
+            xhrs: list("xhrs"),
         }
-        let stand_in = Arc::new(StandIn {
-            s3,
-            s3_endpoint: moto.endpoint_url(),
-            base_url,
-            uploads: Mutex::default(),
-            idempotency: Mutex::default(),
-            log: Mutex::default(),
-            expired_put_headers: Mutex::default(),
-            staged: Mutex::default(),
-        });
-        let app = axum::Router::new()
-            .route("/", get(page))
-            .route("/expired/{n}", put(expired))
-            .fallback(api)
-            .with_state(Arc::clone(&stand_in));
-        tokio::spawn(async move { axum::serve(listener, app).await });
-        (stand_in, moto)
     }
 
-    fn log(&self) -> Vec<String> {
-        lock(&self.log).clone()
+    /// `"POST uploads"`, `"GET uploads/{id}"`, ... in the order the page made them.
+    fn api_calls(&self) -> Vec<String> {
+        self.fetches
+            .iter()
+            .map(|f| format!("{} {}", str_of(&f["method"]), str_of(&f["url"])))
+            .collect()
     }
 
-    fn note(&self, entry: String) {
-        lock(&self.log).push(entry);
+    fn sign_calls(&self) -> impl Iterator<Item = &Value> {
+        self.fetches
+            .iter()
+            .filter(|f| f["method"] == "POST" && str_of(&f["url"]).ends_with("/parts"))
     }
 
-    fn upload(&self, id: &str) -> Option<Upload> {
-        lock(&self.uploads).get(id).cloned()
+    /// The part numbers the page asked to have signed, in order.
+    fn signed(&self) -> Vec<u32> {
+        self.sign_calls()
+            .flat_map(|f| {
+                let body: Value = serde_json::from_str(str_of(&f["body"])).unwrap_or_default();
+                body["parts"].as_array().cloned().unwrap_or_default()
+            })
+            .filter_map(|p| p["partNumber"].as_u64().map(|n| n as u32))
+            .collect()
     }
 
-    async fn object_sha256_hex(&self, key: &str) -> Option<String> {
-        let got = self
-            .s3
-            .get_object()
-            .bucket(BUCKET)
-            .key(key)
-            .send()
-            .await
-            .ok()?;
-        let body = got.body.collect().await.ok()?.into_bytes();
-        Some(hex::encode(Sha256::digest(&body)))
+    /// The headers upload-proxy signed part `n` with, the last time it answered (lowercase
+    /// names, without those the browser sets itself).
+    fn signed_headers(&self, n: u32) -> Value {
+        let part = self
+            .sign_calls()
+            .flat_map(|f| f["answer"]["parts"].as_array().cloned().unwrap_or_default())
+            .filter(|p| p["partNumber"] == n)
+            .last()
+            .unwrap_or_else(|| panic!("no signing answer for part {n}"));
+        let headers: serde_json::Map<String, Value> = part["headers"]
+            .as_object()
+            .cloned()
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(k, v)| (k.to_ascii_lowercase(), v))
+            .filter(|(k, _)| !BROWSER_HEADERS.contains(&k.as_str()))
+            .collect();
+        Value::Object(headers)
     }
 
-    /// Part number → (size, ETag) of what S3 holds. A ListParts read by hand: moto 5.2.5
-    /// answers with a `ListPartsResponse` root, which the SDK's parser refuses (it wants
-    /// `ListPartsResult`); unsigned, which moto without IAM enforcement accepts.
-    async fn listed_parts(&self, up: &Upload) -> BTreeMap<u32, (u64, String)> {
-        let url = format!(
-            "{}/{BUCKET}/{}?uploadId={}",
-            self.s3_endpoint, up.key, up.s3_upload_id
-        );
-        let xml = reqwest::get(url)
-            .await
-            .and_then(|r| r.error_for_status())
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
-        xml.split("<Part>")
-            .skip(1)
-            .map(|part| {
-                let n = xml_tag(part, "PartNumber").parse().unwrap();
-                let size = xml_tag(part, "Size").parse().unwrap();
-                let etag = xml_tag(part, "ETag")
-                    .replace("&#34;", "\"")
-                    .replace("&quot;", "\"");
-                (n, (size, etag))
+    /// The part PUTs, in the order they were sent: (part number, what the spy kept).
+    fn puts(&self) -> Vec<(u32, &Value)> {
+        self.xhrs
+            .iter()
+            .filter(|x| x["method"] == "PUT")
+            .map(|x| {
+                let n = query(str_of(&x["url"]), "partNumber")
+                    .and_then(|n| n.parse().ok())
+                    .unwrap_or_else(|| panic!("a part URL names its part: {x}"));
+                (n, x)
             })
             .collect()
     }
 
-    async fn view(&self, up: &Upload) -> Value {
-        let mut uploaded = Vec::new();
-        if up.state == "uploading" {
-            let misreport = lock(&self.staged).misreport_sha.clone();
-            for (n, (size, _)) in self.listed_parts(up).await {
-                let sha = if misreport.contains(&n) {
-                    Some(base64::Engine::encode(
-                        &base64::engine::general_purpose::STANDARD,
-                        [0u8; 32],
-                    ))
-                } else {
-                    up.signed.get(&n).cloned()
-                };
-                uploaded.push(json!({"partNumber": n, "size": size, "sha256": sha}));
-            }
-        }
-        let mut v = json!({
-            "uploadId": up.key,
-            "state": up.state,
-            "fileName": up.file_name,
-            "fileType": "application/octet-stream",
-            "size": up.size,
-            "partSize": PART_SIZE,
-            "partCount": up.part_count,
-            "uploadedParts": uploaded,
-        });
-        if let Some(h) = &up.sha256_hex {
-            v["sha256Hex"] = json!(h);
-            v["delivery"] =
-                json!({"kind": "attachment", "mediaId": "media-1", "messageId": "msg-1"});
-        }
-        v
-    }
-
-    async fn create(&self, body: &Value) -> Response {
-        let (Some(name), Some(size), Some(key)) = (
-            body["fileName"].as_str(),
-            body["size"].as_u64(),
-            body["idempotencyKey"].as_str(),
-        ) else {
-            return api_error(
-                400,
-                "bad_request",
-                "fileName, size and idempotencyKey are required",
-            );
-        };
-        self.note("create".into());
-        if name.to_ascii_lowercase().ends_with(".exe") {
-            return api_error(
-                422,
-                "blocked_extension",
-                "files ending in .exe are not accepted",
-            );
-        }
-        let known = lock(&self.idempotency).get(key).cloned();
-        if let Some(id) = known {
-            let up = self
-                .upload(&id)
-                .expect("an idempotency key names a known upload");
-            return (StatusCode::OK, Json(self.created(&up, true))).into_response();
-        }
-        let id = format!("up-{}", lock(&self.uploads).len() + 1);
-        let s3_upload_id = self
-            .s3
-            .create_multipart_upload()
-            .bucket(BUCKET)
-            .key(&id)
-            .checksum_algorithm(ChecksumAlgorithm::Sha256)
-            .send()
-            .await
-            .unwrap()
-            .upload_id()
-            .unwrap()
-            .to_string();
-        let up = Upload {
-            key: id.clone(),
-            s3_upload_id,
-            file_name: name.to_string(),
-            size,
-            part_count: size.div_ceil(PART_SIZE) as u32,
-            signed: BTreeMap::new(),
-            state: "uploading",
-            sha256_hex: None,
-        };
-        lock(&self.uploads).insert(id.clone(), up.clone());
-        lock(&self.idempotency).insert(key.to_string(), id);
-        (StatusCode::CREATED, Json(self.created(&up, false))).into_response()
-    }
-
-    fn created(&self, up: &Upload, replayed: bool) -> Value {
-        json!({
-            "uploadId": up.key, "state": up.state, "fileName": up.file_name,
-            "partSize": PART_SIZE, "partCount": up.part_count,
-            "expiresAt": "2099-01-01T00:00:00Z", "parts": [], "replayed": replayed,
-        })
-    }
-
-    async fn sign(&self, id: &str, body: &Value) -> Response {
-        let Some(mut up) = self.upload(id) else {
-            return api_error(404, "not_found", "no such upload");
-        };
-        let delay = lock(&self.staged).slow_sign;
-        if let Some(d) = delay {
-            tokio::time::sleep(d).await;
-        }
-        let mut out = Vec::new();
-        for p in body["parts"].as_array().cloned().unwrap_or_default() {
-            let (Some(n), Some(sha)) = (p["partNumber"].as_u64(), p["sha256"].as_str()) else {
-                return api_error(400, "bad_request", "parts need partNumber and sha256");
-            };
-            let n = n as u32;
-            self.note(format!("sign {n}"));
-            if lock(&self.staged).refuse_sign.contains(&n) {
-                return api_error(400, "bad_request", &format!("part {n} cannot be signed"));
-            }
-            up.signed.insert(n, sha.to_string());
-            if lock(&self.staged).expire_first_url.remove(&n) {
-                out.push(json!({
-                    "partNumber": n,
-                    "url": format!("{}/expired/{n}", self.base_url),
-                    "headers": {"x-amz-checksum-sha256": sha},
-                    "expiresAt": "2099-01-01T00:00:00Z",
-                }));
-                continue;
-            }
-            let presigned = self
-                .s3
-                .upload_part()
-                .bucket(BUCKET)
-                .key(&up.key)
-                .upload_id(&up.s3_upload_id)
-                .part_number(n as i32)
-                .checksum_sha256(sha)
-                .presigned(PresigningConfig::expires_in(Duration::from_secs(900)).unwrap())
-                .await
-                .unwrap();
-            let headers: BTreeMap<String, String> = presigned
-                .headers()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect();
-            out.push(json!({
-                "partNumber": n,
-                "url": presigned.uri(),
-                "headers": headers,
-                "expiresAt": "2099-01-01T00:00:00Z",
-            }));
-        }
-        lock(&self.uploads).insert(id.to_string(), up);
-        Json(json!({ "parts": out })).into_response()
-    }
-
-    async fn complete(&self, id: &str, body: &Value) -> Response {
-        let Some(mut up) = self.upload(id) else {
-            return api_error(404, "not_found", "no such upload");
-        };
-        self.note("complete".into());
-        if up.state == "delivered" {
-            return Json(self.view(&up).await).into_response();
-        }
-        let declared: BTreeMap<u32, String> = body["parts"]
-            .as_array()
-            .cloned()
-            .unwrap_or_default()
-            .iter()
-            .filter_map(|p| {
-                Some((
-                    p["partNumber"].as_u64()? as u32,
-                    p["sha256"].as_str()?.to_string(),
-                ))
-            })
-            .collect();
-        if declared != up.signed || declared.len() != up.part_count as usize {
-            return api_error(
-                409,
-                "parts_mismatch",
-                "the parts listed are not the parts signed",
-            );
-        }
-        let listed = self.listed_parts(&up).await;
-        if listed.len() != up.part_count as usize {
-            return api_error(409, "parts_missing", "some parts are not uploaded");
-        }
-        let parts: Vec<CompletedPart> = listed
-            .iter()
-            .map(|(n, (_, etag))| {
-                CompletedPart::builder()
-                    .part_number(*n as i32)
-                    .e_tag(etag)
-                    .checksum_sha256(&up.signed[n])
-                    .build()
-            })
-            .collect();
-        self.s3
-            .complete_multipart_upload()
-            .bucket(BUCKET)
-            .key(&up.key)
-            .upload_id(&up.s3_upload_id)
-            .multipart_upload(
-                CompletedMultipartUpload::builder()
-                    .set_parts(Some(parts))
-                    .build(),
-            )
-            .send()
-            .await
-            .unwrap();
-        up.sha256_hex = self.object_sha256_hex(&up.key).await;
-        up.state = "delivered";
-        lock(&self.uploads).insert(id.to_string(), up.clone());
-        Json(self.view(&up).await).into_response()
-    }
-
-    async fn abort(&self, id: &str) -> Response {
-        let Some(mut up) = self.upload(id) else {
-            return api_error(404, "not_found", "no such upload");
-        };
-        self.note("delete".into());
-        let _ = self
-            .s3
-            .abort_multipart_upload()
-            .bucket(BUCKET)
-            .key(&up.key)
-            .upload_id(&up.s3_upload_id)
-            .send()
-            .await;
-        up.state = "aborted";
-        lock(&self.uploads).insert(id.to_string(), up.clone());
-        Json(self.view(&up).await).into_response()
+    fn parts_put(&self) -> Vec<u32> {
+        sorted(self.puts().into_iter().map(|(n, _)| n))
     }
 }
 
-async fn page() -> Response {
-    (
-        [
-            ("content-security-policy", PAGE_CSP),
-            ("referrer-policy", "no-referrer"),
-        ],
-        Html(UPLOAD_PAGE),
-    )
-        .into_response()
+fn str_of(v: &Value) -> &str {
+    v.as_str().unwrap_or_default()
 }
 
-/// Where a staged "expired" URL leads: S3's answer to an expired signature.
-async fn expired(
-    State(s): State<Arc<StandIn>>,
-    axum::extract::Path(n): axum::extract::Path<u32>,
-    headers: HeaderMap,
-) -> Response {
-    s.note(format!("expired {n}"));
-    lock(&s.expired_put_headers).push(headers);
-    (
-        StatusCode::FORBIDDEN,
-        "<Error><Code>AccessDenied</Code></Error>",
-    )
-        .into_response()
+fn sorted(items: impl IntoIterator<Item = u32>) -> Vec<u32> {
+    let mut v: Vec<u32> = items.into_iter().collect();
+    v.sort_unstable();
+    v
 }
 
-async fn api(
-    State(s): State<Arc<StandIn>>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    if headers.get("x-upload-ticket").and_then(|v| v.to_str().ok()) != Some(TICKET) {
-        return api_error(401, "unauthorized", "an x-upload-ticket header is required");
-    }
-    let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
-    let segments: Vec<&str> = uri.path().split('/').filter(|s| !s.is_empty()).collect();
-    match (method.as_str(), segments.as_slice()) {
-        ("POST", ["uploads"]) => s.create(&body).await,
-        ("POST", ["uploads", id, "parts"]) => s.sign(id, &body).await,
-        ("POST", ["uploads", id, "complete"]) => s.complete(id, &body).await,
-        ("GET", ["uploads", id]) => {
-            s.note("get".into());
-            match s.upload(id) {
-                Some(up) => Json(s.view(&up).await).into_response(),
-                None => api_error(404, "not_found", "no such upload"),
-            }
-        }
-        ("DELETE", ["uploads", id]) => s.abort(id).await,
-        _ => api_error(404, "not_found", "no such route"),
-    }
+fn query(url: &str, name: &str) -> Option<String> {
+    url::Url::parse(url)
+        .ok()?
+        .query_pairs()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.into_owned())
 }
 
 /// Where screenshots are kept for a person to look at: the workspace's target directory.
@@ -674,20 +335,68 @@ fn target_dir() -> PathBuf {
         .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target"))
 }
 
-/// A file of `len` incompressible bytes in `dir`; its bytes back.
+/// A file of `len` incompressible bytes in `dir`, starting with a line no file type sniffs
+/// as (upload-proxy refuses octet-stream bytes that look like an executable or an image);
+/// its bytes back.
 fn write_file(dir: &Path, name: &str, len: usize) -> (PathBuf, Vec<u8>) {
-    let bytes = noise(len, seed());
+    write_with_head(dir, name, len, b"gc-it:\n")
+}
+
+/// As [`write_file`], starting as a PDF does (upload-proxy checks a `.pdf`'s first bytes).
+fn write_pdf(dir: &Path, name: &str, len: usize) -> (PathBuf, Vec<u8>) {
+    write_with_head(dir, name, len, b"%PDF-1.7\n")
+}
+
+fn write_with_head(dir: &Path, name: &str, len: usize, head: &[u8]) -> (PathBuf, Vec<u8>) {
+    let mut bytes = noise(len, seed());
+    let n = head.len().min(len);
+    bytes[..n].copy_from_slice(&head[..n]);
     let path = dir.join(name);
     std::fs::write(&path, &bytes).unwrap();
     (path, bytes)
 }
 
-async fn open_page(s: &StandIn, fragment: &str) -> Chromium {
+/// Part `n` (1-based) of `bytes` in upload-proxy's plan.
+fn part(bytes: &[u8], n: u32) -> &[u8] {
+    let start = (n as usize - 1) * PART;
+    &bytes[start..(start + PART).min(bytes.len())]
+}
+
+/// `6303801` → `"6,303,801"`, as the page writes sizes.
+fn grouped(n: usize) -> String {
+    let digits = n.to_string();
+    let mut out = String::new();
+    for (i, d) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(d);
+    }
+    out
+}
+
+/// A browser with [`SPY`] installed, on the page at `base_url`.
+async fn open_page(base_url: &str, fragment: &str) -> Chromium {
     let mut browser = Chromium::launch().await.expect("launch chromium");
     browser
-        .navigate(&format!("{}/{fragment}", s.base_url))
+        .call(
+            "Page.addScriptToEvaluateOnNewDocument",
+            json!({ "source": SPY }),
+        )
+        .await
+        .expect("install the spy");
+    browser
+        .navigate(&format!("{base_url}/{fragment}"))
         .await
         .expect("the upload page loads");
+    assert_eq!(
+        browser
+            .evaluate("Array.isArray(window.__spy.fetches)")
+            .await
+            .unwrap(),
+        true,
+        "the spy runs in the page"
+    );
     browser
 }
 
@@ -726,17 +435,143 @@ async fn text_of(browser: &mut Chromium, id: &str) -> String {
         .to_string()
 }
 
-#[tokio::test]
-async fn page_uploads_every_part_to_presigned_moto_urls_and_shows_the_delivery() {
-    let (s, _moto) = StandIn::start().await;
-    lock(&s.staged).expire_first_url.insert(2);
-    let dir = tempfile::tempdir().unwrap();
-    let (path, bytes) = write_file(
-        dir.path(),
-        "report 2026.pdf",
-        6 * PART_SIZE as usize + 12_345,
+fn assert_ticket_not_in_console(browser: &Chromium, ticket: &str) {
+    let console = browser.console().join("\n");
+    assert!(
+        !console.contains(ticket),
+        "the ticket reached the console: {console}"
     );
-    let mut browser = open_page(&s, &format!("#ticket={TICKET}")).await;
+}
+
+/// The upload's state as the API answers `GET /uploads/{id}`.
+async fn api_state(rig: &UploadRig, id: &str) -> Value {
+    let (status, state) = rig
+        .call("GET", &format!("/uploads/{id}"), None)
+        .await
+        .expect("GET the upload");
+    assert_eq!(status, 200, "{state}");
+    state
+}
+
+/// `(partNumber, sha256)` of the parts the API lists as in S3.
+fn listed_parts(state: &Value) -> Vec<(u64, String)> {
+    state["uploadedParts"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .iter()
+        .map(|p| {
+            (
+                p["partNumber"].as_u64().unwrap_or_default(),
+                str_of(&p["sha256"]).to_string(),
+            )
+        })
+        .collect()
+}
+
+/// Signs part `n` of upload `id` for `body` and PUTs it straight to S3, as another session
+/// of the page would have.
+async fn send_part(rig: &UploadRig, id: &str, n: u32, body: &[u8]) {
+    let parts = json!({"parts": [{"partNumber": n, "sha256": b64_sha256(body)}]});
+    let (status, signed) = rig
+        .call("POST", &format!("/uploads/{id}/parts"), Some(parts))
+        .await
+        .expect("sign a part");
+    assert_eq!(status, 200, "{signed}");
+    let signed = &signed["parts"][0];
+    let mut put = rig.http.put(str_of(&signed["url"])).body(body.to_vec());
+    for (k, v) in signed["headers"].as_object().cloned().unwrap_or_default() {
+        put = put.header(k.as_str(), str_of(&v));
+    }
+    let answer = put.send().await.expect("PUT the part");
+    let status = answer.status();
+    let text = answer.text().await.unwrap_or_default();
+    assert_eq!(status, 200, "part {n}: {text}");
+}
+
+/// Answers of the API's `POST /uploads/{id}/parts` that reach the browser with their headers
+/// and then nothing for a minute: the API has signed, the page waits for its URL.
+fn hold_signing() -> FaultRule {
+    FaultRule::new(
+        RequestClass::Media,
+        FaultKind::Stall {
+            after_bytes: 0,
+            for_ms: 60_000,
+        },
+    )
+    .path_contains("/parts")
+    .forever()
+}
+
+/// Waits until `proxy` has answered `count` requests whose path contains `fragment`.
+async fn wait_for_requests(proxy: &FaultProxy, fragment: &str, count: usize) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let seen = proxy
+            .requests()
+            .iter()
+            .filter(|r| r.path.contains(fragment))
+            .count();
+        if seen >= count {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{seen} of {count} requests to {fragment:?}: {:#?}",
+            proxy.requests()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// upload-proxy as [`UploadRig`] builds it, but with its S3 calls (and so its part URLs)
+/// going through a fault proxy in front of moto.
+struct ApiBehindS3Proxy {
+    base_url: String,
+    s3: FaultProxy,
+    server: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for ApiBehindS3Proxy {
+    fn drop(&mut self) {
+        self.server.abort();
+    }
+}
+
+impl ApiBehindS3Proxy {
+    async fn start(rig: &UploadRig, env: &[(&'static str, String)]) -> ApiBehindS3Proxy {
+        let s3 = FaultProxy::start(&rig.stack.moto.endpoint_url())
+            .await
+            .expect("start the S3 proxy");
+        let sdk = rig
+            .stack
+            .sdk
+            .to_builder()
+            .endpoint_url(s3.base_url())
+            .build();
+        let env = gc_archive_it::upload_kit::rig_env(&rig.stack, env);
+        let runtime = gc_archive::bootstrap::upload_runtime(&env, &sdk)
+            .await
+            .expect("build upload-proxy");
+        let (base_url, server) = gc_archive_it::upload_kit::serve(runtime)
+            .await
+            .expect("serve upload-proxy");
+        ApiBehindS3Proxy {
+            base_url,
+            s3,
+            server,
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn page_puts_every_part_straight_to_presigned_moto_urls_and_shows_the_delivery() {
+    let rig = UploadRig::start().await.expect("start the upload rig");
+    let dir = tempfile::tempdir().unwrap();
+    let (path, bytes) = write_pdf(dir.path(), "report 2026.pdf", PART + 1_012_345);
+    let want = hex::encode(Sha256::digest(&bytes));
+    let ticket = rig.ticket();
+    let mut browser = open_page(&rig.base_url, &format!("#ticket={ticket}")).await;
     pick_and_start(&mut browser, &path).await;
     let st = wait_phase(&mut browser, "['done','failed']", Duration::from_secs(60)).await;
     assert_eq!(
@@ -745,40 +580,66 @@ async fn page_uploads_every_part_to_presigned_moto_urls_and_shows_the_delivery()
         "{st:#}; console: {:#?}",
         browser.console()
     );
-
-    let want = hex::encode(Sha256::digest(&bytes));
     assert_eq!(st["result"]["sha256Hex"], want.as_str());
+    assert_eq!(st["result"]["delivery"]["kind"], "attachment");
     assert_eq!(st["bytesDone"], bytes.len());
-    let up = s.upload(st["uploadId"].as_str().unwrap()).unwrap();
-    assert_eq!(
-        s.object_sha256_hex(&up.key).await.as_deref(),
-        Some(want.as_str())
-    );
+    let id = str_of(&st["uploadId"]).to_string();
 
-    // Part 2's first URL answered 403: the page signed it again and sent it to S3.
-    let log = s.log();
-    let signs_of_2 = log.iter().filter(|l| *l == "sign 2").count();
-    assert_eq!(signs_of_2, 2, "{log:?}");
-    assert!(log.contains(&"expired 2".to_string()), "{log:?}");
-    for n in [1, 3, 4, 5, 6, 7] {
-        let count = log.iter().filter(|l| **l == format!("sign {n}")).count();
-        assert_eq!(count, 1, "part {n}: {log:?}");
+    // S3 holds the file, no upload is left open, and Genesys got the same bytes in one
+    // message.
+    assert_eq!(rig.object_sha256(&id).await.as_deref(), Some(want.as_str()));
+    assert_eq!(rig.open_multipart_uploads().await.unwrap(), 0);
+    let media = rig.stack.sim.messaging().all_media();
+    assert_eq!(media.len(), 1);
+    assert_eq!(media[0].received_sha256.as_deref(), Some(want.as_str()));
+    let sent = rig.sent_messages();
+    assert_eq!(sent.len(), 1, "{sent:#?}");
+    assert_eq!(sent[0].media_ids, vec![media[0].id.clone()]);
+
+    // Both parts were signed once and PUT once, straight to moto, with exactly the headers
+    // they were signed with (their own checksum among them), no ticket, no credentials.
+    let record = rig.upload_record(&id).await.expect("the upload's record");
+    let seen = Seen::read(&mut browser).await;
+    assert_eq!(sorted(seen.signed()), [1, 2], "{:#?}", seen.api_calls());
+    assert_eq!(seen.parts_put(), [1, 2]);
+    let moto = format!("{}/{BUCKET}/", rig.stack.moto.endpoint_url());
+    for (n, put) in seen.puts() {
+        let url = str_of(&put["url"]);
+        assert!(url.starts_with(&moto), "part {n} went to {url}");
+        assert_eq!(
+            query(url, "uploadId").as_deref(),
+            record["s3UploadId"].as_str()
+        );
+        assert!(!url.contains(&ticket), "part {n}'s URL carries the ticket");
+        assert_eq!(put["status"], 200, "part {n}");
+        assert_eq!(put["bytes"], part(&bytes, n).len(), "part {n}");
+        assert_eq!(put["headers"], seen.signed_headers(n), "part {n}");
+        assert_eq!(
+            put["headers"]["x-amz-checksum-sha256"],
+            b64_sha256(part(&bytes, n)),
+            "part {n}"
+        );
+        assert_eq!(put["withCredentials"], false, "part {n}");
     }
-    // What went to the part URL: the signed checksum, never the ticket.
-    let put = lock(&s.expired_put_headers)[0].clone();
-    assert_eq!(put["x-amz-checksum-sha256"], up.signed[&2].as_str());
-    assert!(put.get("x-upload-ticket").is_none(), "{put:?}");
-    assert!(
-        put.get("cookie").is_none() && put.get("referer").is_none(),
-        "{put:?}"
-    );
+    // The API calls stay on the page's own origin, each with the ticket.
+    for f in &seen.fetches {
+        let url = str_of(&f["url"]);
+        assert!(!url.contains("://"), "an API call left the origin: {url}");
+        assert!(
+            f["headers"]
+                .as_array()
+                .is_some_and(|h| h.contains(&json!("x-upload-ticket"))),
+            "{f}"
+        );
+    }
 
     let result = text_of(&mut browser, "result").await;
+    let size = format!("{} bytes", grouped(bytes.len()));
     for needle in [
         "Delivered as an attachment",
         "report 2026.pdf",
         want.as_str(),
-        "6,303,801 bytes",
+        size.as_str(),
     ] {
         assert!(result.contains(needle), "{needle:?} not in {result:?}");
     }
@@ -794,76 +655,128 @@ async fn page_uploads_every_part_to_presigned_moto_urls_and_shows_the_delivery()
         0,
         "a delivered upload leaves nothing to resume"
     );
-    let console = browser.console().join("\n");
-    assert!(
-        !console.contains(TICKET),
-        "the ticket reached the console: {console}"
-    );
-    let shot = target_dir().join("upload-page-stand-in.png");
+    assert_ticket_not_in_console(&browser, &ticket);
+    let shot = target_dir().join("upload-page-delivered.png");
     browser.screenshot(&shot).await.unwrap();
     assert_real_render(&shot);
 }
 
-#[tokio::test]
-async fn page_fails_clearly_when_the_bucket_has_no_cors_rule_for_its_origin() {
-    // The rig's lesson: S3 must answer the page's preflight, or no byte leaves the browser.
-    let (s, _moto) = StandIn::start_with(false).await;
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn page_signs_a_part_again_when_its_put_fails_close_to_the_urls_expiry() {
+    let rig = UploadRig::start().await.expect("start the upload rig");
+    // Part URLs valid for 20 s, inside the page's 30 s margin: a retry asks for a fresh one.
+    let api = ApiBehindS3Proxy::start(&rig, &[("UPLOAD_PART_URL_TTL_SECS", "20".into())]).await;
+    // The object's path sees the API's CreateMultipartUpload, the page's preflight, then its
+    // PUT: that PUT is refused as S3 refuses an expired URL. Not covered: the page's own 403
+    // branch (sign again however fresh the URL). Real S3 sends CORS headers with its errors,
+    // so the page can read that 403; moto enforces no expiry and, like the fault proxy,
+    // sends no CORS headers with an error, so here the browser only sees a failed request.
+    api.s3.add(
+        FaultRule::new(
+            RequestClass::Media,
+            FaultKind::Status {
+                status: 403,
+                retry_after_secs: None,
+            },
+        )
+        .path_contains("/attachments/")
+        .skip(2),
+    );
     let dir = tempfile::tempdir().unwrap();
-    let (path, _) = write_file(dir.path(), "a.bin", 1000);
-    let mut browser = open_page(&s, &format!("#ticket={TICKET}")).await;
+    let (path, bytes) = write_file(dir.path(), "minutes.bin", 3 << 20);
+    let want = hex::encode(Sha256::digest(&bytes));
+    let ticket = rig.ticket();
+    let mut browser = open_page(&api.base_url, &format!("#ticket={ticket}")).await;
     pick_and_start(&mut browser, &path).await;
     let st = wait_phase(&mut browser, "['done','failed']", Duration::from_secs(60)).await;
-    assert_eq!(st["phase"], "failed", "{st:#}");
-    assert_eq!(st["error"]["code"], "network");
-    assert!(text_of(&mut browser, "error").await.contains("storage"));
-    let up = s.upload(st["uploadId"].as_str().unwrap()).unwrap();
-    assert!(s.listed_parts(&up).await.is_empty());
-    // First attempt and PART_RETRIES (4) retries, each signed once (a network error keeps
-    // the URL).
+    assert_eq!(
+        st["phase"],
+        "done",
+        "{st:#}; console: {:#?}",
+        browser.console()
+    );
+    assert_eq!(st["result"]["sha256Hex"], want.as_str());
+    let id = str_of(&st["uploadId"]);
+    assert_eq!(rig.object_sha256(id).await.as_deref(), Some(want.as_str()));
+
+    // S3's side: the first PUT was refused before it reached moto, the second went in.
+    let to_s3: Vec<(String, u16, bool)> = api
+        .s3
+        .requests()
+        .into_iter()
+        .filter(|r| r.path.contains("/attachments/") && r.method != "OPTIONS")
+        .map(|r| (r.method, r.status, r.fault.is_some()))
+        .take(3)
+        .collect();
+    assert_eq!(
+        to_s3,
+        [
+            ("POST".to_string(), 200, false),
+            ("PUT".to_string(), 403, true),
+            ("PUT".to_string(), 200, false)
+        ],
+        "{:#?}",
+        api.s3.requests()
+    );
+    // The page's side: a failed request, a fresh URL, the part.
+    let seen = Seen::read(&mut browser).await;
+    assert_eq!(seen.signed(), [1, 1], "{:#?}", seen.api_calls());
+    let statuses: Vec<&Value> = seen.puts().iter().map(|(_, x)| &x["status"]).collect();
+    assert_eq!(statuses, [&json!(0), &json!(200)]);
     let console = browser.console();
-    let retries = console.iter().filter(|l| l.contains("retrying")).count();
-    assert_eq!(retries, 4, "{console:#?}");
-    assert_eq!(s.log(), ["create", "sign 1"]);
+    assert!(
+        console
+            .iter()
+            .any(|l| l.contains("part 1: attempt 1 failed (network); retrying")),
+        "{console:#?}"
+    );
+    assert_ticket_not_in_console(&browser, &ticket);
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn page_resumes_after_a_reload_sending_only_the_missing_parts() {
-    let (s, _moto) = StandIn::start().await;
-    lock(&s.staged).refuse_sign.extend(5..=7);
+    let rig = UploadRig::start().await.expect("start the upload rig");
+    let api = FaultProxy::start(&rig.base_url)
+        .await
+        .expect("start the API proxy");
     let dir = tempfile::tempdir().unwrap();
-    let (path, bytes) = write_file(dir.path(), "big.bin", 6 * PART_SIZE as usize + 1);
-    let mut browser = open_page(&s, &format!("#ticket={TICKET}")).await;
-    pick_and_start(&mut browser, &path).await;
-    let st = wait_phase(&mut browser, "['done','failed']", Duration::from_secs(60)).await;
-    assert_eq!(st["phase"], "failed", "{st:#}");
-    assert!(
-        text_of(&mut browser, "error")
-            .await
-            .contains("cannot be signed"),
-        "the service's message is shown"
-    );
-    let id = st["uploadId"].as_str().unwrap().to_string();
-    let up = s.upload(&id).unwrap();
-    let in_s3: BTreeSet<u32> = s.listed_parts(&up).await.into_keys().collect();
-    assert!(
-        !in_s3.is_empty(),
-        "part 5 is asked for only after a part is in"
-    );
+    let (path, bytes) = write_file(dir.path(), "survey.bin", 2 * PART + 777_777);
+    let want = hex::encode(Sha256::digest(&bytes));
+    let ticket = rig.ticket();
 
-    // A reload: the page has forgotten the file, the user picks it again. One part S3 holds
-    // is listed with another checksum than the page's: it must be sent again.
-    let odd = *in_s3.first().expect("checked non-empty above");
-    {
-        let mut staged = lock(&s.staged);
-        staged.refuse_sign.clear();
-        staged.misreport_sha.insert(odd);
-    }
-    let before = s.log().len();
+    // First visit: the page creates the upload and asks for its three part URLs, whose
+    // answers never come; the tab is reloaded. No byte went to S3 from this visit.
+    api.add(hold_signing());
+    let mut browser = open_page(&api.base_url(), &format!("#ticket={ticket}")).await;
+    pick_and_start(&mut browser, &path).await;
+    wait_for_requests(&api, "/parts", 3).await;
+    assert!(Seen::read(&mut browser).await.xhrs.is_empty());
+    let id = browser
+        .evaluate("window.uploadState.uploadId")
+        .await
+        .unwrap()
+        .as_str()
+        .expect("the upload was created")
+        .to_string();
     browser.reload().await.unwrap();
+    api.clear();
     assert_eq!(
         browser.evaluate("window.uploadState.phase").await.unwrap(),
         "idle"
     );
+
+    // Meanwhile S3 got part 1 as the page cuts it, and a part 3 with other bytes than the
+    // page's (so with another checksum): the page must send part 3 again, and part 2.
+    send_part(&rig, &id, 1, part(&bytes, 1)).await;
+    let mut other = part(&bytes, 3).to_vec();
+    other[0] ^= 0xff;
+    send_part(&rig, &id, 3, &other).await;
+    assert_eq!(
+        listed_parts(&api_state(&rig, &id).await),
+        [(1, b64_sha256(part(&bytes, 1))), (3, b64_sha256(&other))]
+    );
+
+    // The user picks the same file again.
     browser.set_file_input("#file", &path).await.unwrap();
     assert!(
         text_of(&mut browser, "file-info")
@@ -880,39 +793,33 @@ async fn page_resumes_after_a_reload_sending_only_the_missing_parts() {
         browser.console()
     );
     assert_eq!(st["uploadId"], id.as_str(), "the same upload, resumed");
-    assert_eq!(
-        st["result"]["sha256Hex"],
-        hex::encode(Sha256::digest(&bytes))
-    );
+    assert_eq!(st["result"]["sha256Hex"], want.as_str());
+    assert_eq!(rig.object_sha256(&id).await.as_deref(), Some(want.as_str()));
 
-    let second: Vec<String> = s.log()[before..].to_vec();
-    assert!(!second.contains(&"create".to_string()), "{second:?}");
+    let seen = Seen::read(&mut browser).await;
+    let calls = seen.api_calls();
     assert_eq!(
-        second.first().map(String::as_str),
-        Some("get"),
-        "{second:?}"
+        calls.first().map(String::as_str),
+        Some(format!("GET uploads/{id}").as_str()),
+        "the page asks what S3 has first: {calls:#?}"
     );
-    let signed_again: BTreeSet<u32> = second
-        .iter()
-        .filter_map(|l| l.strip_prefix("sign ")?.parse().ok())
-        .collect();
-    let mut expected: BTreeSet<u32> = (1..=7).filter(|n| !in_s3.contains(n)).collect();
-    expected.insert(odd);
-    assert_eq!(
-        signed_again, expected,
-        "the parts S3 lacked and the one it listed with another checksum; S3 had {in_s3:?}, log {second:?}"
-    );
+    assert!(!calls.contains(&"POST uploads".to_string()), "{calls:#?}");
+    assert_eq!(sorted(seen.signed()), [2, 3], "{calls:#?}");
+    assert_eq!(seen.parts_put(), [2, 3]);
+    assert_eq!(browser.evaluate("localStorage.length").await.unwrap(), 0);
+    assert_ticket_not_in_console(&browser, &ticket);
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn page_shows_the_services_refusal_and_uploads_nothing() {
-    let (s, _moto) = StandIn::start().await;
+    let rig = UploadRig::start().await.expect("start the upload rig");
     let dir = tempfile::tempdir().unwrap();
     let (path, _) = write_file(dir.path(), "setup.exe", 1000);
-    let mut browser = open_page(&s, &format!("#ticket={TICKET}")).await;
+    let ticket = rig.ticket();
+    let mut browser = open_page(&rig.base_url, &format!("#ticket={ticket}")).await;
     pick_and_start(&mut browser, &path).await;
     let st = wait_phase(&mut browser, "['done','failed']", Duration::from_secs(20)).await;
-    assert_eq!(st["phase"], "failed");
+    assert_eq!(st["phase"], "failed", "{st:#}");
     assert_eq!(st["error"]["code"], "blocked_extension");
     assert_eq!(
         text_of(&mut browser, "error").await,
@@ -925,15 +832,44 @@ async fn page_shows_the_services_refusal_and_uploads_nothing() {
             .unwrap(),
         true
     );
-    assert_eq!(s.log(), ["create"]);
-    assert!(lock(&s.uploads).is_empty());
+    let seen = Seen::read(&mut browser).await;
+    assert_eq!(seen.api_calls(), ["POST uploads"]);
+    assert_eq!(seen.fetches[0]["status"], 400);
+    assert!(seen.xhrs.is_empty(), "{:#?}", seen.xhrs);
     assert_eq!(browser.evaluate("localStorage.length").await.unwrap(), 0);
+    // Nothing of it in S3: no upload begun, no object, no record.
+    assert_eq!(rig.open_multipart_uploads().await.unwrap(), 0);
+    let keys = rig
+        .stack
+        .list_keys(gc_archive_it::stack::PREFIX)
+        .await
+        .unwrap();
+    assert!(
+        !keys
+            .iter()
+            .any(|k| k.contains("/attachments/") || k.contains("/_state/uploads/")),
+        "{keys:#?}"
+    );
+    assert_ticket_not_in_console(&browser, &ticket);
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn page_without_a_ticket_says_so_and_cannot_upload() {
-    let (s, _moto) = StandIn::start().await;
-    let mut browser = open_page(&s, "").await;
+    let rig = UploadRig::start().await.expect("start the upload rig");
+    // The page itself needs no ticket: upload-proxy serves it to anyone, with its policy.
+    let page = rig
+        .http
+        .get(format!("{}/", rig.base_url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status(), 200);
+    assert!(page
+        .headers()
+        .get("content-security-policy")
+        .is_some_and(|v| v.to_str().unwrap_or_default().contains("connect-src")));
+
+    let mut browser = open_page(&rig.base_url, "").await;
     let st = browser.evaluate("window.uploadState").await.unwrap();
     assert_eq!(
         (st["phase"].as_str(), st["error"]["code"].as_str()),
@@ -945,8 +881,9 @@ async fn page_without_a_ticket_says_so_and_cannot_upload() {
         true
     );
     // The link arriving later (a fragment change) makes the page usable.
+    let ticket = rig.ticket();
     browser
-        .navigate(&format!("{}/#ticket={TICKET}", s.base_url))
+        .navigate(&format!("{}/#ticket={ticket}", rig.base_url))
         .await
         .unwrap();
     browser
@@ -960,24 +897,42 @@ async fn page_without_a_ticket_says_so_and_cannot_upload() {
         browser.evaluate("window.uploadState.error").await.unwrap(),
         Value::Null
     );
-    assert!(s.log().is_empty());
+    // Nothing was asked of the API or S3 before a file was picked.
+    let seen = Seen::read(&mut browser).await;
+    assert!(seen.fetches.is_empty() && seen.xhrs.is_empty());
+    assert_ticket_not_in_console(&browser, &ticket);
 }
 
-#[tokio::test]
-async fn cancel_aborts_the_upload_and_forgets_it() {
-    let (s, _moto) = StandIn::start().await;
-    lock(&s.staged).slow_sign = Some(Duration::from_millis(1500));
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancel_aborts_the_upload_and_leaves_nothing_in_s3() {
+    let rig = UploadRig::start().await.expect("start the upload rig");
+    // One part's URL comes back, the other's does not: the upload is under way, with one
+    // part in S3, when the user cancels.
+    let api = FaultProxy::start(&rig.base_url)
+        .await
+        .expect("start the API proxy");
+    api.add(hold_signing().skip(1));
     let dir = tempfile::tempdir().unwrap();
-    let (path, _) = write_file(dir.path(), "slow.bin", 6 * PART_SIZE as usize);
-    let mut browser = open_page(&s, &format!("#ticket={TICKET}")).await;
+    let (path, _) = write_file(dir.path(), "long.bin", PART + 500_000);
+    let ticket = rig.ticket();
+    let mut browser = open_page(&api.base_url(), &format!("#ticket={ticket}")).await;
     pick_and_start(&mut browser, &path).await;
     browser
         .wait_until(
-            "window.uploadState.uploadId && !document.getElementById('cancel').disabled",
-            Duration::from_secs(10),
+            "window.uploadState.bytesDone > 0 && !document.getElementById('cancel').disabled",
+            Duration::from_secs(20),
         )
         .await
         .unwrap();
+    let id = str_of(
+        &browser
+            .evaluate("window.uploadState.uploadId")
+            .await
+            .unwrap(),
+    )
+    .to_string();
+    assert_eq!(listed_parts(&api_state(&rig, &id).await).len(), 1);
+
     browser
         .evaluate("document.getElementById('cancel').click()")
         .await
@@ -985,40 +940,80 @@ async fn cancel_aborts_the_upload_and_forgets_it() {
     let st = wait_phase(&mut browser, "['idle','failed']", Duration::from_secs(20)).await;
     assert_eq!(st["phase"], "idle", "{st:#}");
     assert!(text_of(&mut browser, "status").await.contains("cancelled"));
-    let up = s.upload(st["uploadId"].as_str().unwrap()).unwrap();
-    assert_eq!(up.state, "aborted");
-    assert!(s.log().contains(&"delete".to_string()));
+    let record = rig.upload_record(&id).await.expect("the upload's record");
+    assert_eq!(record["phase"], "aborted");
+    assert_eq!(rig.open_multipart_uploads().await.unwrap(), 0);
+    assert_eq!(rig.attachment_keys().await.unwrap(), Vec::<String>::new());
     assert_eq!(browser.evaluate("localStorage.length").await.unwrap(), 0);
-    // Nothing was completed, and nothing starts again by itself.
+
+    // Nothing was completed or sent, and nothing starts again by itself.
     tokio::time::sleep(Duration::from_secs(2)).await;
-    assert!(!s.log().contains(&"complete".to_string()), "{:?}", s.log());
+    let calls = Seen::read(&mut browser).await.api_calls();
+    assert!(
+        calls.contains(&format!("DELETE uploads/{id}")),
+        "{calls:#?}"
+    );
+    assert!(
+        !calls.iter().any(|c| c.ends_with("/complete")),
+        "{calls:#?}"
+    );
     assert_eq!(
         browser.evaluate("window.uploadState.phase").await.unwrap(),
         "idle"
     );
+    assert!(rig.sent_messages().is_empty());
+    assert_ticket_not_in_console(&browser, &ticket);
 }
 
-// ---- needs upload_kit ----------------------------------------------------------------------
-// needs upload_kit: the real upload-proxy behind the page (`gc_archive_it::upload_kit::UploadRig`:
-// the API as the Lambda builds it on `rig.base_url`, serving the page at `/`; moto; the Genesys
-// simulator).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn page_fails_clearly_when_the_bucket_has_no_cors_rule_for_its_origin() {
+    // The rig's lesson: S3 must answer the page's preflight, or no byte leaves the browser.
+    let rig = UploadRig::start().await.expect("start the upload rig");
+    rig.stack
+        .s3
+        .delete_bucket_cors()
+        .bucket(BUCKET)
+        .send()
+        .await
+        .expect("remove the bucket's CORS rule");
+    let dir = tempfile::tempdir().unwrap();
+    let (path, _) = write_file(dir.path(), "a.bin", 1000);
+    let ticket = rig.ticket();
+    let mut browser = open_page(&rig.base_url, &format!("#ticket={ticket}")).await;
+    pick_and_start(&mut browser, &path).await;
+    let st = wait_phase(&mut browser, "['done','failed']", Duration::from_secs(60)).await;
+    assert_eq!(st["phase"], "failed", "{st:#}");
+    assert_eq!(st["error"]["code"], "network");
+    assert!(text_of(&mut browser, "error").await.contains("storage"));
+    let id = str_of(&st["uploadId"]);
+    assert_eq!(listed_parts(&api_state(&rig, id).await), []);
+    assert_eq!(rig.attachment_keys().await.unwrap(), Vec::<String>::new());
+
+    // The first attempt and PART_RETRIES (4) retries, all with the one URL signed (a network
+    // error keeps it), none answered.
+    let seen = Seen::read(&mut browser).await;
+    assert_eq!(seen.signed(), [1], "{:#?}", seen.api_calls());
+    let puts = seen.puts();
+    assert_eq!(puts.len(), 5, "{puts:#?}");
+    assert!(puts
+        .iter()
+        .all(|(n, x)| *n == 1 && x["status"] == 0 && x["url"] == puts[0].1["url"]));
+    let console = browser.console();
+    let retries = console.iter().filter(|l| l.contains("retrying")).count();
+    assert_eq!(retries, 4, "{console:#?}");
+    assert_ticket_not_in_console(&browser, &ticket);
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn browser_uploads_50_mib_through_the_page() {
-    let rig = gc_archive_it::upload_kit::UploadRig::start()
-        .await
-        .expect("start the upload rig");
+    let rig = UploadRig::start().await.expect("start the upload rig");
     let dir = tempfile::tempdir().unwrap();
     let (path, bytes) = write_file(dir.path(), "site survey.bin", 50 << 20);
     let want = hex::encode(Sha256::digest(&bytes));
     drop(bytes);
     let ticket = rig.ticket();
 
-    let mut browser = Chromium::launch().await.expect("launch chromium");
-    browser
-        .navigate(&format!("{}/#ticket={ticket}", rig.base_url))
-        .await
-        .expect("the upload page loads");
+    let mut browser = open_page(&rig.base_url, &format!("#ticket={ticket}")).await;
     pick_and_start(&mut browser, &path).await;
     let st = wait_phase(&mut browser, "['done','failed']", Duration::from_secs(240)).await;
     assert_eq!(
@@ -1037,6 +1032,14 @@ async fn browser_uploads_50_mib_through_the_page() {
         !rig.sent_messages().is_empty(),
         "the conversation got the file"
     );
+    // Seven parts, each PUT once straight to moto.
+    let seen = Seen::read(&mut browser).await;
+    assert_eq!(seen.parts_put(), (1..=7).collect::<Vec<u32>>());
+    let moto = format!("{}/{BUCKET}/", rig.stack.moto.endpoint_url());
+    assert!(seen
+        .puts()
+        .iter()
+        .all(|(_, x)| str_of(&x["url"]).starts_with(&moto) && x["status"] == 200));
 
     let result = text_of(&mut browser, "result").await;
     for needle in [
@@ -1047,11 +1050,7 @@ async fn browser_uploads_50_mib_through_the_page() {
     ] {
         assert!(result.contains(needle), "{needle:?} not in {result:?}");
     }
-    let console = browser.console().join("\n");
-    assert!(
-        !console.contains(&ticket),
-        "the ticket reached the console: {console}"
-    );
+    assert_ticket_not_in_console(&browser, &ticket);
     let shot = target_dir().join("upload-browser.png");
     browser.screenshot(&shot).await.unwrap();
     assert_real_render(&shot);
