@@ -65,7 +65,7 @@ clean-venv:
 #   make bench      - crypto-bench, then transfer-bench (discard sink 64 MiB + 1 GiB, moto 256 MiB)
 #   make coldstart  - cargo lambda build x86_64 + arm64 (release, slow), then init time and sizes
 # Benchmarks use the bench-fast profile (opt 3, thin LTO), never release (fat LTO).
-.PHONY: bench-build bench-backfill bench-routing bench-stream
+.PHONY: bench-build bench-backfill bench-routing bench-stream bench-upload
 BENCH_BIN := $(or $(CARGO_TARGET_DIR),target)/bench-fast
 BENCH_TRANSFER_ARGS ?= --moto
 LAMBDA_FUNCTIONS := -p archive-on-event -p chunk-recording
@@ -90,6 +90,11 @@ bench-routing: bench-build
 bench-stream: venv bench-build
 	$(CARGO) build --profile bench-fast -p gc-archive-cli
 	$(BENCH_BIN)/stream-bench $(BENCH_STREAM_ARGS)
+
+# upload-proxy's presigned parts vs plain SDK uploads into moto, and the function's CPU per GiB
+# (about 40 s; BENCH_UPLOAD_ARGS, e.g. --mib 64 --runs 1).
+bench-upload: venv bench-build
+	$(BENCH_BIN)/upload-bench $(BENCH_UPLOAD_ARGS)
 
 # A 20,000-conversation backfill at 300 requests/min, killed three times (about 8 min).
 bench-backfill: venv bench-build

@@ -74,10 +74,12 @@ impl ApiResponse {
             e.status(),
             &serde_json::json!({"error": {"code": e.code(), "message": message}}),
         );
-        if let UploadError::RateLimited { retry_after, .. } = e {
-            response
+        match e {
+            UploadError::RateLimited { retry_after, .. } => response
                 .headers
-                .push(("retry-after".into(), retry_after.as_secs().to_string()));
+                .push(("retry-after".into(), retry_after.as_secs().to_string())),
+            UploadError::Busy(_) => response.headers.push(("retry-after".into(), "1".into())),
+            _ => {}
         }
         response
     }

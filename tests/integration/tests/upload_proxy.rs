@@ -134,6 +134,10 @@ async fn five_gib_is_planned_and_200_mib_goes_to_the_conversation_as_a_link() ->
         rig.object_sha256(&up.upload_id).await,
         Some(sha_hex(&bytes))
     );
+    // Read back and hashed, without the MD5 only Genesys' media upload would need.
+    let record = rig.upload_record(&up.upload_id).await.unwrap_or_default();
+    assert_eq!(record["verified"]["method"], "read");
+    assert!(record["verified"]["md5B64"].is_null(), "{record}");
     let sent = rig.sent_messages();
     assert_eq!(sent.len(), 1);
     let text = sent[0].text_body.clone().unwrap_or_default();
