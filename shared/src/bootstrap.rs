@@ -569,15 +569,7 @@ pub fn stream_settings(env: &HashMap<String, String>) -> crate::stream::StreamSe
         });
     crate::stream::StreamSettings {
         queue_topics: get(env, "STREAM_QUEUE_TOPICS") != Some("false"),
-        extra_topics: get(env, "STREAM_EXTRA_TOPICS")
-            .map(|v| {
-                v.split(',')
-                    .map(str::trim)
-                    .filter(|t| !t.is_empty())
-                    .map(str::to_string)
-                    .collect()
-            })
-            .unwrap_or_default(),
+        extra_topics: list(env, "STREAM_EXTRA_TOPICS").unwrap_or_default(),
         heartbeat_window: secs(
             env,
             "STREAM_HEARTBEAT_WINDOW_SECS",
@@ -610,6 +602,7 @@ pub fn deadline_from_epoch_ms(deadline_ms: u64) -> tokio::time::Instant {
     tokio::time::Instant::now() + Duration::from_millis(deadline_ms.saturating_sub(now_ms))
 }
 
+/// A comma-separated list, items trimmed, empty items dropped.
 fn list(env: &HashMap<String, String>, key: &str) -> Option<Vec<String>> {
     get(env, key).map(|v| {
         v.split(',')

@@ -40,14 +40,6 @@ pub struct ListedPart {
     pub sha256: Option<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Completion {
-    Completed,
-    /// Something is already at the key: the key is this upload's own, so only an earlier
-    /// completion of it can have put it there.
-    AlreadyThere,
-}
-
 #[derive(Clone)]
 pub struct MultipartStore {
     client: aws_sdk_s3::Client,
@@ -206,13 +198,14 @@ impl MultipartStore {
     }
 
     /// CompleteMultipartUpload with `If-None-Match: *` and each part's SHA-256, which S3
-    /// checks against what it recorded for the part.
+    /// checks against what it recorded for the part. Something already at the key (412) is
+    /// success: the key is the upload's own, so only an earlier completion of it put it there.
     pub async fn complete(
         &self,
         key: &ObjectKey,
         upload_id: &str,
         parts: &[(u32, String, String)],
-    ) -> Result<Completion, StoreError> {
+    ) -> Result<(), StoreError> {
         let completed: Vec<CompletedPart> = parts
             .iter()
             .map(|(n, etag, sha)| {
@@ -238,8 +231,8 @@ impl MultipartStore {
             .send()
             .await
         {
-            Ok(_) => Ok(Completion::Completed),
-            Err(e) if is_precondition_failed(&e) => Ok(Completion::AlreadyThere),
+            Ok(_) => Ok(()),
+            Err(e) if is_precondition_failed(&e) => Ok(()),
             Err(e) if status(&e) == Some(404) => Err(StoreError::NoSuchUpload {
                 operation: "CompleteMultipartUpload",
                 key: key.to_string(),

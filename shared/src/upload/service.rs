@@ -14,7 +14,7 @@ use sha2::{Digest, Sha256};
 
 use super::plan::PartPlan;
 use super::policy::{check_content, sniff, DeploymentMedia, Refusal, UploadPolicy};
-use super::s3::{Completion, MultipartStore, SignedRequest};
+use super::s3::{MultipartStore, SignedRequest};
 use super::state::{self, Delivery, Failure, Held, Phase, UploadRecord, Verified};
 use super::ticket::Grant;
 use crate::config::{ExternalTagPolicy, WriteBack};
@@ -1002,17 +1002,15 @@ impl UploadService {
                     .complete(&key, &held.record.s3_upload_id, &list)
                     .await
                 {
-                    Ok(Completion::Completed | Completion::AlreadyThere) => {}
-                    Err(StoreError::NoSuchUpload { .. }) => {}
+                    // Already completed (the key is this upload's own, so only an earlier
+                    // completion of it can be there): verification goes on.
+                    Ok(()) | Err(StoreError::NoSuchUpload { .. }) => {}
                     Err(e) => return Err(e.into()),
                 }
             }
         }
         if held.record.phase == Phase::Verifying {
-            held = match self.verify(held).await {
-                Ok(h) => h,
-                Err(e) => return Err(e),
-            };
+            held = self.verify(held).await?;
         }
         let delivered = self.deliver(held).await?;
         crate::metrics::emit(
@@ -1133,10 +1131,8 @@ impl UploadService {
                 }
             }
         }
-        Ok(listed
-            .into_iter()
-            .filter(|p| p.part_number <= record.plan.part_count)
-            .collect())
+        // Every listed part is one of the plan's: any other failed the size check above.
+        Ok(listed)
     }
 
     /// Reads the object back and hashes it. MD5 (the costliest of the three hashes, 1.8 s of
@@ -1155,7 +1151,7 @@ impl UploadService {
         let mut parts = Vec::with_capacity(record.plan.part_count as usize);
         let mut head = Vec::with_capacity(4096);
         let mut position: u64 = 0;
-        let mut part_end = record.plan.part_size.min(record.plan.size);
+        let mut part_number = 1u32;
         while let Some(chunk) = body.next().await {
             let chunk = chunk.map_err(|e| StoreError::Request {
                 operation: "GetObject",
@@ -1173,23 +1169,19 @@ impl UploadService {
             }
             let mut rest: &[u8] = &chunk;
             while !rest.is_empty() {
-                let room = (part_end.saturating_sub(position)) as usize;
-                if room == 0 {
-                    // More bytes than the plan: hashed into an extra "part" that fails.
-                    part.update(rest);
+                // Bytes beyond the plan's last part are only counted: the size check refuses
+                // the upload.
+                let Some((_, end)) = record.plan.range(part_number) else {
                     position += rest.len() as u64;
                     break;
-                }
-                let take = room.min(rest.len());
+                };
+                let take = ((end - position) as usize).min(rest.len());
                 part.update(&rest[..take]);
                 position += take as u64;
                 rest = &rest[take..];
-                if position == part_end {
+                if position == end {
                     parts.push(B64.encode(std::mem::take(&mut part).finalize()));
-                    part_end = (part_end + record.plan.part_size).min(record.plan.size);
-                    if part_end == position {
-                        part_end = u64::MAX;
-                    }
+                    part_number += 1;
                 }
             }
         }

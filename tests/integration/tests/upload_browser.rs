@@ -415,6 +415,20 @@ async fn pick_and_start(browser: &mut Chromium, path: &Path) {
         .unwrap();
 }
 
+/// Picks `path`, starts, and waits until the page is done; fails with the page's state and
+/// console when it failed instead.
+async fn upload_to_done(browser: &mut Chromium, path: &Path, timeout: Duration) -> Value {
+    pick_and_start(browser, path).await;
+    let st = wait_phase(browser, "['done','failed']", timeout).await;
+    assert_eq!(
+        st["phase"],
+        "done",
+        "{st:#}; console: {:#?}",
+        browser.console()
+    );
+    st
+}
+
 async fn wait_phase(browser: &mut Chromium, phases: &str, timeout: Duration) -> Value {
     browser
         .wait_until(
@@ -572,14 +586,7 @@ async fn page_puts_every_part_straight_to_presigned_moto_urls_and_shows_the_deli
     let want = hex::encode(Sha256::digest(&bytes));
     let ticket = rig.ticket();
     let mut browser = open_page(&rig.base_url, &format!("#ticket={ticket}")).await;
-    pick_and_start(&mut browser, &path).await;
-    let st = wait_phase(&mut browser, "['done','failed']", Duration::from_secs(60)).await;
-    assert_eq!(
-        st["phase"],
-        "done",
-        "{st:#}; console: {:#?}",
-        browser.console()
-    );
+    let st = upload_to_done(&mut browser, &path, Duration::from_secs(60)).await;
     assert_eq!(st["result"]["sha256Hex"], want.as_str());
     assert_eq!(st["result"]["delivery"]["kind"], "attachment");
     assert_eq!(st["bytesDone"], bytes.len());
@@ -687,14 +694,7 @@ async fn page_signs_a_part_again_when_its_put_fails_close_to_the_urls_expiry() {
     let want = hex::encode(Sha256::digest(&bytes));
     let ticket = rig.ticket();
     let mut browser = open_page(&api.base_url, &format!("#ticket={ticket}")).await;
-    pick_and_start(&mut browser, &path).await;
-    let st = wait_phase(&mut browser, "['done','failed']", Duration::from_secs(60)).await;
-    assert_eq!(
-        st["phase"],
-        "done",
-        "{st:#}; console: {:#?}",
-        browser.console()
-    );
+    let st = upload_to_done(&mut browser, &path, Duration::from_secs(60)).await;
     assert_eq!(st["result"]["sha256Hex"], want.as_str());
     let id = str_of(&st["uploadId"]);
     assert_eq!(rig.object_sha256(id).await.as_deref(), Some(want.as_str()));
@@ -784,14 +784,7 @@ async fn page_resumes_after_a_reload_sending_only_the_missing_parts() {
             .contains("will be continued"),
         "the page says it resumes"
     );
-    pick_and_start(&mut browser, &path).await;
-    let st = wait_phase(&mut browser, "['done','failed']", Duration::from_secs(60)).await;
-    assert_eq!(
-        st["phase"],
-        "done",
-        "{st:#}; console: {:#?}",
-        browser.console()
-    );
+    let st = upload_to_done(&mut browser, &path, Duration::from_secs(60)).await;
     assert_eq!(st["uploadId"], id.as_str(), "the same upload, resumed");
     assert_eq!(st["result"]["sha256Hex"], want.as_str());
     assert_eq!(rig.object_sha256(&id).await.as_deref(), Some(want.as_str()));
@@ -1014,14 +1007,7 @@ async fn browser_uploads_50_mib_through_the_page() {
     let ticket = rig.ticket();
 
     let mut browser = open_page(&rig.base_url, &format!("#ticket={ticket}")).await;
-    pick_and_start(&mut browser, &path).await;
-    let st = wait_phase(&mut browser, "['done','failed']", Duration::from_secs(240)).await;
-    assert_eq!(
-        st["phase"],
-        "done",
-        "{st:#}; console: {:#?}",
-        browser.console()
-    );
+    let st = upload_to_done(&mut browser, &path, Duration::from_secs(240)).await;
     assert_eq!(st["result"]["sha256Hex"], want.as_str());
     assert_eq!(st["bytesDone"], 50 << 20);
     let id = st["uploadId"]
