@@ -612,12 +612,6 @@ fn list(env: &HashMap<String, String>, key: &str) -> Option<Vec<String>> {
     })
 }
 
-fn number(env: &HashMap<String, String>, key: &str, default: u64) -> u64 {
-    get(env, key)
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
 /// upload-proxy's dependencies. `UPLOAD_AUTH` is `iam` (the Function URL's `AWS_IAM`) or
 /// `ticket` (signed tickets; the key is the string of `UPLOAD_TICKET_SECRET_ID`, or of
 /// `UPLOAD_TICKET_KEY` for local runs). Limits: `UPLOAD_MAX_MIB`, `UPLOAD_ALLOWED_TYPES`,
@@ -672,6 +666,12 @@ pub async fn upload_runtime(
         }
     };
     let defaults = UploadSettings::default();
+    // Every number is checked: a typo is an init error naming the variable, never a silent
+    // default.
+    let mut problems = Vec::new();
+    let mut number = |key: &str, default: u64, min: u64, max: u64| {
+        crate::config::parse_number(env, key, default, min, max, &mut problems)
+    };
     let mut policy = UploadPolicy::default();
     if let Some(types) = list(env, "UPLOAD_ALLOWED_TYPES") {
         policy.allowed_types = types;
@@ -679,7 +679,35 @@ pub async fn upload_runtime(
     if let Some(more) = list(env, "UPLOAD_BLOCKED_EXTENSIONS") {
         policy.blocked_extensions.extend(more);
     }
-    policy.max_bytes = number(env, "UPLOAD_MAX_MIB", policy.max_bytes >> 20) << 20;
+    // 5,242,880 MiB is S3's largest object (5 TiB).
+    policy.max_bytes = number("UPLOAD_MAX_MIB", policy.max_bytes >> 20, 1, 5_242_880) << 20;
+    // Presigned URLs live at most 7 days (SigV4).
+    let part_url_ttl = number(
+        "UPLOAD_PART_URL_TTL_SECS",
+        defaults.part_url_ttl.as_secs(),
+        1,
+        604_800,
+    );
+    let link_ttl = number(
+        "UPLOAD_LINK_TTL_SECS",
+        defaults.link_ttl.as_secs(),
+        60,
+        604_800,
+    );
+    let attach_max_mib = number(
+        "UPLOAD_ATTACH_MAX_MIB",
+        defaults.attach_max_bytes >> 20,
+        1,
+        1024,
+    );
+    let media_status_polls = number("UPLOAD_MEDIA_POLLS", 30, 1, 1000);
+    let media_poll_ms = number("UPLOAD_MEDIA_POLL_MS", 1000, 1, 60_000);
+    // 0 = no limit.
+    let per_conversation = number("UPLOAD_PER_CONVERSATION_PER_HOUR", 20, 0, 1_000_000);
+    let per_caller = number("UPLOAD_PER_CALLER_PER_HOUR", 100, 0, 1_000_000);
+    if !problems.is_empty() {
+        return Err(InitError::Config(ConfigError { problems }));
+    }
     let verify = match get(env, "UPLOAD_VERIFY").unwrap_or("read") {
         "read" => VerifyMode::Read,
         "s3" => VerifyMode::S3,
@@ -696,24 +724,16 @@ pub async fn upload_runtime(
         }
     };
     let settings = UploadSettings {
-        part_url_ttl: secs(
-            env,
-            "UPLOAD_PART_URL_TTL_SECS",
-            defaults.part_url_ttl.as_secs(),
-        ),
-        link_ttl: secs(env, "UPLOAD_LINK_TTL_SECS", defaults.link_ttl.as_secs()),
-        attach_max_bytes: number(
-            env,
-            "UPLOAD_ATTACH_MAX_MIB",
-            defaults.attach_max_bytes >> 20,
-        ) << 20,
+        part_url_ttl: Duration::from_secs(part_url_ttl),
+        link_ttl: Duration::from_secs(link_ttl),
+        attach_max_bytes: attach_max_mib << 20,
         deployment_id: get(env, "UPLOAD_DEPLOYMENT_ID").map(str::to_string),
         verify,
         genesys_upload_method: method,
-        media_status_polls: number(env, "UPLOAD_MEDIA_POLLS", 30) as u32,
-        media_poll_interval: Duration::from_millis(number(env, "UPLOAD_MEDIA_POLL_MS", 1000)),
-        per_conversation_per_hour: number(env, "UPLOAD_PER_CONVERSATION_PER_HOUR", 20) as usize,
-        per_caller_per_hour: number(env, "UPLOAD_PER_CALLER_PER_HOUR", 100) as usize,
+        media_status_polls: media_status_polls as u32,
+        media_poll_interval: Duration::from_millis(media_poll_ms),
+        per_conversation_per_hour: per_conversation as usize,
+        per_caller_per_hour: per_caller as usize,
         ..defaults
     };
     let s3 = s3_client(sdk, env);

@@ -373,7 +373,7 @@ impl GenesysConfig {
     }
 }
 
-fn parse_number(
+pub(crate) fn parse_number(
     env: &HashMap<String, String>,
     key: &str,
     default: u64,

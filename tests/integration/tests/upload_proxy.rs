@@ -658,3 +658,27 @@ async fn a_create_that_failed_half_way_is_finished_by_its_retry() -> Result<()> 
     assert_eq!((status, &again["uploadId"]), (200, &created["uploadId"]));
     Ok(())
 }
+
+/// A mistyped or out-of-range setting stops the function at init, naming the variable,
+/// instead of running on a default nobody chose.
+#[tokio::test]
+async fn bad_numeric_settings_fail_at_init_naming_them() -> Result<()> {
+    let rig = UploadRig::start().await?;
+    let env = gc_archive_it::upload_kit::rig_env(
+        &rig.stack,
+        &[
+            ("UPLOAD_MAX_MIB", "5GiB".into()),
+            ("UPLOAD_LINK_TTL_SECS", "2592000".into()),
+        ],
+    );
+    let error = match gc_archive::bootstrap::upload_runtime(&env, &rig.stack.sdk).await {
+        Ok(_) => anyhow::bail!("a runtime was built from bad settings"),
+        Err(e) => e.to_string(),
+    };
+    assert!(error.contains("UPLOAD_MAX_MIB \"5GiB\""), "{error}");
+    assert!(
+        error.contains("UPLOAD_LINK_TTL_SECS \"2592000\""),
+        "{error}"
+    );
+    Ok(())
+}
