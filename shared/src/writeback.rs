@@ -141,30 +141,16 @@ pub struct ListedAttachment<'a> {
 /// leaving the recordings' fields alone.
 pub async fn write_back_attachment(
     genesys: &GenesysClient,
-    mode: WriteBack,
-    external_tag_policy: ExternalTagPolicy,
-    schema_id: Option<&str>,
+    target: &Target<'_>,
     conversation: &ConversationId,
     location: &str,
     attachment: &ListedAttachment<'_>,
 ) -> Result<WriteBackOutcome, WriteBackError> {
-    match mode {
+    match target.mode {
         WriteBack::Disabled => Ok(WriteBackOutcome::Disabled),
-        WriteBack::ExternalTag => {
-            let target = Target {
-                mode,
-                external_tag_policy,
-                schema_id: None,
-                ours_prefixes: vec![location
-                    .split("/year=")
-                    .next()
-                    .unwrap_or(location)
-                    .to_string()],
-            };
-            write_back(genesys, &target, conversation, location, &[]).await
-        }
+        WriteBack::ExternalTag => write_back(genesys, target, conversation, location, &[]).await,
         WriteBack::CustomAttributes => {
-            merge_custom_attributes(genesys, conversation, schema_id, |record| {
+            merge_custom_attributes(genesys, conversation, target.schema_id, |record| {
                 let mut listed: Vec<serde_json::Value> = record
                     .and_then(|r| r.custom_attributes.get("archiveAttachments"))
                     .and_then(|v| v.as_str())

@@ -1658,11 +1658,21 @@ impl UploadService {
             record.conversation_start,
         );
         let location = format!("s3://{}/{}", record.bucket, folder);
+        let prefix = self.layout.prefix();
+        let target = crate::writeback::Target {
+            mode: self.write_back,
+            external_tag_policy: self.external_tag_policy,
+            schema_id: self.custom_attributes_schema_id.as_deref(),
+            // A tag under our archive prefix is ours to replace, as the pipeline has it.
+            ours_prefixes: vec![if prefix.is_empty() {
+                format!("s3://{}/", record.bucket)
+            } else {
+                format!("s3://{}/{prefix}/", record.bucket)
+            }],
+        };
         let result = crate::writeback::write_back_attachment(
             &self.genesys,
-            self.write_back,
-            self.external_tag_policy,
-            self.custom_attributes_schema_id.as_deref(),
+            &target,
             &record.conversation_id,
             &location,
             &crate::writeback::ListedAttachment {
