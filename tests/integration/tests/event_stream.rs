@@ -302,7 +302,11 @@ async fn revoked_tokens_are_refreshed_and_the_socket_reopened() {
     let burst = h.generate(200, 100.0);
     tokio::time::sleep(Duration::from_millis(300)).await;
     h.sim.revoke_tokens();
-    h.sim.notifications().refuse_connections(2);
+    // The socket stays down for the reconnect waits of the refused attempts (full jitter
+    // from 20 ms, doubling): with two, both waits fell under one event's 10 ms often enough
+    // (about 1 run in 8) that nothing was lost and the test proved no gap fill; four stay
+    // below fast_settings' breaker (6) and make that about 1 in 1,000.
+    h.sim.notifications().refuse_connections(4);
     h.sim.notifications().drop_sockets();
     let ids = burst.await.unwrap();
     h.all_sent(&ids).await;
